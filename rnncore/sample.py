@@ -1,0 +1,40 @@
+"""Text generation: feed a prime through the model, then pick characters one at a time.
+
+The whole loop (forward step, softmax, draw) runs in compiled code with a single hidden
+state and no window buffers; Python only draws the uniform numbers up front, so a seed
+gives the same text every time.
+"""
+import numpy as np
+
+
+def generate(model, n, prime="", greedy=True, temperature=1.0, top_k=None, seed=None,
+             skip_unknown=False):
+    """n new characters after `prime`, from a fresh (zero) hidden state.
+
+    greedy: argmax at every step; otherwise draw from softmax(y / temperature),
+    restricted to the top_k most likely characters when top_k is given.
+    With an empty prime the first character is predicted from the zero state.
+    Returns the generated string only (not the prime).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"the number of characters must be an integer >= 0, got {n!r}")
+    if not isinstance(prime, str):
+        raise TypeError(f"prime must be a str, got {type(prime).__name__}")
+    if not greedy:
+        temperature = float(temperature)
+        if not (temperature > 0 and np.isfinite(temperature)):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    if top_k is None:
+        top_k = 0
+    elif isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer (or None), got {top_k!r}")
+    prime_ids = model.vocab.encode(prime, skip_unknown=skip_unknown).astype(np.intp)
+    V, H = model.n_vocab, model.hidden_size
+    uniforms = np.zeros(n) if greedy else np.random.default_rng(seed).random(n)
+    out = np.zeros(n, np.intp)
+    h = np.zeros(H, model.dtype)
+    p = model._checked_params()
+    model._generate_kernel(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], prime_ids, h,
+                           np.zeros(H, model.dtype), np.zeros(V), np.zeros(V), out,
+                           uniforms, greedy, temperature, min(int(top_k), V))
+    return model.vocab.decode(out)
