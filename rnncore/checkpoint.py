@@ -1,0 +1,169 @@
+"""Checkpoints: one .npz file, written atomically, read without pickle and checked.
+
+Contents (every entry a plain array; strings are 0-d unicode arrays):
+    format          "rnncore-checkpoint"
+    version         1
+    config          JSON: the model's configuration (cell, hidden_size, dtype, n_vocab)
+    vocab           (V,) uint32 code points
+    param.<name>    the five parameter arrays
+    train           JSON (optional): step, epoch, pointer, optimizer scalars, training config
+    state.<name>    arrays (optional): optimizer state, every stream's hidden state
+"""
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .model import CharRNN
+from .reference import PARAM_NAMES
+from .vocab import Vocab
+
+FORMAT = "rnncore-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, foreign, or inconsistent."""
+
+
+@dataclass
+class Checkpoint:
+    model: CharRNN
+    train_meta: dict = None                      # None for a model saved on its own
+    train_arrays: dict = field(default_factory=dict)
+
+
+def save_checkpoint(path, model, train_state=None):
+    """Write `model` (and optionally a Trainer's state() pair) to `path`, atomically.
+
+    The file is written to a temporary file in the same directory, flushed and fsync'ed,
+    then renamed over `path`: at any moment `path` holds the old or the new checkpoint.
+    Non-finite parameters are refused, so a diverged run never overwrites a good file.
+    """
+    for name in PARAM_NAMES:
+        if not np.isfinite(model.params[name]).all():
+            raise CheckpointError(f"refusing to save: parameter {name} holds nan or inf")
+    arrays = {
+        "format": np.array(FORMAT),
+        "version": np.array(VERSION),
+        "config": np.array(json.dumps(model.config)),
+        "vocab": model.vocab.codepoints,
+    }
+    arrays.update({f"param.{name}": model.params[name] for name in PARAM_NAMES})
+    if train_state is not None:
+        train_arrays, train_meta = train_state
+        arrays["train"] = np.array(json.dumps(train_meta))
+        arrays.update({f"state.{k}": v for k, v in train_arrays.items()})
+    _atomic_savez(os.fspath(path), arrays)
+
+
+def load_checkpoint(path):
+    """Read and check a checkpoint; return a Checkpoint.  Raises CheckpointError naming
+    the problem for a missing, truncated, foreign, pickle-bearing or mismatched file."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint path is a directory: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise CheckpointError(f"{path} is a single .npy array, not an rnncore checkpoint")
+            arrays = {key: npz[key] for key in npz.files}
+    except CheckpointError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise CheckpointError(f"{path} holds pickled data, which rnncore never loads "
+                                  "(it is not an rnncore checkpoint)") from None
+        raise CheckpointError(f"{path} is not a readable rnncore checkpoint ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise CheckpointError(f"{path} is not a readable rnncore checkpoint "
+                              f"(truncated or not an .npz file: {e})") from None
+    return _checked(path, arrays)
+
+
+def _checked(path, arrays):
+    def text(key):
+        a = arrays.get(key)
+        if a is None or a.shape != () or a.dtype.kind != "U":
+            raise CheckpointError(f"{path}: entry {key!r} is missing or not a string")
+        return str(a)
+
+    def json_entry(key):
+        try:
+            return json.loads(text(key))
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{path}: entry {key!r} is not valid JSON ({e})") from None
+
+    if "format" not in arrays or text("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an rnncore checkpoint (no {FORMAT!r} marker)")
+    version = arrays.get("version")
+    if version is None or version.shape != () or version.dtype.kind not in "iu":
+        raise CheckpointError(f"{path}: the format version is missing")
+    if int(version) != VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {int(version)}; this "
+                              f"rnncore reads version {VERSION}")
+    config = json_entry("config")
+    if not isinstance(config, dict) or config.get("cell") != CharRNN.cell:
+        raise CheckpointError(f"{path}: unsupported model configuration {config!r}")
+    try:
+        vocab = Vocab.from_codepoints(arrays.get("vocab", np.zeros(0, np.int64)))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: bad vocabulary ({e})") from None
+    if len(vocab) != config.get("n_vocab"):
+        raise CheckpointError(f"{path}: the vocabulary has {len(vocab)} characters, the "
+                              f"configuration says {config.get('n_vocab')}")
+    try:
+        model = CharRNN(vocab, config["hidden_size"], dtype=config["dtype"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: bad model configuration ({e})") from None
+    for name, shape in model.shapes.items():
+        a = arrays.get(f"param.{name}")
+        if a is None:
+            raise CheckpointError(f"{path}: parameter {name} is missing")
+        if a.shape != shape or a.dtype != model.dtype:
+            raise CheckpointError(f"{path}: parameter {name} has shape {a.shape} and dtype "
+                                  f"{a.dtype}, expected {shape} {model.dtype.name}")
+        if not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: parameter {name} holds nan or inf")
+        model.params[name] = np.ascontiguousarray(a)
+    train_meta = json_entry("train") if "train" in arrays else None
+    train_arrays = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
+    if train_meta is not None and not isinstance(train_meta, dict):
+        raise CheckpointError(f"{path}: the training state is malformed")
+    return Checkpoint(model, train_meta, train_arrays)
+
+
+def _atomic_savez(path, arrays):
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"cannot write {path}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass

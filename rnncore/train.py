@@ -1,0 +1,198 @@
+"""The training loop: B contiguous streams over the corpus, one window per step.
+
+The corpus (encoded once) is cut into `batch_size` contiguous streams that overlap by one
+character, so stream b's targets are exactly the characters that follow stream b-1's:
+
+    data:     c0 c1 c2 ... c_{B·L}            (at most B-1 characters left over)
+    stream b: data[b·L : b·L + L + 1]          inputs are its first L, targets its last L
+
+Every step takes the next `seq_length` positions of every stream (a shorter last window, so
+the last character of each stream is a target too), carries each stream's hidden state into
+the next window, and at the end of the streams wraps to the start with a zero state.  At
+B=1 every character but the first is a target once per pass, the last one included.
+"""
+import math
+
+import numpy as np
+
+from .model import CharRNN
+from .optim import OPTIMIZERS, clip_global_norm, make_optimizer
+
+
+class TrainingDiverged(ArithmeticError):
+    """The loss became nan or inf; the parameters were not updated with it."""
+
+    def __init__(self, step, loss):
+        super().__init__(f"the loss became {loss} at step {step}: training diverged "
+                         "(try a lower learning rate or a smaller clip)")
+        self.step, self.loss = step, loss
+
+
+def compact_dtype(n_vocab):
+    """The smallest unsigned integer dtype that holds indices below n_vocab."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if n_vocab <= np.iinfo(dt).max + 1:
+            return np.dtype(dt)
+    raise ValueError(f"a vocabulary of {n_vocab} characters is too large")
+
+
+def make_streams(data, n_streams):
+    """(B, L+1) read-only view of `data` as B overlapping contiguous streams (no copy)."""
+    data = np.asarray(data)
+    length = (len(data) - 1) // n_streams
+    if length < 1:
+        raise ValueError(f"the corpus has {len(data)} characters: too short for "
+                         f"{n_streams} stream(s) (each needs at least 2)")
+    item = data.strides[0]
+    return np.lib.stride_tricks.as_strided(data, shape=(n_streams, length + 1),
+                                           strides=(length * item, item), writeable=False)
+
+
+class Trainer:
+    """Trains `model` on `text` with the pointer loop.
+
+    seq_length: time steps per window (T).  batch_size: parallel streams (B).
+    learning_rate: the step size; optimizer: 'sgd' | 'adagrad' | 'rmsprop' | 'adam'.
+    clip: elementwise gradient clip (None or 0: off); clip_norm: clip the joint L2 norm of
+    all gradients (None: off).  `text` is a str, or an integer array already encoded with
+    model.vocab.
+    """
+
+    def __init__(self, model, text, seq_length=10, batch_size=1, learning_rate=1e-2,
+                 optimizer="sgd", clip=5.0, clip_norm=None, **optimizer_options):
+        if not isinstance(model, CharRNN):
+            raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
+        _check_positive_int(seq_length, "seq_length")
+        _check_positive_int(batch_size, "batch_size")
+        if not (learning_rate > 0 and math.isfinite(learning_rate)):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate}")
+        if clip_norm is not None and not (clip_norm > 0 and math.isfinite(clip_norm)):
+            raise ValueError(f"clip_norm must be a finite number > 0 (or None), got {clip_norm}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                             f"got {optimizer!r}")
+        self.model = model
+        self.seq_length, self.batch_size = int(seq_length), int(batch_size)
+        self.learning_rate = float(learning_rate)
+        self.clip = 0.0 if clip is None else float(clip)
+        if not (self.clip >= 0 and math.isfinite(self.clip)):
+            raise ValueError(f"clip must be a finite number >= 0 (0: off), got {clip}")
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
+        self.data = self._encode(text)
+        self.streams = make_streams(self.data, self.batch_size)
+        if self.stream_length < self.seq_length:
+            raise ValueError(
+                f"the corpus has {len(self.data)} characters: shorter than one window of "
+                f"{self.seq_length} steps per stream for {self.batch_size} stream(s) "
+                f"(needs at least {self.batch_size * self.seq_length + 1}); "
+                "lower seq_length or batch_size")
+        self.optimizer = make_optimizer(optimizer, model, **optimizer_options)
+        self.grads = model.zeros_like_params()
+        self.step = 0           # optimizer steps taken
+        self.epoch = 0          # completed passes over the streams
+        self.pointer = 0        # position within every stream
+        self.hidden = np.zeros((self.batch_size, model.hidden_size), model.dtype)  # (B,H)
+
+    @property
+    def stream_length(self):
+        """L: targets per stream per pass."""
+        return self.streams.shape[1] - 1
+
+    @property
+    def steps_per_epoch(self):
+        return math.ceil(self.stream_length / self.seq_length)
+
+    def next_window(self):
+        """(inputs, targets) of the next window, both (B, T'), T' <= seq_length."""
+        p = self.pointer
+        n = min(self.seq_length, self.stream_length - p)
+        return self.streams[:, p:p + n], self.streams[:, p + 1:p + n + 1]
+
+    def train_step(self, learning_rate=None):
+        """One window: gradients, clipping, update, advance.  Returns the mean loss (nats
+        per char).  Raises TrainingDiverged, before updating, if the loss is not finite."""
+        inputs, targets = self.next_window()
+        loss, grads, h_last = self.model.loss_and_grads(
+            inputs, targets, self.hidden, clip=self.clip, out=self.grads)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(self.step + 1, loss)
+        if self.clip_norm is not None:
+            clip_global_norm(grads, self.clip_norm)
+        self.optimizer.step(grads, self.learning_rate if learning_rate is None else learning_rate)
+        self.step += 1
+        self.pointer += inputs.shape[1]
+        self.hidden = h_last
+        if self.pointer >= self.stream_length:
+            self.pointer = 0
+            self.epoch += 1
+            self.hidden = np.zeros_like(self.hidden)
+        return loss
+
+    def train(self, steps, callback=None):
+        """Take `steps` steps; return their losses (mean nats per char, one per step).
+        callback(trainer, loss) runs after every step; returning True stops early."""
+        _check_positive_int(steps, "steps", allow_zero=True)
+        losses = []
+        for _ in range(steps):
+            losses.append(self.train_step())
+            if callback is not None and callback(self, losses[-1]):
+                break
+        return losses
+
+    # ---- what a checkpoint needs to resume exactly ---------------------------------
+    def state(self):
+        """(arrays, meta): everything besides the model to continue bit for bit."""
+        opt_arrays, opt_meta = self.optimizer.state_dict()
+        arrays = {f"optim.{k}": v for k, v in opt_arrays.items()}
+        arrays["hidden"] = self.hidden
+        meta = {"step": self.step, "epoch": self.epoch, "pointer": self.pointer,
+                "optimizer": opt_meta, "corpus_chars": int(len(self.data)),
+                "config": self.config}
+        return arrays, meta
+
+    def load_state(self, arrays, meta):
+        """Restore what state() gave (the model's parameters are restored separately)."""
+        self.optimizer.load_state_dict(
+            {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")},
+            meta["optimizer"])
+        self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        hidden = arrays["hidden"]
+        same_streams = (int(meta.get("corpus_chars", -1)) == len(self.data)
+                        and hidden.shape == self.hidden.shape
+                        and 0 <= int(meta["pointer"]) < self.stream_length)
+        if same_streams:
+            self.pointer = int(meta["pointer"])
+            self.hidden = np.array(hidden, dtype=self.model.dtype)
+        else:
+            self.pointer = 0
+            self.hidden = np.zeros_like(self.hidden)
+        return same_streams
+
+    @property
+    def config(self):
+        return {"seq_length": self.seq_length, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "optimizer": self.optimizer.name,
+                "clip": self.clip, "clip_norm": self.clip_norm}
+
+    def _encode(self, text):
+        vocab = self.model.vocab
+        if isinstance(text, str):
+            if len(text) < 2:
+                raise ValueError(f"the corpus has {len(text)} character(s): nothing to predict")
+            ids = vocab.encode(text)
+        else:
+            ids = np.asarray(text)
+            if ids.ndim != 1 or ids.dtype.kind not in "iu":
+                raise TypeError("text must be a str or a 1-D integer array of indices")
+            if ids.size < 2:
+                raise ValueError(f"the corpus has {ids.size} character(s): nothing to predict")
+            if ids.min() < 0 or ids.max() >= len(vocab):
+                raise ValueError(f"encoded corpus has indices outside [0, {len(vocab)})")
+        dt = compact_dtype(len(vocab))
+        return ids if ids.dtype == dt else ids.astype(dt)
+
+
+def _check_positive_int(value, name, allow_zero=False):
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
