@@ -11,6 +11,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .corpus import CorpusError, read_corpus
@@ -258,7 +260,8 @@ def _check_writable(out):
     if os.path.isdir(out):
         raise UsageError(f"--out {out} is a directory")
     if not os.path.isdir(directory):
-        raise UsageError(f"--out {out}: directory {directory} does not exist")
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise UsageError(f"--out {out}: {directory} {what}")
     try:
         fd, probe = tempfile.mkstemp(dir=directory, prefix=".rnncore-probe-")
         os.close(fd)
@@ -290,7 +293,7 @@ class _StopFlag:
 def _run_training(trainer, args):
     total = args.steps
     bar = _progress_bar(total, trainer.step)
-    last_saved = trainer.step if args.resume else None
+    saved = {"step": trainer.step if args.resume else None}
     smooth, seen = 0.0, 0
     chars_per_step = trainer.batch_size * trainer.seq_length
     t0, step0 = time.perf_counter(), trainer.step
@@ -300,9 +303,7 @@ def _run_training(trainer, args):
                 try:
                     loss = trainer.train_step()
                 except TrainingDiverged as e:
-                    kept = (f"the checkpoint at {args.out} (step {last_saved}) was kept"
-                            if last_saved is not None else "no checkpoint was written")
-                    raise UsageError(f"{e}; {kept}") from None
+                    raise UsageError(f"{e}; {_kept(args, saved)}") from None
                 seen += 1
                 smooth = 0.98 * smooth + 0.02 * loss
                 shown = smooth / (1 - 0.98 ** seen)   # bias-corrected running mean
@@ -316,19 +317,34 @@ def _run_training(trainer, args):
                           f"({shown / LN2:.4f} bits/char)  epoch {trainer.epoch}  "
                           f"{rate:,.0f} chars/s", flush=True)
                 if trainer.step % args.checkpoint_every == 0:
-                    save_checkpoint(args.out, trainer.model, trainer.state())
-                    last_saved = trainer.step
+                    _save(trainer, args, saved)
             interrupted = stop.signal is not None
     finally:
         if bar is not None:
             bar.close()
-    if last_saved != trainer.step:
-        save_checkpoint(args.out, trainer.model, trainer.state())
+    if saved["step"] != trainer.step:
+        _save(trainer, args, saved)
     if interrupted:
         print(f"interrupted at step {trainer.step}: saved {args.out} (continue with --resume)")
         return 130
     print(f"saved {args.out} at step {trainer.step}")
     return 0
+
+
+def _save(trainer, args, saved):
+    """Checkpoint, unless the weights have gone non-finite: then stop, keeping the file."""
+    if not all(np.isfinite(p).all() for p in trainer.model.params.values()):
+        raise UsageError(f"training diverged by step {trainer.step}: the parameters hold "
+                         f"nan or inf (try a lower learning rate or a smaller clip); "
+                         f"{_kept(args, saved)}")
+    save_checkpoint(args.out, trainer.model, trainer.state())
+    saved["step"] = trainer.step
+
+
+def _kept(args, saved):
+    if saved["step"] is None:
+        return "no checkpoint was written"
+    return f"the checkpoint at {args.out} (step {saved['step']}) was kept"
 
 
 def _progress_bar(total, initial):

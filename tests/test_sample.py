@@ -1,0 +1,101 @@
+"""Generation: greedy completion, sampling distributions, temperature, top-k, seeds."""
+import numpy as np
+import pytest
+
+import rnncore
+from conftest import random_model
+
+
+def fixed_distribution_model(probs):
+    """A model whose next-character distribution is `probs` whatever came before:
+    Why = 0, so the logits are by = log(probs)."""
+    vocab = rnncore.Vocab([chr(97 + i) for i in range(len(probs))])
+    model = rnncore.CharRNN(vocab, 4, seed=0)
+    model.params["Why"][...] = 0
+    model.params["by"][...] = np.log(probs)
+    return model
+
+
+def frequencies(model, text):
+    counts = np.bincount(model.vocab.encode(text), minlength=model.n_vocab)
+    return counts / counts.sum()
+
+
+P = np.array([0.5, 0.25, 0.15, 0.07, 0.03])
+
+
+def test_sampling_follows_the_softmax():
+    model = fixed_distribution_model(P)
+    f = frequencies(model, model.sample(40000, seed=1))
+    np.testing.assert_allclose(f, P, atol=0.01)
+
+
+def test_temperature_sharpens_and_flattens():
+    model = fixed_distribution_model(P)
+    for temperature in (0.5, 2.0):
+        expected = P ** (1 / temperature) / (P ** (1 / temperature)).sum()
+        f = frequencies(model, model.sample(40000, temperature=temperature, seed=2))
+        np.testing.assert_allclose(f, expected, atol=0.01)
+
+
+def test_top_k_restricts_to_the_k_most_likely():
+    model = fixed_distribution_model(P)
+    f = frequencies(model, model.sample(40000, top_k=2, seed=3))
+    np.testing.assert_allclose(f, [2 / 3, 1 / 3, 0, 0, 0], atol=0.01)
+    assert f[2:].sum() == 0
+
+
+def test_low_temperature_and_top_one_are_greedy():
+    model = random_model(12, 16, seed=3, scale=0.8)
+    greedy = model.complete("!#", 200)
+    assert model.sample(200, "!#", top_k=1, seed=0) == greedy
+    assert model.sample(200, "!#", temperature=1e-3, seed=0) == greedy
+
+
+def test_seed_makes_samples_reproducible():
+    model = random_model(12, 16, seed=3)
+    assert model.sample(100, seed=7) == model.sample(100, seed=7)
+    assert model.sample(100, seed=7) != model.sample(100, seed=8)
+
+
+def test_complete_returns_only_the_new_characters(hola):
+    model = rnncore.CharRNN(rnncore.Vocab.from_text(hola), 8, seed=0)
+    out = model.complete("Hola", 5)
+    assert len(out) == 5 and set(out) <= set(hola)
+    assert model.complete("Hola", 0) == ""
+    assert len(model.complete("", 3)) == 3
+
+
+def test_generation_matches_the_window_forward_pass():
+    # greedy generation and the window kernel compute the same hidden states
+    model = random_model(9, 7, seed=1, scale=0.6)
+    prime = "!#$%&"
+    ids = model.vocab.encode(prime)
+    nxt = model.vocab.encode(model.complete(prime, 1))[0]
+    _, h = model.loss(ids, ids)
+    logits = model.params["Why"] @ h + model.params["by"]
+    assert nxt == int(np.argmax(logits))
+
+
+def test_float32_generation():
+    model = random_model(9, 7, dtype="float32", seed=1)
+    assert len(model.sample(50, "!", seed=0)) == 50
+
+
+def test_unseen_prime_characters_are_named(hola):
+    model = rnncore.CharRNN(rnncore.Vocab.from_text(hola), 8, seed=0)
+    with pytest.raises(ValueError, match="not in the vocabulary: 'XZ'"):
+        model.complete("HolaXZ", 3)
+    assert len(model.complete("HolaXZ", 3, skip_unknown=True)) == 3
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"n": -1}, "number of characters"),
+    ({"n": 5, "temperature": 0}, "temperature must be"),
+    ({"n": 5, "temperature": -1}, "temperature must be"),
+    ({"n": 5, "top_k": 0}, "top_k must be"),
+])
+def test_bad_sampling_arguments(kwargs, match):
+    model = random_model(5, 4)
+    with pytest.raises(ValueError, match=match):
+        model.sample(**kwargs)
