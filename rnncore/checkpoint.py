@@ -69,12 +69,21 @@ def load_checkpoint(path):
     if os.path.isdir(path):
         raise CheckpointError(f"checkpoint path is a directory: {path}")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
+    if magic.startswith(b"\x80") and magic[1:2] in b"\x02\x03\x04\x05":
+        raise CheckpointError(f"{path} holds pickled data, which rnncore never loads "
+                              "(it is not an rnncore checkpoint)")
+    if magic == b"\x93NUMPY":
+        raise CheckpointError(f"{path} is a single .npy array, not an rnncore checkpoint")
+    if not magic.startswith(b"PK\x03\x04"):
+        raise CheckpointError(f"{path} is not a readable rnncore checkpoint (not an .npz "
+                              "archive)")
+    try:
         with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise CheckpointError(f"{path} is a single .npy array, not an rnncore checkpoint")
             arrays = {key: npz[key] for key in npz.files}
-    except CheckpointError:
-        raise
     except ValueError as e:
         if "pickle" in str(e):
             raise CheckpointError(f"{path} holds pickled data, which rnncore never loads "
@@ -82,7 +91,7 @@ def load_checkpoint(path):
         raise CheckpointError(f"{path} is not a readable rnncore checkpoint ({e})") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
         raise CheckpointError(f"{path} is not a readable rnncore checkpoint "
-                              f"(truncated or not an .npz file: {e})") from None
+                              f"(truncated or corrupt: {e})") from None
     return _checked(path, arrays)
 
 
@@ -138,11 +147,31 @@ def _checked(path, arrays):
     return Checkpoint(model, train_meta, train_arrays)
 
 
+def _temp_prefix(path):
+    return "." + os.path.basename(path) + "."
+
+
+def remove_stale_temp_files(path):
+    """Delete temporary files that an earlier writer of `path` left when it was killed
+    mid-write (they are never the checkpoint itself).  Returns how many it removed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = _temp_prefix(path)
+    removed = 0
+    for name in os.listdir(directory):
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 def _atomic_savez(path, arrays):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise CheckpointError(f"cannot write {path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp",
                                dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from . import __version__
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, load_checkpoint, remove_stale_temp_files,
+                         save_checkpoint)
 from .corpus import CorpusError, read_corpus
 from .model import CharRNN
 from .train import Trainer, TrainingDiverged
@@ -191,6 +192,7 @@ def cmd_demo(args):
 def cmd_train(args):
     text = read_corpus(args.corpus, args.encoding)
     _check_writable(args.out)
+    remove_stale_temp_files(args.out)  # left by a run that was killed mid-write
     if args.resume:
         trainer, settings = _resume(args, text)
     else:
