@@ -20,6 +20,31 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 ctypedef int blas_int  # scipy's cython_blas takes C int sizes (LP64)
 
+cdef extern from "vecmath.h" nogil:
+    const int rnncore_uses_libmvec
+    void rnncore_tanh_d(double *x, Py_ssize_t n)
+    void rnncore_tanh_f(float *x, Py_ssize_t n)
+    double rnncore_exp_shift_sum_d(double *x, Py_ssize_t n, double shift)
+    double rnncore_exp_shift_sum_f(float *x, Py_ssize_t n, float shift)
+
+#: True when tanh/exp run on glibc's vector maths (see vecmath.h)
+USES_LIBMVEC = bool(rnncore_uses_libmvec)
+
+
+cdef inline void tanh_inplace(floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        rnncore_tanh_d(x, n)
+    else:
+        rnncore_tanh_f(x, n)
+
+
+cdef inline double exp_shift_sum(floating *x, Py_ssize_t n, double shift) noexcept nogil:
+    """x = exp(x - shift); returns Σ x."""
+    if floating is double:
+        return rnncore_exp_shift_sum_d(x, n, shift)
+    else:
+        return rnncore_exp_shift_sum_f(x, n, <float> shift)
+
 
 # ---------------------------------------------------------------------------------------
 # 1. BLAS on row-major arrays.
@@ -94,8 +119,7 @@ cdef void rnn_forward_window(Py_ssize_t V, Py_ssize_t H, Py_ssize_t B, Py_ssize_
             gemm_rm(False, True, <blas_int> B, <blas_int> H, <blas_int> H, <floating> 1.0,
                     h_prev, <blas_int> H, Whh, <blas_int> H, <floating> 1.0, h_new,
                     <blas_int> H)
-        for i in range(B * H):
-            h_new[i] = tanh(h_new[i])
+        tanh_inplace(h_new, B * H)
     # one GEMM for the whole window: logits (TB,V) = hs[1:] (TB,H) · Whyᵀ + by
     for i in range(T * B):
         memcpy(logits + i * V, by, V * sizeof(floating))
@@ -115,6 +139,7 @@ cdef double softmax_xent_rows(Py_ssize_t n_rows, Py_ssize_t V, floating *logits,
     """
     cdef Py_ssize_t r, j, t, b, target
     cdef double row_max, total, loss = 0.0
+    cdef floating inv_total
     cdef floating *y
     for r in range(n_rows):
         t = r // B
@@ -127,13 +152,11 @@ cdef double softmax_xent_rows(Py_ssize_t n_rows, Py_ssize_t V, floating *logits,
                 row_max = y[j]
         # -log p[target] = log Σ exp(y - max) - (y[target] - max)
         loss -= y[target] - row_max
-        total = 0.0
-        for j in range(V):
-            y[j] = <floating> exp(y[j] - row_max)
-            total += y[j]
+        total = exp_shift_sum(y, V, row_max)
         loss += log(total)
+        inv_total = <floating> (1.0 / total)
         for j in range(V):
-            y[j] = <floating> (y[j] / total)
+            y[j] *= inv_total
     return loss
 
 
@@ -224,8 +247,8 @@ cdef void rnn_step(Py_ssize_t V, Py_ssize_t H, const floating *Wxh, const floati
         h_scratch[i] = Wxh[i * V + x] + bh[i]
     gemv_rm(False, <blas_int> H, <blas_int> H, <floating> 1.0, Whh, <blas_int> H, h,
             <floating> 1.0, h_scratch)
-    for i in range(H):
-        h[i] = tanh(h_scratch[i])
+    tanh_inplace(h_scratch, H)
+    memcpy(h, h_scratch, H * sizeof(floating))
 
 
 cdef void output_logits(Py_ssize_t V, Py_ssize_t H, const floating *Why,
