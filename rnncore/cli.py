@@ -4,6 +4,7 @@ Every failure the user can cause ends in one line on stderr, `rnncore: error: ..
 non-zero exit status; never a traceback.
 """
 import argparse
+import contextlib
 import math
 import os
 import signal
@@ -124,6 +125,9 @@ def build_parser():
     train.add_argument("--force", action="store_true",
                        help="overwrite an existing --out without resuming it")
     train.add_argument("--encoding", default="utf-8", help="corpus encoding (default utf-8)")
+    train.add_argument("--threads", type=positive_int,
+                       help="BLAS threads (default: the BLAS library's own, all cores; "
+                       "measured no slower than one thread at every size in README)")
     train.set_defaults(func=cmd_train)
 
     sample = sub.add_parser("sample", help="generate text from a checkpoint",
@@ -213,7 +217,16 @@ def cmd_train(args):
           f"model: hidden {model.hidden_size}, {model.num_parameters():,} parameters, "
           f"{model.dtype.name}; {settings['batch_size']} stream(s) x {settings['seq_length']} "
           f"steps, {settings['optimizer']} lr {settings['learning_rate']:g}")
-    return _run_training(trainer, args)
+    with _blas_threads(args.threads):
+        return _run_training(trainer, args)
+
+
+def _blas_threads(n):
+    """Limit the BLAS pool the kernels use (scipy's) to n threads; None: leave it."""
+    if n is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=n, user_api="blas")
 
 
 def _make_trainer(model, text, settings):

@@ -1,0 +1,373 @@
+"""rnncore's benchmark suite: rnncore's kernels vs the numpy reference vs PyTorch, side by side.
+
+    python bench/run.py                 # the full grid (a few minutes)
+    python bench/run.py --quick         # a smaller grid, under a minute
+    python bench/run.py --json out.json --markdown out.md
+
+One window = forward + backward + clipping over T steps of B streams (no optimizer step), the
+unit every system computes identically.  Systems run interleaved in one process: every repeat
+times each system in turn, so a noisy neighbour hits all of them alike; the tables give
+medians over the repeats, min-max in brackets, and the ratios of medians.  B=1 rows run with
+one BLAS thread everywhere (numpy's and scipy's OpenBLAS, and torch's intra-op pool); B=32 rows
+with --threads-batched (default 2).  PyTorch is used when it is importable (optional).
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+import rnncore
+from rnncore import _kernels, reference
+from rnncore.train import Trainer
+
+try:
+    from threadpoolctl import ThreadpoolController, threadpool_info, threadpool_limits
+except ImportError:  # the [bench] extra brings it; without it threads are not pinned
+    ThreadpoolController = threadpool_info = threadpool_limits = None
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = None
+
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+
+@contextmanager
+def blas_threads(n):
+    """Pin every BLAS pool (numpy's, scipy's) and torch's to n threads."""
+    old_torch = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(n)
+    if threadpool_limits is not None:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
+    else:
+        yield
+    if torch is not None:
+        torch.set_num_threads(old_torch)
+
+
+class ThreadPools:
+    """Gives one system its threads while every other pool gets one.
+
+    numpy and scipy each load their own OpenBLAS, and torch has its own pool: three pools on
+    two cores.  OpenBLAS workers spin for a while after each call, so a pool that just ran
+    steals a core from the next; each system therefore runs with the others pinned to one
+    thread, after a pause that lets idle workers go to sleep.
+    """
+    PAUSE = 0.2  # seconds
+
+    def __init__(self):
+        self.libs = ThreadpoolController().lib_controllers if ThreadpoolController else []
+
+    @staticmethod
+    def owner(lib):
+        path = lib.filepath.replace("\\", "/")
+        if "/numpy" in path:
+            return "numpy"
+        if "/scipy" in path:
+            return "rnncore"   # the kernels call scipy's BLAS
+        return None            # shared by everyone
+
+    def give(self, system, n):
+        for lib in self.libs:
+            lib.set_num_threads(n if self.owner(lib) in (system, None) else 1)
+        if torch is not None:
+            torch.set_num_threads(n if system == "torch" else 1)
+        if n > 1:
+            time.sleep(self.PAUSE)
+
+
+def flops_per_char(H, V):
+    """Matrix work per character, forward + backward: 6·H² + 6·H·V."""
+    return 6 * H * H + 6 * H * V
+
+
+# ---- the systems under test: each returns a zero-argument callable doing one window ----
+def make_rnncore(params, dtype, x, y, h0):
+    V, H = params["Wxh"].shape[1], params["Wxh"].shape[0]
+    model = rnncore.CharRNN(rnncore.Vocab([chr(0x100 + i) for i in range(V)]), H, dtype=dtype)
+    for k, v in params.items():
+        model.params[k] = v.astype(dtype)
+    out = model.zeros_like_params()
+    h0 = h0.astype(dtype)
+    return lambda: model.loss_and_grads(x, y, h0, clip=5.0, out=out)
+
+
+def make_numpy(params, dtype, x, y, h0):
+    p = {k: v.astype(dtype) for k, v in params.items()}
+    h0 = h0.astype(dtype)
+    return lambda: reference.loss_and_grads(p, x, y, h0, clip=5.0)
+
+
+def make_torch(params, dtype, x, y, h0):
+    V, H = params["Wxh"].shape[1], params["Wxh"].shape[0]
+    B, T = x.shape
+    dt = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    rnn = torch.nn.RNN(V, H, nonlinearity="tanh", batch_first=True, dtype=dt)
+    lin = torch.nn.Linear(H, V, dtype=dt)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(params["Wxh"]))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(params["Whh"]))
+        rnn.bias_ih_l0.zero_()
+        rnn.bias_hh_l0.zero_()
+        lin.weight.copy_(torch.from_numpy(params["Why"]))
+        lin.bias.zero_()
+    weights = list(rnn.parameters()) + list(lin.parameters())
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).reshape(-1)
+    h0t = torch.from_numpy(h0).to(dt).reshape(1, B, H)
+
+    def window():
+        for w in weights:
+            w.grad = None
+        out, h_last = rnn(F.one_hot(xt, V).to(dt), h0t)                  # (B,T,H)
+        logits = lin(out).reshape(B * T, V)
+        loss = F.cross_entropy(logits, yt)                               # mean over B·T
+        (loss * T).backward()                                            # Σ_t mean_b
+        torch.nn.utils.clip_grad_value_(weights, 5.0)
+        return loss.item(), h_last
+    return window
+
+
+def check_agreement(systems):
+    """The systems must compute the same loss before their speed means anything."""
+    losses = {name: float(fn()[0]) for name, fn in systems.items()}
+    ref = losses["numpy"]
+    for name, loss in losses.items():
+        if abs(loss - ref) > 1e-4 * abs(ref):
+            raise SystemExit(f"bench: {name} computes loss {loss}, numpy {ref}: not comparable")
+
+
+def time_interleaved(systems, repeats, budget, threads):
+    """{name: [seconds per call] * repeats}, each repeat running every system in turn for
+    about `budget` seconds, each with `threads` threads of its own."""
+    pools = ThreadPools()
+    counts = {}
+    for name, fn in systems.items():       # calibrate, and warm up
+        pools.give(name, threads)
+        fn()
+        t0 = time.perf_counter()
+        n = 0
+        while time.perf_counter() - t0 < budget / 4:
+            fn()
+            n += 1
+        counts[name] = max(1, int(n * 4 * budget / (time.perf_counter() - t0) / 4))
+    times = {name: [] for name in systems}
+    for _ in range(repeats):
+        for name, fn in systems.items():
+            pools.give(name, threads)
+            n = counts[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            times[name].append((time.perf_counter() - t0) / n)
+    return times
+
+
+def bench_window(V, H, B, T, dtype, threads, repeats, budget, use_torch):
+    rng = np.random.default_rng(0)
+    params = {"Wxh": rng.standard_normal((H, V)) * 0.01, "Whh": rng.standard_normal((H, H)) * 0.01,
+              "Why": rng.standard_normal((V, H)) * 0.01, "bh": np.zeros(H), "by": np.zeros(V)}
+    x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    h0 = rng.uniform(-0.5, 0.5, (B, H))
+    systems = {"rnncore": make_rnncore(params, dtype, x, y, h0),
+               "numpy": make_numpy(params, dtype, x, y, h0)}
+    if use_torch:
+        systems["torch"] = make_torch(params, dtype, x, y, h0)
+    with blas_threads(threads):
+        check_agreement(systems)
+        times = time_interleaved(systems, repeats, budget, threads)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    row = {"V": V, "H": H, "B": B, "T": T, "dtype": dtype, "threads": threads,
+           "us_per_window": {k: med[k] * 1e6 for k in med},
+           "us_min_max": {k: [min(v) * 1e6, max(v) * 1e6] for k, v in times.items()},
+           "chars_per_s": {k: B * T / med[k] for k in med},
+           "speedup_vs_numpy": med["numpy"] / med["rnncore"],
+           "gflops_rnncore": flops_per_char(H, V) * B * T / med["rnncore"] / 1e9}
+    if "torch" in med:
+        row["speedup_vs_torch"] = med["torch"] / med["rnncore"]
+    return row
+
+
+def gemm_peak(dtype, threads, n=512, repeats=5):
+    """GFLOP/s of scipy's BLAS gemm on n×n matrices, the ceiling for the kernels."""
+    from scipy.linalg import blas
+    gemm = blas.dgemm if dtype == "float64" else blas.sgemm
+    a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, n)).astype(dtype))
+    with blas_threads(threads):
+        gemm(1.0, a, a)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(5):
+                gemm(1.0, a, a)
+            times.append((time.perf_counter() - t0) / 5)
+    return 2 * n ** 3 / float(np.median(times)) / 1e9
+
+
+def bench_generation(hidden_sizes, n_chars, repeats):
+    rows = []
+    vocab = rnncore.Vocab([chr(0x100 + i) for i in range(65)])
+    with blas_threads(1):
+        for H in hidden_sizes:
+            model = rnncore.CharRNN(vocab, H, seed=0)
+            model.sample(100, seed=0)
+            times = []
+            for r in range(repeats):
+                t0 = time.perf_counter()
+                model.sample(n_chars, seed=r)
+                times.append(time.perf_counter() - t0)
+            rows.append({"H": H, "chars": n_chars,
+                         "chars_per_s": n_chars / float(np.median(times))})
+    return rows
+
+
+def bench_trainer(corpus_path, steps, threads):
+    """End-to-end `Trainer` throughput with the CLI's defaults."""
+    if corpus_path is not None and Path(corpus_path).exists():
+        text = Path(corpus_path).read_text(encoding="utf-8")
+        source = str(corpus_path)
+    else:
+        rng = np.random.default_rng(0)
+        words = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(2, 9)))
+                 for _ in range(500)]
+        text = " ".join(rng.choice(words, 200_000))
+        source = "generated text"
+    vocab = rnncore.Vocab.from_text(text)
+    model = rnncore.CharRNN(vocab, 128, dtype="float32", seed=0)
+    trainer = Trainer(model, text, seq_length=50, batch_size=16, learning_rate=2e-3,
+                      optimizer="adam", clip=5.0)
+    with blas_threads(threads):
+        trainer.train(5)
+        t0 = time.perf_counter()
+        trainer.train(steps)
+        elapsed = time.perf_counter() - t0
+    return {"corpus": source, "chars": len(text), "H": 128, "B": 16, "T": 50,
+            "dtype": "float32", "optimizer": "adam", "threads": threads, "steps": steps,
+            "chars_per_s": steps * 16 * 50 / elapsed}
+
+
+def environment():
+    info = {"python": sys.version.split()[0], "numpy": np.__version__,
+            "rnncore": rnncore.__version__, "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "libmvec": bool(_kernels.USES_LIBMVEC),
+            "torch": torch.__version__ if torch is not None else None}
+    if threadpool_info is not None:
+        info["blas"] = [{"library": p.get("internal_api"), "file": Path(p["filepath"]).name,
+                         "num_threads": p.get("num_threads"),
+                         "architecture": p.get("architecture")}
+                        for p in threadpool_info() if p.get("user_api") == "blas"]
+    return info
+
+
+def fmt_range(row, k):
+    lo, hi = row["us_min_max"][k]
+    return f"{row['us_per_window'][k]:,.0f} ({lo:,.0f}-{hi:,.0f})"
+
+
+def markdown(result):
+    lines = []
+    has_torch = any("speedup_vs_torch" in r for r in result["windows"])
+    head = "| V | H | B | T | dtype | threads | rnncore µs | numpy µs |"
+    sep = "|---|---|---|---|---|---|---|---|"
+    if has_torch:
+        head += " torch µs |"
+        sep += "---|"
+    head += " × numpy |" + (" × torch |" if has_torch else "") + " rnncore GFLOP/s |"
+    sep += "---|" + ("---|" if has_torch else "") + "---|"
+    lines += [head, sep]
+    for r in result["windows"]:
+        cells = [r["V"], r["H"], r["B"], r["T"], r["dtype"], r["threads"],
+                 fmt_range(r, "rnncore"), fmt_range(r, "numpy")]
+        if has_torch:
+            cells.append(fmt_range(r, "torch") if "torch" in r["us_per_window"] else "-")
+        cells.append(f"{r['speedup_vs_numpy']:.1f}×")
+        if has_torch:
+            cells.append(f"{r['speedup_vs_torch']:.1f}×" if "speedup_vs_torch" in r else "-")
+        cells.append(f"{r['gflops_rnncore']:.1f}")
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines.append("")
+    peaks = result["gemm_peak_gflops"]
+    lines.append("gemm peak (scipy's BLAS, 512×512), GFLOP/s: " + ", ".join(
+        f"{k} {v:.1f}" for k, v in peaks.items()))
+    lines.append("")
+    lines.append("| generation, H | chars/s |")
+    lines.append("|---|---|")
+    for g in result["generation"]:
+        lines.append(f"| {g['H']} | {g['chars_per_s']:,.0f} |")
+    t = result.get("trainer")
+    if t:
+        lines.append("")
+        lines.append(f"Trainer end to end on {Path(t['corpus']).name} (H={t['H']}, B={t['B']}, "
+                     f"T={t['T']}, {t['dtype']}, {t['optimizer']}, {t['threads']} thread(s)): "
+                     f"{t['chars_per_s']:,.0f} chars/s")
+    lines.append("")
+    lines.append(f"Peak RSS of the benchmark process: {result['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller grid, under a minute")
+    ap.add_argument("--hidden", type=int, nargs="+", help="hidden sizes (default 64 128 256 512)")
+    ap.add_argument("--batches", type=int, nargs="+", help="stream counts (default 1 32)")
+    ap.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
+                    default=["float64", "float32"])
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats (median; >= 5)")
+    ap.add_argument("--threads-batched", type=int, default=2,
+                    help="BLAS threads for the B>1 rows (B=1 rows always use 1)")
+    ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    ap.add_argument("--corpus", default=str(DEFAULT_CORPUS),
+                    help="text for the end-to-end Trainer run (generated text if absent)")
+    ap.add_argument("--json", help="write the results as JSON here")
+    ap.add_argument("--markdown", help="write the Markdown tables here")
+    args = ap.parse_args(argv)
+
+    hidden = args.hidden or ([64, 128] if args.quick else [64, 128, 256, 512])
+    batches = args.batches or [1, 32]
+    budget = 0.03 if args.quick else 0.15
+    use_torch = torch is not None and not args.no_torch
+    T, V = 25, 65
+
+    configs = [(18, 64, 1, 10, "float64")]  # the demo's own configuration
+    configs += [(V, H, B, T, dt) for B in batches for H in hidden for dt in args.dtypes]
+    windows = []
+    for V_, H, B, T_, dt in configs:
+        threads = 1 if B == 1 else args.threads_batched
+        row = bench_window(V_, H, B, T_, dt, threads, args.repeats, budget, use_torch)
+        windows.append(row)
+        print(f"V={V_} H={H} B={B} T={T_} {dt} threads={threads}: rnncore "
+              f"{row['us_per_window']['rnncore']:,.0f} µs/window, "
+              f"{row['speedup_vs_numpy']:.1f}× numpy"
+              + (f", {row['speedup_vs_torch']:.1f}× torch" if "speedup_vs_torch" in row else ""),
+              file=sys.stderr, flush=True)
+    result = {
+        "command": "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "environment": environment(),
+        "windows": windows,
+        "gemm_peak_gflops": {f"{dt} 1 thread": gemm_peak(dt, 1) for dt in args.dtypes}
+        | {f"{dt} {args.threads_batched} threads": gemm_peak(dt, args.threads_batched)
+           for dt in args.dtypes},
+        "generation": bench_generation(hidden, 2000 if args.quick else 10000, args.repeats),
+        "trainer": bench_trainer(args.corpus, 20 if args.quick else 200, 1),
+    }
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    md = markdown(result)
+    print(md)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text(md + "\n")
+
+
+if __name__ == "__main__":
+    main()

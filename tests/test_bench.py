@@ -1,0 +1,31 @@
+"""The benchmark suite runs (on tiny sizes) and writes the fields README's table is made of.
+Nothing here times anything."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+def test_quick_benchmark_runs_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    md = tmp_path / "bench.md"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--hidden", "8", "--batches", "1", "2",
+         "--dtypes", "float64", "--no-torch", "--repeats", "2", "--corpus", "/nonexistent",
+         "--json", str(out), "--markdown", str(md)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert {"command", "environment", "windows", "gemm_peak_gflops", "generation", "trainer",
+            "peak_rss_mb"} <= set(result)
+    assert len(result["windows"]) == 3  # the demo's row + B=1 + B=2
+    for row in result["windows"]:
+        assert {"V", "H", "B", "T", "dtype", "threads", "us_per_window", "us_min_max",
+                "chars_per_s", "speedup_vs_numpy", "gflops_rnncore"} <= set(row)
+        assert set(row["us_per_window"]) == {"rnncore", "numpy"}
+        assert row["threads"] == (1 if row["B"] == 1 else 2)
+    assert result["trainer"]["corpus"] == "generated text"
+    assert result["generation"][0]["chars_per_s"] > 0
+    assert "| rnncore µs |" in md.read_text().replace("| V | H | B | T | dtype | threads ", "|")
