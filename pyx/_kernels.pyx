@@ -26,6 +26,10 @@ cdef extern from "vecmath.h" nogil:
     void rnncore_tanh_f(float *x, Py_ssize_t n)
     double rnncore_exp_shift_sum_d(double *x, Py_ssize_t n, double shift)
     double rnncore_exp_shift_sum_f(float *x, Py_ssize_t n, float shift)
+    double rnncore_max_d(const double *x, Py_ssize_t n)
+    float rnncore_max_f(const float *x, Py_ssize_t n)
+    void rnncore_clip_d(double *x, Py_ssize_t n, double limit)
+    void rnncore_clip_f(float *x, Py_ssize_t n, float limit)
 
 #: True when tanh/exp run on glibc's vector maths (see vecmath.h)
 USES_LIBMVEC = bool(rnncore_uses_libmvec)
@@ -36,6 +40,13 @@ cdef inline void tanh_inplace(floating *x, Py_ssize_t n) noexcept nogil:
         rnncore_tanh_d(x, n)
     else:
         rnncore_tanh_f(x, n)
+
+
+cdef inline double max_of(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        return rnncore_max_d(x, n)
+    else:
+        return rnncore_max_f(x, n)
 
 
 cdef inline double exp_shift_sum(floating *x, Py_ssize_t n, double shift) noexcept nogil:
@@ -146,10 +157,7 @@ cdef double softmax_xent_rows(Py_ssize_t n_rows, Py_ssize_t V, floating *logits,
         b = r - t * B
         target = targets_bt[b * T + t]
         y = logits + r * V
-        row_max = y[0]
-        for j in range(1, V):
-            if y[j] > row_max:
-                row_max = y[j]
+        row_max = max_of(y, V)
         # -log p[target] = log Σ exp(y - max) - (y[target] - max)
         loss -= y[target] - row_max
         total = exp_shift_sum(y, V, row_max)
@@ -230,12 +238,11 @@ cdef void rnn_backward_window(Py_ssize_t V, Py_ssize_t H, Py_ssize_t B, Py_ssize
 
 
 cdef inline void clip_values(floating *a, Py_ssize_t n, floating limit) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        if a[i] > limit:
-            a[i] = limit
-        elif a[i] < -limit:
-            a[i] = -limit
+    """a = clamp(a, -limit, limit), nan kept"""
+    if floating is double:
+        rnncore_clip_d(a, n, limit)
+    else:
+        rnncore_clip_f(a, n, limit)
 
 
 cdef void rnn_step(Py_ssize_t V, Py_ssize_t H, const floating *Wxh, const floating *Whh,

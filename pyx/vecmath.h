@@ -1,4 +1,4 @@
-/* Elementwise tanh and exp over contiguous arrays, vectorised where the platform allows.
+/* Elementwise maths over contiguous arrays (tanh, exp, max, clip), vectorised where the platform allows.
  *
  * With RNNCORE_USE_LIBMVEC (set by setup.py on x86-64 Linux with glibc >= 2.35 and gcc),
  * the loops call glibc's vector maths (libmvec, <= 4 ulp) through `omp declare simd`,
@@ -26,11 +26,13 @@ extern float expf(float);
 #define RNNCORE_PRAGMA(x) _Pragma(#x)
 #define RNNCORE_SIMD RNNCORE_PRAGMA(omp simd)
 #define RNNCORE_SIMD_SUM(s) RNNCORE_PRAGMA(omp simd reduction(+:s))
+#define RNNCORE_SIMD_MAX(s) RNNCORE_PRAGMA(omp simd reduction(max:s))
 static const int rnncore_uses_libmvec = 1;
 #else
 #define RNNCORE_CLONES
 #define RNNCORE_SIMD
 #define RNNCORE_SIMD_SUM(s)
+#define RNNCORE_SIMD_MAX(s)
 static const int rnncore_uses_libmvec = 0;
 #endif
 
@@ -64,6 +66,40 @@ RNNCORE_CLONES static double rnncore_exp_shift_sum_f(float *x, ptrdiff_t n, floa
         total += (double)x[i];
     }
     return total;
+}
+
+/* The largest of x[0..n), n >= 1 */
+RNNCORE_CLONES static double rnncore_max_d(const double *x, ptrdiff_t n) {
+    double m = x[0];
+    RNNCORE_SIMD_MAX(m)
+    for (ptrdiff_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+RNNCORE_CLONES static float rnncore_max_f(const float *x, ptrdiff_t n) {
+    float m = x[0];
+    RNNCORE_SIMD_MAX(m)
+    for (ptrdiff_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+/* x = clamp(x, -limit, limit); a nan stays nan (so divergence is not hidden).  Written as
+ * (limit < x ? limit : x), which is exactly minpd's rule, so it vectorises without
+ * -ffast-math. */
+RNNCORE_CLONES static void rnncore_clip_d(double *x, ptrdiff_t n, double limit) {
+    RNNCORE_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double v = limit < x[i] ? limit : x[i];
+        x[i] = -limit > v ? -limit : v;
+    }
+}
+
+RNNCORE_CLONES static void rnncore_clip_f(float *x, ptrdiff_t n, float limit) {
+    RNNCORE_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = limit < x[i] ? limit : x[i];
+        x[i] = -limit > v ? -limit : v;
+    }
 }
 
 #endif

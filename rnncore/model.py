@@ -54,6 +54,7 @@ class CharRNN:
             "by": np.zeros(V, self.dtype),
         }
         self._workspaces = {}
+        self._checked = self._checked_out = None   # arrays last found valid
         fused = _FUSED[self.dtype]
         self._window_kernel = _kernels.rnn_window[fused]
         self._generate_kernel = _kernels.rnn_generate[fused]
@@ -99,28 +100,25 @@ class CharRNN:
         """
         inputs, targets, single = self._check_window(inputs, targets)
         clip = _check_clip(clip)
-        grads = self._check_out(out) if out is not None else self.zeros_like_params()
+        if out is None:
+            out = self.zeros_like_params()
+            g = tuple(out[name] for name in PARAM_NAMES)
+        else:
+            g = self._check_out(out)
         ws = self._workspace(*inputs.shape)
         self._load_h0(h0, ws["hs"][0], single, inputs.shape[0])
-        p = self._checked_params()
-        loss = self._window_kernel(
-            p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], inputs, targets,
-            ws["hs"], ws["probs"], ws["dh_raw"], ws["dh_next"],
-            grads["Wxh"], grads["Whh"], grads["Why"], grads["bh"], grads["by"],
-            True, clip)
-        return loss, grads, self._h_last(ws, single)
+        loss = self._window_kernel(*self._checked_params(), inputs, targets, ws["hs"],
+                                   ws["probs"], ws["dh_raw"], ws["dh_next"], *g, True, clip)
+        return loss, out, self._h_last(ws, single)
 
     def loss(self, inputs, targets, h0=None):
         """Forward only: (mean nats per character, h_last) for one window."""
         inputs, targets, single = self._check_window(inputs, targets)
         ws = self._workspace(*inputs.shape)
         self._load_h0(h0, ws["hs"][0], single, inputs.shape[0])
-        p = self._checked_params()
         g = self._forward_only_grads
-        loss = self._window_kernel(
-            p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], inputs, targets,
-            ws["hs"], ws["probs"], ws["dh_raw"], ws["dh_next"],
-            g["Wxh"], g["Whh"], g["Why"], g["bh"], g["by"], False, 0.0)
+        loss = self._window_kernel(*self._checked_params(), inputs, targets, ws["hs"],
+                                   ws["probs"], ws["dh_raw"], ws["dh_next"], *g, False, 0.0)
         return loss, self._h_last(ws, single)
 
     # ---- generation ----------------------------------------------------------------
@@ -155,8 +153,16 @@ class CharRNN:
 
     # ---- checks ---------------------------------------------------------------------
     def _checked_params(self):
-        for name, shape in self.shapes.items():
-            a = self.params.get(name)
+        """The five parameter arrays as a tuple, checked for dtype, shape and layout.
+
+        The check runs again only when an array has been replaced: editing in place keeps
+        the arrays (and whatever else changes in place, the kernel re-checks shapes).
+        """
+        arrays = tuple(self.params.get(name) for name in PARAM_NAMES)
+        if self._checked is not None and all(a is b for a, b in zip(arrays, self._checked)):
+            return arrays
+        for name, a in zip(PARAM_NAMES, arrays):
+            shape = self.shapes[name]
             if not isinstance(a, np.ndarray):
                 raise TypeError(f"params[{name!r}] must be a numpy array")
             if a.dtype != self.dtype:
@@ -166,7 +172,8 @@ class CharRNN:
                 raise ValueError(f"params[{name!r}] has shape {a.shape}, expected {shape}")
             if not a.flags.c_contiguous:
                 raise ValueError(f"params[{name!r}] must be C-contiguous")
-        return self.params
+        self._checked = arrays
+        return arrays
 
     def _check_window(self, inputs, targets):
         inputs = _index_array(inputs, "inputs")
@@ -195,13 +202,18 @@ class CharRNN:
         dest[...] = h0  # copies any layout into the contiguous workspace
 
     def _check_out(self, out):
-        for name, shape in self.shapes.items():
-            a = out.get(name)
+        arrays = tuple(out.get(name) for name in PARAM_NAMES)
+        if self._checked_out is not None and all(
+                a is b for a, b in zip(arrays, self._checked_out)):
+            return arrays
+        for name, a in zip(PARAM_NAMES, arrays):
+            shape = self.shapes[name]
             if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != self.dtype \
                     or not a.flags.c_contiguous or not a.flags.writeable:
                 raise ValueError(f"out[{name!r}] must be a writable C-contiguous "
                                  f"{self.dtype.name} array of shape {shape}")
-        return out
+        self._checked_out = arrays
+        return arrays
 
     def _workspace(self, B, T):
         """Scratch buffers for a (B,T) window, allocated once and reused."""
@@ -219,8 +231,9 @@ class CharRNN:
     def _forward_only_grads(self):
         # the kernel's signature wants gradient views even when it will not touch them
         g = getattr(self, "_empty_grads", None)
-        if g is None or g["Wxh"].dtype != self.dtype:
-            g = {name: np.zeros((1,) * len(s), self.dtype) for name, s in self.shapes.items()}
+        if g is None:
+            g = tuple(np.zeros((1,) * len(self.shapes[name]), self.dtype)
+                      for name in PARAM_NAMES)
             self._empty_grads = g
         return g
 

@@ -33,8 +33,7 @@ def generate(model, n, prime="", greedy=True, temperature=1.0, top_k=None, seed=
     uniforms = np.zeros(n) if greedy else np.random.default_rng(seed).random(n)
     out = np.zeros(n, np.intp)
     h = np.zeros(H, model.dtype)
-    p = model._checked_params()
-    model._generate_kernel(p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"], prime_ids, h,
+    model._generate_kernel(*model._checked_params(), prime_ids, h,
                            np.zeros(H, model.dtype), np.zeros(V), np.zeros(V), out,
                            uniforms, greedy, temperature, min(int(top_k), V))
     return model.vocab.decode(out)

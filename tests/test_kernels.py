@@ -177,3 +177,16 @@ def test_float32_model_holds_float32_parameters():
         np.testing.assert_allclose(m32.params[name], m64.params[name], rtol=1e-6)
     assert np.all(m64.params["bh"] == 0) and np.all(m64.params["by"] == 0)
     assert 0.005 < m64.params["Whh"].std() < 0.02
+
+
+def test_clipping_keeps_nan_so_divergence_is_not_hidden():
+    model = random_model(5, 4, seed=0)
+    model.params["Why"][2, 1] = np.nan
+    loss, grads, _ = model.loss_and_grads([0, 1, 2], [1, 2, 3], clip=1.0)
+    assert np.isnan(loss)
+    assert np.isnan(grads["Why"]).any()
+
+
+def test_vector_maths_is_reported():
+    # on x86-64 Linux with a recent glibc the build uses libmvec; either way it is reported
+    assert isinstance(_kernels.USES_LIBMVEC, bool)
