@@ -31,9 +31,15 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Checkpoint:
-    model: CharRNN
-    train_meta: dict = None                      # None for a model saved on its own
+    model: CharRNN                                # the latest parameters
+    train_meta: dict = None                       # None for a model saved on its own
     train_arrays: dict = field(default_factory=dict)
+    best_model: CharRNN = None                    # the best-validation one, with --keep-best
+
+    @property
+    def preferred_model(self):
+        """What sampling and evaluation use: the best-validation model when kept."""
+        return self.best_model if self.best_model is not None else self.model
 
 
 def save_checkpoint(path, model, train_state=None):
@@ -130,21 +136,30 @@ def _checked(path, arrays):
         model = CharRNN(vocab, config["hidden_size"], dtype=config["dtype"])
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: bad model configuration ({e})") from None
-    for name, shape in model.shapes.items():
-        a = arrays.get(f"param.{name}")
-        if a is None:
-            raise CheckpointError(f"{path}: parameter {name} is missing")
-        if a.shape != shape or a.dtype != model.dtype:
-            raise CheckpointError(f"{path}: parameter {name} has shape {a.shape} and dtype "
-                                  f"{a.dtype}, expected {shape} {model.dtype.name}")
-        if not np.isfinite(a).all():
-            raise CheckpointError(f"{path}: parameter {name} holds nan or inf")
-        model.params[name] = np.ascontiguousarray(a)
+    _fill_params(path, model, arrays, "param.")
+    best_model = None
+    if "state.best.Wxh" in arrays:
+        best_model = CharRNN(vocab, config["hidden_size"], dtype=config["dtype"])
+        _fill_params(path, best_model, arrays, "state.best.")
     train_meta = json_entry("train") if "train" in arrays else None
     train_arrays = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
     if train_meta is not None and not isinstance(train_meta, dict):
         raise CheckpointError(f"{path}: the training state is malformed")
-    return Checkpoint(model, train_meta, train_arrays)
+    return Checkpoint(model, train_meta, train_arrays, best_model)
+
+
+def _fill_params(path, model, arrays, prefix):
+    for name, shape in model.shapes.items():
+        a = arrays.get(prefix + name)
+        what = "parameter" if prefix == "param." else f"{prefix}parameter"
+        if a is None:
+            raise CheckpointError(f"{path}: {what} {name} is missing")
+        if a.shape != shape or a.dtype != model.dtype:
+            raise CheckpointError(f"{path}: {what} {name} has shape {a.shape} and dtype "
+                                  f"{a.dtype}, expected {shape} {model.dtype.name}")
+        if not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: {what} {name} holds nan or inf")
+        model.params[name] = np.ascontiguousarray(a)
 
 
 def _temp_prefix(path):

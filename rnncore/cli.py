@@ -5,6 +5,7 @@ non-zero exit status; never a traceback.
 """
 import argparse
 import contextlib
+import json
 import math
 import os
 import signal
@@ -17,9 +18,10 @@ import numpy as np
 from . import __version__
 from .checkpoint import (CheckpointError, load_checkpoint, remove_stale_temp_files,
                          save_checkpoint)
-from .corpus import CorpusError, read_corpus
+from .corpus import CorpusError, load_corpus, read_corpus
+from .metrics import MetricsLog, metrics_path, plot_metrics, read_metrics
 from .model import CharRNN
-from .train import Trainer, TrainingDiverged
+from .train import SCHEDULES, Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab
 
 DEMO_TEXT = "Hola mundo, aprendiendo redes recurrentes!"
@@ -29,9 +31,13 @@ DEMO_STEPS = 3000   # every seed of 0..99 completes the demo by 1,300 steps (tes
 # `train` defaults; None on the parser so that a resumed run can tell what was typed
 TRAIN_DEFAULTS = {"hidden_size": 128, "seq_length": 50, "batch_size": 16,
                   "learning_rate": 2e-3, "optimizer": "adam", "clip": 5.0,
-                  "clip_norm": None, "dtype": "float32", "seed": 0}
+                  "clip_norm": None, "dtype": "float32", "seed": 0, "val_fraction": 0.05,
+                  "lr_schedule": "constant", "warmup_steps": 0, "lr_decay": 0.97}
 # fixed by the checkpoint on --resume: they shape the model or the streams
-RESUME_FIXED = ("hidden_size", "dtype", "seq_length", "batch_size", "optimizer")
+RESUME_FIXED = ("hidden_size", "dtype", "seq_length", "batch_size", "optimizer",
+                "val_fraction")
+# what a resumed run may change
+RESUME_FREE = ("learning_rate", "clip", "clip_norm", "lr_schedule", "warmup_steps", "lr_decay")
 
 LN2 = math.log(2)
 
@@ -48,6 +54,23 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def fraction(text):
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
 
 
@@ -125,6 +148,23 @@ def build_parser():
     train.add_argument("--force", action="store_true",
                        help="overwrite an existing --out without resuming it")
     train.add_argument("--encoding", default="utf-8", help="corpus encoding (default utf-8)")
+    train.add_argument("--val-fraction", type=fraction,
+                       help="hold out this last fraction of the corpus for validation "
+                       f"(default {d['val_fraction']}; 0: none)")
+    train.add_argument("--eval-every", type=positive_int, default=500,
+                       help="validate every K steps, and at the end (default 500)")
+    train.add_argument("--keep-best", action="store_true",
+                       help="keep the best-validation parameters in the checkpoint; "
+                       "sample and eval use them")
+    train.add_argument("--patience", type=positive_int,
+                       help="stop after N validations without improvement")
+    train.add_argument("--lr-schedule", choices=SCHEDULES,
+                       help=f"constant, step (x lr-decay per epoch, char-rnn's) or cosine "
+                       f"(to 0 at --steps) (default {d['lr_schedule']})")
+    train.add_argument("--lr-decay", type=positive_float,
+                       help=f"factor per epoch for --lr-schedule step (default {d['lr_decay']})")
+    train.add_argument("--warmup-steps", type=nonnegative_int,
+                       help="linear warm-up from 0 over this many steps (default 0)")
     train.add_argument("--threads", type=positive_int,
                        help="BLAS threads (default: the BLAS library's own, all cores; "
                        "measured no slower than one thread at every size in README)")
@@ -146,7 +186,31 @@ def build_parser():
     sample.add_argument("--seed", type=int, help="random seed, for reproducible samples")
     sample.add_argument("--skip-unknown", action="store_true",
                         help="drop prime characters the model has never seen")
+    sample.add_argument("--latest", action="store_true",
+                        help="use the latest parameters, not the best-validation ones")
     sample.set_defaults(func=cmd_sample)
+
+    ev = sub.add_parser("eval", help="loss of a checkpoint on a text file",
+                        description="Mean cross-entropy of the model on FILE, predicting "
+                        "every character from the ones before (state carried throughout): "
+                        "nats/char, bits/char and perplexity.  Characters the model has "
+                        "never seen are dropped and counted.")
+    ev.add_argument("checkpoint")
+    ev.add_argument("file", help="text file to evaluate on")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--encoding", default="utf-8")
+    ev.add_argument("--latest", action="store_true",
+                    help="use the latest parameters, not the best-validation ones")
+    ev.set_defaults(func=cmd_eval)
+
+    plot = sub.add_parser("plot", help="plot a run's train/validation loss to a PNG",
+                          description="Train and validation loss (bits/char) against steps "
+                          "and time, from the metrics log beside a checkpoint.  Needs "
+                          "matplotlib (pip install 'rnncore[plot]').")
+    plot.add_argument("run", help="checkpoint (model.npz) or its metrics log "
+                      "(model.metrics.jsonl)")
+    plot.add_argument("--out", help="PNG to write (default: beside the log, .png)")
+    plot.set_defaults(func=cmd_plot)
     return parser
 
 
@@ -194,31 +258,43 @@ def cmd_demo(args):
 
 # ---- train --------------------------------------------------------------------------
 def cmd_train(args):
-    text = read_corpus(args.corpus, args.encoding)
     _check_writable(args.out)
-    remove_stale_temp_files(args.out)  # left by a run that was killed mid-write
     if args.resume:
-        trainer, settings = _resume(args, text)
+        if not os.path.exists(args.out):
+            raise UsageError(f"cannot resume: {args.out} does not exist")
+        ckpt = load_checkpoint(args.out)
+        if ckpt.train_meta is None:
+            raise UsageError(f"cannot resume: {args.out} holds a model without training "
+                             "state")
+        settings = _resume_settings(args, ckpt)
+        corpus = load_corpus(args.corpus, args.encoding, vocab=ckpt.model.vocab,
+                             vocab_source="the checkpoint's")
+        run = TrainingRun(args, settings, corpus, ckpt.model)
+        run.restore(ckpt)
     else:
         if os.path.exists(args.out) and not args.force:
             raise UsageError(f"{args.out} exists: pass --resume to continue it, or --force "
                              "to overwrite it")
         settings = {k: (getattr(args, k) if getattr(args, k) is not None else v)
                     for k, v in TRAIN_DEFAULTS.items()}
-        model = CharRNN(Vocab.from_text(text), settings["hidden_size"],
-                        dtype=settings["dtype"], seed=settings["seed"])
-        trainer = _make_trainer(model, text, settings)
+        corpus = load_corpus(args.corpus, args.encoding)
+        model = CharRNN(corpus.vocab, settings["hidden_size"], dtype=settings["dtype"],
+                        seed=settings["seed"])
+        run = TrainingRun(args, settings, corpus, model)
+    remove_stale_temp_files(args.out)  # left by a run that was killed mid-write
+    trainer = run.trainer
     if trainer.step >= args.steps:
         print(f"{args.out} is already at step {trainer.step} (--steps {args.steps}): "
               "nothing to do")
         return 0
     model = trainer.model
-    print(f"corpus {args.corpus}: {len(trainer.data):,} chars, {model.n_vocab} symbols; "
-          f"model: hidden {model.hidden_size}, {model.num_parameters():,} parameters, "
-          f"{model.dtype.name}; {settings['batch_size']} stream(s) x {settings['seq_length']} "
-          f"steps, {settings['optimizer']} lr {settings['learning_rate']:g}")
+    print(f"corpus {args.corpus}: {len(corpus):,} chars ({len(trainer.data):,} train, "
+          f"{len(run.val_data):,} validation), {model.n_vocab} symbols; model: hidden "
+          f"{model.hidden_size}, {model.num_parameters():,} parameters, {model.dtype.name}; "
+          f"{settings['batch_size']} stream(s) x {settings['seq_length']} steps, "
+          f"{settings['optimizer']} lr {settings['learning_rate']:g} ({settings['lr_schedule']})")
     with _blas_threads(args.threads):
-        return _run_training(trainer, args)
+        return run.run()
 
 
 def _blas_threads(n):
@@ -229,21 +305,8 @@ def _blas_threads(n):
     return threadpool_limits(limits=n, user_api="blas")
 
 
-def _make_trainer(model, text, settings):
-    clip = settings["clip"]
-    return Trainer(model, text, seq_length=settings["seq_length"],
-                   batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-                   optimizer=settings["optimizer"], clip=clip,
-                   clip_norm=settings["clip_norm"])
-
-
-def _resume(args, text):
-    if not os.path.exists(args.out):
-        raise UsageError(f"cannot resume: {args.out} does not exist")
-    ckpt = load_checkpoint(args.out)
-    if ckpt.train_meta is None:
-        raise UsageError(f"cannot resume: {args.out} holds a model without training state")
-    saved = dict(ckpt.train_meta["config"])
+def _resume_settings(args, ckpt):
+    saved = {**TRAIN_DEFAULTS, **ckpt.train_meta["config"]}
     saved["hidden_size"] = ckpt.model.hidden_size
     saved["dtype"] = ckpt.model.dtype.name
     for key in RESUME_FIXED:
@@ -252,21 +315,175 @@ def _resume(args, text):
             flag = "--" + key.replace("_", "-")
             raise UsageError(f"{flag} {given} conflicts with the checkpoint's {saved[key]} "
                              "(a resumed run keeps its model and streams; only "
-                             "--learning-rate, --clip and --clip-norm may change)")
-    unknown = ckpt.model.vocab.unknown(text)
-    if unknown:
-        raise UsageError(f"corpus {args.corpus} has characters not in the checkpoint's "
-                         f"vocabulary: {''.join(unknown)!r}")
-    settings = dict(saved)
-    for key in ("learning_rate", "clip", "clip_norm"):
+                             f"{', '.join('--' + k.replace('_', '-') for k in RESUME_FREE)} "
+                             "may change)")
+    for key in RESUME_FREE:
         if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
-    trainer = _make_trainer(ckpt.model, text, settings)
-    if not trainer.load_state(ckpt.train_arrays, ckpt.train_meta):
-        print("note: the corpus differs from the checkpoint's; its streams restart at the "
-              "beginning")
-    print(f"resuming {args.out} at step {trainer.step}")
-    return trainer, settings
+            saved[key] = getattr(args, key)
+    return saved
+
+
+class TrainingRun:
+    """One `rnncore train` invocation: the Trainer, validation, the metrics log, the
+    best-model bookkeeping and the checkpoints."""
+
+    def __init__(self, args, settings, corpus, model):
+        self.args, self.settings, self.corpus = args, settings, corpus
+        train_data, self.val_data = corpus.split(settings["val_fraction"])
+        if len(self.val_data) < 2:
+            self.val_data = train_data[:0]
+        self.trainer = Trainer(
+            model, train_data, seq_length=settings["seq_length"],
+            batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
+            optimizer=settings["optimizer"], clip=settings["clip"],
+            clip_norm=settings["clip_norm"], lr_schedule=settings["lr_schedule"],
+            total_steps=args.steps, warmup_steps=settings["warmup_steps"],
+            lr_decay=settings["lr_decay"])
+        self.log = MetricsLog(metrics_path(args.out))
+        self.elapsed = 0.0            # training seconds, summed over resumes
+        self.best = None              # {"val_loss", "step"}
+        self.best_params = None
+        self.keep_best = args.keep_best or bool(settings.get("keep_best"))
+        self.evals_since_best = 0
+        self.saved_step = None
+
+    def restore(self, ckpt):
+        meta = ckpt.train_meta
+        same = self.trainer.load_state(ckpt.train_arrays, meta)
+        if not same or meta.get("corpus_sha256") != self.corpus.sha256:
+            print("note: the corpus differs from the checkpoint's; its streams restart at "
+                  "the beginning")
+            self.trainer.pointer = 0
+            self.trainer.hidden[...] = 0
+        self.elapsed = float(meta.get("elapsed", 0.0))
+        self.best = meta.get("best")
+        self.evals_since_best = int(meta.get("evals_since_best", 0))
+        if ckpt.best_model is not None:
+            self.best_params = {k: v.copy() for k, v in ckpt.best_model.params.items()}
+        self.saved_step = self.trainer.step
+        self.log.truncate_after(self.trainer.step)
+        print(f"resuming {self.args.out} at step {self.trainer.step}")
+
+    # ---- the loop ----------------------------------------------------------------------
+    def run(self):
+        args, trainer = self.args, self.trainer
+        if self.saved_step is None:
+            self.log.reset()
+        bar = _progress_bar(args.steps, trainer.step)
+        smooth, seen, window_losses = 0.0, 0, []
+        chars_per_step = trainer.batch_size * trainer.seq_length
+        t_start, step_start = time.perf_counter(), trainer.step
+        elapsed_start = self.elapsed
+        stopped_early = False
+        try:
+            with _StopFlag() as stop:
+                while trainer.step < args.steps and stop.signal is None:
+                    lr = trainer.current_lr
+                    try:
+                        loss = trainer.train_step()
+                    except TrainingDiverged as e:
+                        raise UsageError(f"{e}; {self._kept()}") from None
+                    self.elapsed = elapsed_start + time.perf_counter() - t_start
+                    seen += 1
+                    window_losses.append(loss)
+                    smooth = 0.98 * smooth + 0.02 * loss
+                    shown = smooth / (1 - 0.98 ** seen)   # bias-corrected running mean
+                    step = trainer.step
+                    evaluate_now = len(self.val_data) and (
+                        step % args.eval_every == 0 or step == args.steps)
+                    if step % args.print_every == 0 or evaluate_now or step == args.steps:
+                        rate = (step - step_start) * chars_per_step / (
+                            time.perf_counter() - t_start)
+                        record = {"step": step, "epoch": trainer.epoch,
+                                  "train_loss": sum(window_losses) / len(window_losses),
+                                  "lr": lr, "chars_per_s": rate,
+                                  "elapsed": round(self.elapsed, 3)}
+                        window_losses = []
+                        if evaluate_now:
+                            record.update(self._validate())
+                        self.log.write(record)
+                        if bar is None:
+                            print(_log_line(record, shown, args.steps), flush=True)
+                        elif evaluate_now:
+                            bar.write(_log_line(record, shown, args.steps))
+                        if evaluate_now and args.patience is not None \
+                                and self.evals_since_best > args.patience:
+                            stopped_early = True
+                    if bar is not None:
+                        bar.update(1)
+                        if step % 10 == 0:
+                            bar.set_postfix_str(f"loss {shown:.3f} ({shown / LN2:.3f} bpc)")
+                    if step % args.checkpoint_every == 0:
+                        self._save()
+                    if stopped_early:
+                        break
+                interrupted = stop.signal is not None
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.saved_step != trainer.step:
+            self._save()
+        best = ""
+        if self.best is not None:
+            best = (f"; best validation {self.best['val_loss']:.4f} nats/char "
+                    f"({self.best['val_loss'] / LN2:.4f} bits/char) at step {self.best['step']}")
+        if interrupted:
+            print(f"interrupted at step {trainer.step}: saved {args.out} (continue with "
+                  f"--resume){best}")
+            return 130
+        if stopped_early:
+            print(f"stopped early at step {trainer.step}: no validation improvement in "
+                  f"{args.patience} evaluations; saved {args.out}{best}")
+            return 0
+        print(f"saved {args.out} at step {trainer.step}{best}")
+        return 0
+
+    def _validate(self):
+        result = evaluate(self.trainer.model, self.val_data)
+        val = result["nats_per_char"]
+        if not math.isfinite(val):
+            raise UsageError(f"the validation loss became {val} at step {self.trainer.step}: "
+                             f"training diverged; {self._kept()}")
+        if self.best is None or val < self.best["val_loss"]:
+            self.best = {"val_loss": val, "step": self.trainer.step}
+            self.evals_since_best = 0
+            if self.keep_best:
+                self.best_params = {k: v.copy() for k, v in self.trainer.model.params.items()}
+        else:
+            self.evals_since_best += 1
+        return {"val_loss": val, "val_bits_per_char": result["bits_per_char"]}
+
+    def _save(self):
+        """Checkpoint, unless the weights have gone non-finite: then stop, keeping the file."""
+        trainer = self.trainer
+        if not all(np.isfinite(p).all() for p in trainer.model.params.values()):
+            raise UsageError(f"training diverged by step {trainer.step}: the parameters hold "
+                             f"nan or inf (try a lower learning rate or a smaller clip); "
+                             f"{self._kept()}")
+        arrays, meta = trainer.state()
+        meta["config"].update({k: self.settings[k] for k in ("val_fraction", "seed")})
+        meta["config"]["keep_best"] = self.keep_best
+        meta.update({"corpus_sha256": self.corpus.sha256, "elapsed": self.elapsed,
+                     "best": self.best, "evals_since_best": self.evals_since_best})
+        if self.best_params is not None:
+            arrays.update({f"best.{k}": v for k, v in self.best_params.items()})
+        save_checkpoint(self.args.out, trainer.model, (arrays, meta))
+        self.saved_step = trainer.step
+
+    def _kept(self):
+        if self.saved_step is None:
+            return "no checkpoint was written"
+        return f"the checkpoint at {self.args.out} (step {self.saved_step}) was kept"
+
+
+def _log_line(record, smoothed, total):
+    line = (f"step {record['step']}/{total}  loss {smoothed:.4f} nats/char "
+            f"({smoothed / LN2:.4f} bits/char)  lr {record['lr']:.3g}  epoch {record['epoch']}"
+            f"  {record['chars_per_s']:,.0f} chars/s")
+    if "val_loss" in record:
+        line += (f"  val {record['val_loss']:.4f} nats/char "
+                 f"({record['val_bits_per_char']:.4f} bits/char)")
+    return line
 
 
 def _check_writable(out):
@@ -305,63 +522,6 @@ class _StopFlag:
             signal.signal(s, handler)
 
 
-def _run_training(trainer, args):
-    total = args.steps
-    bar = _progress_bar(total, trainer.step)
-    saved = {"step": trainer.step if args.resume else None}
-    smooth, seen = 0.0, 0
-    chars_per_step = trainer.batch_size * trainer.seq_length
-    t0, step0 = time.perf_counter(), trainer.step
-    try:
-        with _StopFlag() as stop:
-            while trainer.step < total and stop.signal is None:
-                try:
-                    loss = trainer.train_step()
-                except TrainingDiverged as e:
-                    raise UsageError(f"{e}; {_kept(args, saved)}") from None
-                seen += 1
-                smooth = 0.98 * smooth + 0.02 * loss
-                shown = smooth / (1 - 0.98 ** seen)   # bias-corrected running mean
-                if bar is not None:
-                    bar.update(1)
-                    if trainer.step % 10 == 0:
-                        bar.set_postfix_str(f"loss {shown:.3f} ({shown / LN2:.3f} bpc)")
-                elif trainer.step % args.print_every == 0 or trainer.step == total:
-                    rate = (trainer.step - step0) * chars_per_step / (time.perf_counter() - t0)
-                    print(f"step {trainer.step}/{total}  loss {shown:.4f} nats/char "
-                          f"({shown / LN2:.4f} bits/char)  epoch {trainer.epoch}  "
-                          f"{rate:,.0f} chars/s", flush=True)
-                if trainer.step % args.checkpoint_every == 0:
-                    _save(trainer, args, saved)
-            interrupted = stop.signal is not None
-    finally:
-        if bar is not None:
-            bar.close()
-    if saved["step"] != trainer.step:
-        _save(trainer, args, saved)
-    if interrupted:
-        print(f"interrupted at step {trainer.step}: saved {args.out} (continue with --resume)")
-        return 130
-    print(f"saved {args.out} at step {trainer.step}")
-    return 0
-
-
-def _save(trainer, args, saved):
-    """Checkpoint, unless the weights have gone non-finite: then stop, keeping the file."""
-    if not all(np.isfinite(p).all() for p in trainer.model.params.values()):
-        raise UsageError(f"training diverged by step {trainer.step}: the parameters hold "
-                         f"nan or inf (try a lower learning rate or a smaller clip); "
-                         f"{_kept(args, saved)}")
-    save_checkpoint(args.out, trainer.model, trainer.state())
-    saved["step"] = trainer.step
-
-
-def _kept(args, saved):
-    if saved["step"] is None:
-        return "no checkpoint was written"
-    return f"the checkpoint at {args.out} (step {saved['step']}) was kept"
-
-
 def _progress_bar(total, initial):
     if not sys.stderr.isatty():
         return None
@@ -373,8 +533,13 @@ def _progress_bar(total, initial):
 
 
 # ---- sample -------------------------------------------------------------------------
+def _checkpoint_model(args):
+    ckpt = load_checkpoint(args.checkpoint)
+    return ckpt.model if args.latest else ckpt.preferred_model
+
+
 def cmd_sample(args):
-    model = load_checkpoint(args.checkpoint).model
+    model = _checkpoint_model(args)
     unknown = model.vocab.unknown(args.prime)
     if unknown and not args.skip_unknown:
         raise UsageError(f"the prime has characters the model has never seen: "
@@ -386,3 +551,46 @@ def cmd_sample(args):
                             top_k=args.top_k, seed=args.seed, skip_unknown=True)
     sys.stdout.write(args.prime + text + "\n")
     sys.stdout.flush()
+
+
+# ---- eval ---------------------------------------------------------------------------
+def cmd_eval(args):
+    model = _checkpoint_model(args)
+    text = read_corpus(args.file, args.encoding)
+    unseen = model.vocab.unknown(text)
+    ids = model.vocab.encode(text, skip_unknown=True)
+    n_unseen = len(text) - len(ids)
+    if len(ids) < 2:
+        raise UsageError(f"{args.file} has fewer than 2 characters the model knows")
+    result = evaluate(model, ids)
+    result["unseen_chars"] = n_unseen
+    result["unseen_symbols"] = "".join(unseen)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.file}: {result['chars']:,} characters predicted: "
+          f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_char']:.4f} bits/char, "
+          f"perplexity {result['perplexity']:.3f}")
+    if n_unseen:
+        print(f"{n_unseen:,} characters the model has never seen were dropped: "
+              f"{result['unseen_symbols']!r}")
+    return 0
+
+
+# ---- plot ---------------------------------------------------------------------------
+def cmd_plot(args):
+    log = args.run if args.run.endswith(".jsonl") else metrics_path(args.run)
+    if not os.path.exists(log):
+        raise UsageError(f"no metrics log at {log} (written by `rnncore train` beside its "
+                         "checkpoint)")
+    records = read_metrics(log)
+    if not records:
+        raise UsageError(f"the metrics log {log} is empty")
+    out = args.out or (log[:-len(".metrics.jsonl")] if log.endswith(".metrics.jsonl")
+                       else log) + ".png"
+    try:
+        plot_metrics(records, out, title=os.path.basename(log))
+    except RuntimeError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {out}")
+    return 0

@@ -147,9 +147,10 @@ class CharRNN:
 
     @classmethod
     def load(cls, path):
-        """Read a model written by save() (or by training); checked, never unpickled."""
+        """Read a model written by save() or by training (its best-validation parameters
+        when the run kept them); checked, never unpickled."""
         from .checkpoint import load_checkpoint
-        return load_checkpoint(path).model
+        return load_checkpoint(path).preferred_model
 
     # ---- checks ---------------------------------------------------------------------
     def _checked_params(self):

@@ -15,8 +15,55 @@ import math
 
 import numpy as np
 
+from .corpus import compact_dtype
 from .model import CharRNN
 from .optim import OPTIMIZERS, clip_global_norm, make_optimizer
+
+
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmup_steps=0,
+                     decay=0.97, epoch=0, min_fraction=0.0):
+    """The learning rate for optimizer step `step` (counting from 0).
+
+    constant: base_lr.  step: base_lr · decay^epoch (char-rnn's decay after each pass).
+    cosine: from base_lr down to min_fraction · base_lr at total_steps, along half a cosine.
+    Any schedule first rises linearly from 0 over `warmup_steps` steps.
+    """
+    if warmup_steps and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return base_lr
+    if schedule == "step":
+        return base_lr * decay ** epoch
+    if schedule == "cosine":
+        if not total_steps:
+            raise ValueError("the cosine schedule needs total_steps")
+        span = max(1, total_steps - warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / span)
+        return base_lr * (min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
+    raise ValueError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+
+
+def evaluate(model, data, window=1024):
+    """Statefully predict data[1:] from data[:-1], carrying the hidden state across windows.
+
+    Returns {"nats_per_char", "bits_per_char", "perplexity", "chars"} (chars = predictions
+    made).  The forward pass runs in compiled code, one window at a time.
+    """
+    data = np.asarray(data)
+    n = len(data) - 1
+    if n < 1:
+        raise ValueError("evaluation needs at least 2 characters")
+    total, h = 0.0, None
+    for start in range(0, n, window):
+        stop = min(start + window, n)
+        loss, h = model.loss(data[start:stop], data[start + 1:stop + 1], h)
+        total += loss * (stop - start)
+    nats = total / n
+    return {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
+            "perplexity": math.exp(nats), "chars": n}
 
 
 class TrainingDiverged(ArithmeticError):
@@ -26,14 +73,6 @@ class TrainingDiverged(ArithmeticError):
         super().__init__(f"the loss became {loss} at step {step}: training diverged "
                          "(try a lower learning rate or a smaller clip)")
         self.step, self.loss = step, loss
-
-
-def compact_dtype(n_vocab):
-    """The smallest unsigned integer dtype that holds indices below n_vocab."""
-    for dt in (np.uint8, np.uint16, np.uint32):
-        if n_vocab <= np.iinfo(dt).max + 1:
-            return np.dtype(dt)
-    raise ValueError(f"a vocabulary of {n_vocab} characters is too large")
 
 
 def make_streams(data, n_streams):
@@ -59,7 +98,8 @@ class Trainer:
     """
 
     def __init__(self, model, text, seq_length=10, batch_size=1, learning_rate=1e-2,
-                 optimizer="sgd", clip=5.0, clip_norm=None, **optimizer_options):
+                 optimizer="sgd", clip=5.0, clip_norm=None, lr_schedule="constant",
+                 total_steps=None, warmup_steps=0, lr_decay=0.97, **optimizer_options):
         if not isinstance(model, CharRNN):
             raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
         _check_positive_int(seq_length, "seq_length")
@@ -78,6 +118,16 @@ class Trainer:
         if not (self.clip >= 0 and math.isfinite(self.clip)):
             raise ValueError(f"clip must be a finite number >= 0 (0: off), got {clip}")
         self.clip_norm = None if clip_norm is None else float(clip_norm)
+        if lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, "
+                             f"got {lr_schedule!r}")
+        if lr_schedule == "cosine" and not total_steps:
+            raise ValueError("the cosine schedule needs total_steps")
+        _check_positive_int(warmup_steps, "warmup_steps", allow_zero=True)
+        if not 0 < lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}")
+        self.lr_schedule, self.total_steps = lr_schedule, total_steps
+        self.warmup_steps, self.lr_decay = int(warmup_steps), float(lr_decay)
         self.data = self._encode(text)
         self.streams = make_streams(self.data, self.batch_size)
         if self.stream_length < self.seq_length:
@@ -108,9 +158,16 @@ class Trainer:
         n = min(self.seq_length, self.stream_length - p)
         return self.streams[:, p:p + n], self.streams[:, p + 1:p + n + 1]
 
+    @property
+    def current_lr(self):
+        """The learning rate the next step will use."""
+        return learning_rate_at(self.step, self.learning_rate, self.lr_schedule,
+                                self.total_steps, self.warmup_steps, self.lr_decay, self.epoch)
+
     def train_step(self, learning_rate=None):
         """One window: gradients, clipping, update, advance.  Returns the mean loss (nats
-        per char).  Raises TrainingDiverged, before updating, if the loss is not finite."""
+        per char).  Raises TrainingDiverged, before updating, if the loss is not finite.
+        learning_rate overrides the schedule for this step."""
         inputs, targets = self.next_window()
         loss, grads, h_last = self.model.loss_and_grads(
             inputs, targets, self.hidden, clip=self.clip, out=self.grads)
@@ -118,7 +175,7 @@ class Trainer:
             raise TrainingDiverged(self.step + 1, loss)
         if self.clip_norm is not None:
             clip_global_norm(grads, self.clip_norm)
-        self.optimizer.step(grads, self.learning_rate if learning_rate is None else learning_rate)
+        self.optimizer.step(grads, self.current_lr if learning_rate is None else learning_rate)
         self.step += 1
         self.pointer += inputs.shape[1]
         self.hidden = h_last
@@ -172,7 +229,9 @@ class Trainer:
     def config(self):
         return {"seq_length": self.seq_length, "batch_size": self.batch_size,
                 "learning_rate": self.learning_rate, "optimizer": self.optimizer.name,
-                "clip": self.clip, "clip_norm": self.clip_norm}
+                "clip": self.clip, "clip_norm": self.clip_norm,
+                "lr_schedule": self.lr_schedule, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps, "lr_decay": self.lr_decay}
 
     def _encode(self, text):
         vocab = self.model.vocab
@@ -186,8 +245,10 @@ class Trainer:
                 raise TypeError("text must be a str or a 1-D integer array of indices")
             if ids.size < 2:
                 raise ValueError(f"the corpus has {ids.size} character(s): nothing to predict")
-            if ids.min() < 0 or ids.max() >= len(vocab):
-                raise ValueError(f"encoded corpus has indices outside [0, {len(vocab)})")
+            # indices are range-checked window by window, by the kernel: no pass over a
+            # corpus that may be larger than memory
+            if ids.dtype.kind == "u":
+                return ids
         dt = compact_dtype(len(vocab))
         return ids if ids.dtype == dt else ids.astype(dt)
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore.train import Trainer, TrainingDiverged, compact_dtype, make_streams
+from rnncore.corpus import compact_dtype
+from rnncore.train import Trainer, TrainingDiverged, make_streams
 
 
 def make(text, hidden=8, seed=0, **kw):
