@@ -47,21 +47,22 @@ class UsageError(Exception):
 
 
 # ---- argument types: argparse turns their ValueError into a one-line usage error ----
-def positive_int(text):
+def _int(text):
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def positive_int(text):
+    value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
 
 
 def nonnegative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
@@ -415,6 +416,8 @@ class TrainingRun:
                             bar.set_postfix_str(f"loss {shown:.3f} ({shown / LN2:.3f} bpc)")
                     if step % args.checkpoint_every == 0:
                         self._save()
+                    if step % 1000 == 0:
+                        self.corpus.release_pages()
                     if stopped_early:
                         break
                 interrupted = stop.signal is not None

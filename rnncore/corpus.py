@@ -9,6 +9,7 @@ in memory instead, leaving no file behind.
 """
 import codecs
 import hashlib
+import mmap
 import os
 import tempfile
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from .vocab import Vocab
 
 CHUNK_BYTES = 1 << 24          # read 16 MiB at a time
 CACHE_MIN_BYTES = 1 << 20      # cache the encoding of files from 1 MiB up
+MAX_CODEPOINT = 0x10FFFF
 
 
 class CorpusError(ValueError):
@@ -35,6 +37,13 @@ class Corpus:
 
     def __len__(self):
         return len(self.data)
+
+    def release_pages(self):
+        """Let go of the memory-mapped pages read so far (they stay in the OS page cache),
+        so the resident memory of a long run does not grow with the corpus it has read."""
+        mapping = getattr(self.data, "_mmap", None)
+        if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            mapping.madvise(mmap.MADV_DONTNEED)
 
     def split(self, val_fraction):
         """(train, val) views: the last `val_fraction` of the characters are held out."""
@@ -149,14 +158,14 @@ def _codepoints(text):
 def _scan(path, encoding):
     """(sha256 of the bytes, sorted unique code points, number of characters)"""
     sha = hashlib.sha256()
-    seen = np.zeros(0, np.uint32)
+    counts = np.zeros(MAX_CODEPOINT + 1, np.int64)
     n_chars = 0
     for raw, text in _chunks(path, encoding):
         sha.update(raw)
         if text:
-            seen = np.union1d(seen, np.unique(_codepoints(text)))
+            counts += np.bincount(_codepoints(text), minlength=MAX_CODEPOINT + 1)
             n_chars += len(text)
-    return sha.hexdigest(), seen, n_chars
+    return sha.hexdigest(), np.flatnonzero(counts).astype(np.uint32), n_chars
 
 
 def _cache_path(path, name):
@@ -194,10 +203,11 @@ def _write_cache(path, encoding, vocab, cache, n_chars, dtype):
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n_chars,))
         pos = 0
-        table = vocab.codepoints
+        index_of = np.zeros(MAX_CODEPOINT + 1, dtype)   # code point -> index
+        index_of[vocab.codepoints] = np.arange(len(vocab), dtype=dtype)
         for _, text in _chunks(path, encoding):
             if text:
-                ids = np.searchsorted(table, _codepoints(text))
+                ids = index_of[_codepoints(text)]
                 out[pos:pos + len(ids)] = ids
                 pos += len(ids)
         out.flush()

@@ -29,3 +29,19 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
     assert result["trainer"]["corpus"] == "generated text"
     assert result["generation"][0]["chars_per_s"] > 0
     assert "| rnncore µs |" in md.read_text().replace("| V | H | B | T | dtype | threads ", "|")
+
+
+def test_shakespeare_script_runs_on_a_small_corpus(tmp_path):
+    text = tmp_path / "play.txt"
+    text.write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n" * 40)
+    script = BENCH.parent / "shakespeare.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--corpus", str(text), "--minutes", "0.01",
+         "--hidden-size", "8", "--batch-size", "2", "--seq-length", "10", "--eval-every", "5",
+         "--no-torch", "--out-dir", str(tmp_path / "run")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["rnncore"]["best_val_nats"] > 0 and summary["rnncore"]["steps"] >= 5
+    assert (tmp_path / "run" / "sample.txt").read_text().startswith("ROMEO:")
+    assert (tmp_path / "run" / "shakespeare.npz").exists()
