@@ -215,12 +215,34 @@ def main():
             else:
                 summary["torch_over_rnncore_time"] = f"> {args.torch_cap:g}"
     metrics.close()
+    if "torch" in summary:
+        summary["comparison"] = compare(rn_records, torch_records, best["val_loss"])
     plot_metrics([dict(r, train_loss=r["train_loss"]) for r in rn_records],
                  out_dir / "shakespeare.png", title="rnncore, vanilla RNN, tinyshakespeare")
     if len(records) > len(rn_records):
         plot_both(records, out_dir / "rnncore-vs-torch.png")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
+
+
+def first_time_at_or_below(records, level):
+    return next((r["elapsed"] for r in records if r["val_loss"] <= level), None)
+
+
+def compare(rn_records, torch_records, best):
+    """Speed per step, and the time each system first validates at or below a few levels
+    near rnncore's best: the best itself is one noisy evaluation, the levels above it are
+    what both curves cross reliably."""
+    rn_step = rn_records[-1]["elapsed"] / rn_records[-1]["step"]
+    th_step = torch_records[-1]["elapsed"] / torch_records[-1]["step"]
+    levels = {}
+    for margin in (0.0, 0.01, 0.02, 0.05, 0.1):
+        level = best + margin
+        a, b = first_time_at_or_below(rn_records, level), first_time_at_or_below(torch_records, level)
+        levels[f"{level:.4f}"] = {"rnncore_s": a, "torch_s": b,
+                                  "ratio": (b / a) if a and b else None}
+    return {"seconds_per_step": {"rnncore": rn_step, "torch": th_step},
+            "torch_over_rnncore_per_step": th_step / rn_step, "time_to_level": levels}
 
 
 def plot_both(records, path):

@@ -18,7 +18,7 @@ import numpy as np
 
 from .vocab import Vocab
 
-CHUNK_BYTES = 1 << 24          # read 16 MiB at a time
+CHUNK_BYTES = 1 << 22          # read 4 MiB at a time: ~70 MB of transient arrays at most
 CACHE_MIN_BYTES = 1 << 20      # cache the encoding of files from 1 MiB up
 MAX_CODEPOINT = 0x10FFFF
 
@@ -199,19 +199,22 @@ def _open_cache(cache, n_chars, dtype):
 def _write_cache(path, encoding, vocab, cache, n_chars, dtype):
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(cache) + ".", suffix=".tmp",
                                dir=os.path.dirname(cache))
-    os.close(fd)
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n_chars,))
-        pos = 0
-        index_of = np.zeros(MAX_CODEPOINT + 1, dtype)   # code point -> index
-        index_of[vocab.codepoints] = np.arange(len(vocab), dtype=dtype)
-        for _, text in _chunks(path, encoding):
-            if text:
-                ids = index_of[_codepoints(text)]
-                out[pos:pos + len(ids)] = ids
-                pos += len(ids)
-        out.flush()
-        del out
+        # plain writes, not a writable memmap: its dirty pages would count as resident
+        with os.fdopen(fd, "wb") as out:
+            np.lib.format.write_array_header_1_0(
+                out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                      "shape": (n_chars,)})
+            index_of = np.zeros(MAX_CODEPOINT + 1, dtype)   # code point -> index
+            index_of[vocab.codepoints] = np.arange(len(vocab), dtype=dtype)
+            written = 0
+            for _, text in _chunks(path, encoding):
+                if text:
+                    ids = index_of[_codepoints(text)]
+                    out.write(ids.tobytes())
+                    written += len(ids)
+            if written != n_chars:
+                raise CorpusError(f"corpus {path} changed while it was being read")
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
