@@ -413,7 +413,10 @@ class TrainingRun:
                     if bar is not None:
                         bar.update(1)
                         if step % 10 == 0:
-                            bar.set_postfix_str(f"loss {shown:.3f} ({shown / LN2:.3f} bpc)")
+                            rate = (step - step_start) * chars_per_step / (
+                                time.perf_counter() - t_start)
+                            bar.set_postfix_str(f"loss {shown:.3f} ({shown / LN2:.3f} bpc), "
+                                                f"{rate:,.0f} chars/s")
                     if step % args.checkpoint_every == 0:
                         self._save()
                     if step % 1000 == 0:

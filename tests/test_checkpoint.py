@@ -348,3 +348,13 @@ def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(tmp_path):
     assert run("train", text, "--out", out, "--steps", max(steps_seen) + 1, "--resume",
                cwd=tmp_path).returncode == 0
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_row_resume_of_a_model_without_training_state(tmp_path):
+    model = rnncore.CharRNN(rnncore.Vocab.from_text("the cat sat on the mat. "), 16, seed=0)
+    path = tmp_path / "bare.npz"
+    model.save(path)
+    before = digest(path)
+    assert_clean_error(run("train", corpus(tmp_path), "--out", path, "--resume", cwd=tmp_path),
+                       "holds a model without training state")
+    assert digest(path) == before
