@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .vocab import Vocab
+from .vocab import Vocab, codepoints_of as _codepoints
 
 CHUNK_BYTES = 1 << 22          # read 4 MiB at a time: ~70 MB of transient arrays at most
 CACHE_MIN_BYTES = 1 << 20      # cache the encoding of files from 1 MiB up
@@ -149,10 +149,6 @@ def _chunks(path, encoding):
                 offset += len(raw)
     except OSError as e:
         raise CorpusError(f"cannot read corpus {path}: {e.strerror}") from None
-
-
-def _codepoints(text):
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 def _scan(path, encoding):

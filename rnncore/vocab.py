@@ -27,7 +27,7 @@ class Vocab:
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if not text:
             raise ValueError("cannot build a vocabulary from empty text")
-        return cls.from_codepoints(np.unique(_codepoints_of(text)))
+        return cls.from_codepoints(np.unique(codepoints_of(text)))
 
     @classmethod
     def from_codepoints(cls, codepoints):
@@ -58,7 +58,7 @@ class Vocab:
 
     def unknown(self, text):
         """Sorted characters of `text` that are not in the vocabulary."""
-        cps = np.unique(_codepoints_of(text))
+        cps = np.unique(codepoints_of(text))
         return [chr(int(c)) for c in cps[~self._known(cps)]]
 
     def encode(self, text, skip_unknown=False):
@@ -68,7 +68,7 @@ class Vocab:
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        cps = _codepoints_of(text)
+        cps = codepoints_of(text)
         known = self._known(cps)
         if not known.all():
             if not skip_unknown:
@@ -93,5 +93,6 @@ class Vocab:
         return self._codepoints[pos] == cps
 
 
-def _codepoints_of(text):
+def codepoints_of(text):
+    """(len(text),) uint32 code points of a str, without a Python-level loop."""
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)

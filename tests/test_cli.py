@@ -89,3 +89,16 @@ def test_help(command, tmp_path):
 def test_argparse_errors(args, match, tmp_path):
     proc = run(*args, cwd=tmp_path)
     assert_clean_error(proc, match, status=2)
+
+
+def test_output_into_a_closed_pipe_is_quiet(tmp_path):
+    import subprocess
+    out = tmp_path / "m.npz"
+    assert run("train", corpus(tmp_path), "--out", out, "--steps", "3", *SMALL,
+               cwd=tmp_path).returncode == 0
+    proc = subprocess.Popen([RNNCORE, "sample", str(out), "--length", "200000"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(10)   # like `| head -c 10`
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""
