@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import rnncore
+import rnncore.checkpoint
 from rnncore import cli
 from cli_helpers import SMALL, RNNCORE, assert_clean_error, corpus, run
 
@@ -102,3 +103,14 @@ def test_output_into_a_closed_pipe_is_quiet(tmp_path):
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
     assert proc.stderr.read() == b""
+
+
+def test_threads_and_clip_norm_options(tmp_path):
+    out = tmp_path / "m.npz"
+    proc = run("train", corpus(tmp_path), "--out", out, "--steps", "5", *SMALL, "--threads",
+               "1", "--clip-norm", "1.0", "--clip", "0", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    config = rnncore.checkpoint.load_checkpoint(out).train_meta["config"]
+    assert config["clip_norm"] == 1.0 and config["clip"] == 0.0
+    assert_clean_error(run("train", corpus(tmp_path), "--out", out, "--threads", "0",
+                           cwd=tmp_path), "must be a positive integer", status=2)
