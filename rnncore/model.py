@@ -5,7 +5,13 @@ the kernels in rnncore._kernels only ever see C-contiguous arrays of one float d
 """
 import numpy as np
 
-from . import _kernels
+try:
+    from . import _kernels
+except ImportError as e:  # e.g. `import rnncore` from a source checkout that was not built
+    raise ImportError(
+        "rnncore's compiled kernels (rnncore._kernels) are not built here: install the "
+        "package (`pip install .`) and import it from outside the source folder, or build "
+        f"in place with `pip install -e .` ({e})") from None
 from .reference import PARAM_NAMES
 from .vocab import Vocab
 
