@@ -131,13 +131,9 @@ def train_torch(corpus, train_data, val_data, s, initial, target, cap_s, eval_ev
             torch.nn.utils.clip_grad_value_(weights, s["clip"])
             opt.step()
             losses.append(loss.item())
-            # advance the shared pointer logic without touching the shadow model
-            shadow.pointer += x.shape[1]
-            shadow.step += 1
-            h = h_last.detach()
-            if shadow.pointer >= shadow.stream_length:
-                shadow.pointer, shadow.epoch = 0, shadow.epoch + 1
-                h = torch.zeros_like(h)
+            # the shadow keeps the pointer, epoch and wrap; torch keeps the real state
+            shadow.advance(x.shape[1], shadow.hidden)
+            h = h_last.detach() if shadow.pointer else torch.zeros_like(h)
         step += eval_every
         clock += time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -19,7 +19,7 @@ from . import __version__
 from .checkpoint import (CheckpointError, load_checkpoint, remove_stale_temp_files,
                          save_checkpoint)
 from .corpus import CorpusError, load_corpus, read_corpus
-from .metrics import MetricsLog, metrics_path, plot_metrics, read_metrics
+from .metrics import LN2, MetricsLog, metrics_path, plot_metrics, read_metrics
 from .model import CharRNN
 from .train import SCHEDULES, Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab
@@ -38,9 +38,6 @@ RESUME_FIXED = ("hidden_size", "dtype", "seq_length", "batch_size", "optimizer",
                 "val_fraction")
 # what a resumed run may change
 RESUME_FREE = ("learning_rate", "clip", "clip_norm", "lr_schedule", "warmup_steps", "lr_decay")
-
-LN2 = math.log(2)
-
 
 class UsageError(Exception):
     """A problem with what the user asked for, reported as one line."""
@@ -352,12 +349,10 @@ class TrainingRun:
 
     def restore(self, ckpt):
         meta = ckpt.train_meta
-        same = self.trainer.load_state(ckpt.train_arrays, meta)
-        if not same or meta.get("corpus_sha256") != self.corpus.sha256:
+        same_corpus = meta.get("corpus_sha256") == self.corpus.sha256
+        if not self.trainer.load_state(ckpt.train_arrays, meta, same_corpus):
             print("note: the corpus differs from the checkpoint's; its streams restart at "
                   "the beginning")
-            self.trainer.pointer = 0
-            self.trainer.hidden[...] = 0
         self.elapsed = float(meta.get("elapsed", 0.0))
         self.best = meta.get("best")
         self.evals_since_best = int(meta.get("evals_since_best", 0))

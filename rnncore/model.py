@@ -104,24 +104,20 @@ class CharRNN:
                  h_last: (H,) or (B,H)).
         Gradients are of Σ_t mean_b cross-entropy (min-char-rnn's at B=1).
         """
-        inputs, targets, single = self._check_window(inputs, targets)
         clip = _check_clip(clip)
+        inputs, targets, single, ws = self._prepare(inputs, targets, h0)
         if out is None:
             out = self.zeros_like_params()
             g = tuple(out[name] for name in PARAM_NAMES)
         else:
             g = self._check_out(out)
-        ws = self._workspace(*inputs.shape)
-        self._load_h0(h0, ws["hs"][0], single, inputs.shape[0])
         loss = self._window_kernel(*self._checked_params(), inputs, targets, ws["hs"],
                                    ws["probs"], ws["dh_raw"], ws["dh_next"], *g, True, clip)
         return loss, out, self._h_last(ws, single)
 
     def loss(self, inputs, targets, h0=None):
         """Forward only: (mean nats per character, h_last) for one window."""
-        inputs, targets, single = self._check_window(inputs, targets)
-        ws = self._workspace(*inputs.shape)
-        self._load_h0(h0, ws["hs"][0], single, inputs.shape[0])
+        inputs, targets, single, ws = self._prepare(inputs, targets, h0)
         g = self._forward_only_grads
         loss = self._window_kernel(*self._checked_params(), inputs, targets, ws["hs"],
                                    ws["probs"], ws["dh_raw"], ws["dh_next"], *g, False, 0.0)
@@ -181,6 +177,14 @@ class CharRNN:
                 raise ValueError(f"params[{name!r}] must be C-contiguous")
         self._checked = arrays
         return arrays
+
+    def _prepare(self, inputs, targets, h0):
+        """Checked (B,T) index arrays, whether they were 1-D, and the window's workspace
+        with h0 loaded into hs[0]."""
+        inputs, targets, single = self._check_window(inputs, targets)
+        ws = self._workspace(*inputs.shape)
+        self._load_h0(h0, ws["hs"][0], single, inputs.shape[0])
+        return inputs, targets, single, ws
 
     def _check_window(self, inputs, targets):
         inputs = _index_array(inputs, "inputs")

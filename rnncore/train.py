@@ -176,14 +176,19 @@ class Trainer:
         if self.clip_norm is not None:
             clip_global_norm(grads, self.clip_norm)
         self.optimizer.step(grads, self.current_lr if learning_rate is None else learning_rate)
+        self.advance(inputs.shape[1], h_last)
+        return loss
+
+    def advance(self, n_steps, h_last):
+        """Count one step that consumed n_steps positions of every stream and ended in
+        h_last; at the end of the streams, wrap to the start with a zero state."""
         self.step += 1
-        self.pointer += inputs.shape[1]
+        self.pointer += n_steps
         self.hidden = h_last
         if self.pointer >= self.stream_length:
             self.pointer = 0
             self.epoch += 1
             self.hidden = np.zeros_like(self.hidden)
-        return loss
 
     def train(self, steps, callback=None):
         """Take `steps` steps; return their losses (mean nats per char, one per step).
@@ -207,14 +212,17 @@ class Trainer:
                 "config": self.config}
         return arrays, meta
 
-    def load_state(self, arrays, meta):
-        """Restore what state() gave (the model's parameters are restored separately)."""
+    def load_state(self, arrays, meta, same_corpus=True):
+        """Restore what state() gave (the model's parameters are restored separately).
+        The streams continue where they stopped only if the corpus is the same one
+        (same_corpus, and the same length); otherwise they restart at the beginning.
+        Returns whether they continue."""
         self.optimizer.load_state_dict(
             {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")},
             meta["optimizer"])
         self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
         hidden = arrays["hidden"]
-        same_streams = (int(meta.get("corpus_chars", -1)) == len(self.data)
+        same_streams = (same_corpus and int(meta.get("corpus_chars", -1)) == len(self.data)
                         and hidden.shape == self.hidden.shape
                         and 0 <= int(meta["pointer"]) < self.stream_length)
         if same_streams:
