@@ -10,15 +10,18 @@ Contents (every entry a plain array; strings are 0-d unicode arrays):
     state.<name>    arrays (optional): optimizer state, every stream's hidden state
 """
 import json
+import math
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .model import CharRNN
+from .npzfile import ArchiveError, PickledData, read_npz
+from .optim import OPTIMIZERS
 from .reference import PARAM_NAMES
+from .train import SCHEDULES
 from .vocab import Vocab
 
 FORMAT = "rnncore-checkpoint"
@@ -88,16 +91,15 @@ def load_checkpoint(path):
         raise CheckpointError(f"{path} is not a readable rnncore checkpoint (not an .npz "
                               "archive)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except ValueError as e:
-        if "pickle" in str(e):
-            raise CheckpointError(f"{path} holds pickled data, which rnncore never loads "
-                                  "(it is not an rnncore checkpoint)") from None
-        raise CheckpointError(f"{path} is not a readable rnncore checkpoint ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        arrays = read_npz(path)
+    except PickledData:
+        raise CheckpointError(f"{path} holds pickled data, which rnncore never loads "
+                              "(it is not an rnncore checkpoint)") from None
+    except ArchiveError as e:
         raise CheckpointError(f"{path} is not a readable rnncore checkpoint "
                               f"(truncated or corrupt: {e})") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
     return _checked(path, arrays)
 
 
@@ -132,6 +134,7 @@ def _checked(path, arrays):
     if len(vocab) != config.get("n_vocab"):
         raise CheckpointError(f"{path}: the vocabulary has {len(vocab)} characters, the "
                               f"configuration says {config.get('n_vocab')}")
+    _check_claimed_size(path, config, arrays)
     try:
         model = CharRNN(vocab, config["hidden_size"], dtype=config["dtype"])
     except (KeyError, ValueError, TypeError) as e:
@@ -145,7 +148,99 @@ def _checked(path, arrays):
     train_arrays = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
     if train_meta is not None and not isinstance(train_meta, dict):
         raise CheckpointError(f"{path}: the training state is malformed")
+    if train_meta is not None:
+        _check_train_state(path, train_meta, train_arrays, model)
     return Checkpoint(model, train_meta, train_arrays, best_model)
+
+
+def _check_claimed_size(path, config, arrays):
+    """A damaged or edited configuration must not make the loader build a model larger
+    than the file: every cell has at least an (H, H) recurrent matrix."""
+    hidden_size = config.get("hidden_size")
+    if isinstance(hidden_size, int) and hidden_size > 0 and \
+            hidden_size * hidden_size > sum(a.size for a in arrays.values()):
+        raise CheckpointError(f"{path}: the configuration's hidden_size {hidden_size} "
+                              "does not fit the arrays the file holds")
+
+
+def _is_int(value, low=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value, low=None, high=None, low_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        return False
+    if low is not None and (value <= low if low_open else value < low):
+        return False
+    return high is None or value <= high
+
+
+# what `train --resume` accepts for each saved training setting (absent ones default)
+_TRAIN_CONFIG_CHECKS = {
+    "seq_length": lambda v: _is_int(v, 1),
+    "batch_size": lambda v: _is_int(v, 1),
+    "learning_rate": lambda v: _is_number(v, 0, low_open=True),
+    "optimizer": lambda v: v in OPTIMIZERS,
+    "clip": lambda v: v is None or _is_number(v, 0),
+    "clip_norm": lambda v: v is None or _is_number(v, 0, low_open=True),
+    "lr_schedule": lambda v: v in SCHEDULES,
+    "warmup_steps": lambda v: _is_int(v),
+    "lr_decay": lambda v: _is_number(v, 0, 1, low_open=True),
+    "val_fraction": lambda v: _is_number(v, 0) and v < 1,
+    "seed": lambda v: v is None or _is_int(v, low=-2**63),
+    "keep_best": lambda v: isinstance(v, bool),
+}
+
+
+def _check_train_state(path, meta, arrays, model):
+    """Check what `train --resume` reads, so that a damaged or hand-edited training state
+    is a CheckpointError naming the file, not a failure deep inside the run."""
+    def malformed(what):
+        return CheckpointError(f"{path}: the training state is malformed ({what})")
+
+    for key in ("step", "epoch", "pointer"):
+        if not _is_int(meta.get(key)):
+            raise malformed(f"{key} must be an integer >= 0")
+    for key in ("evals_since_best", "corpus_chars"):
+        if key in meta and not _is_int(meta[key]):
+            raise malformed(f"{key} must be an integer >= 0")
+    if "elapsed" in meta and not _is_number(meta["elapsed"], 0):
+        raise malformed("elapsed must be a number >= 0")
+    if "corpus_sha256" in meta and not isinstance(meta["corpus_sha256"], str):
+        raise malformed("corpus_sha256 must be a string")
+    best = meta.get("best")
+    if best is not None and not (isinstance(best, dict) and _is_number(best.get("val_loss"))
+                                 and _is_int(best.get("step"))):
+        raise malformed("best must hold a finite val_loss and a step")
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise malformed("no training configuration")
+    for key, accepted in _TRAIN_CONFIG_CHECKS.items():
+        if key in config and not accepted(config[key]):
+            raise malformed(f"{key} = {config[key]!r}")
+    optimizer = meta.get("optimizer")
+    if not isinstance(optimizer, dict) or optimizer.get("name") not in OPTIMIZERS \
+            or not _is_int(optimizer.get("step_count")):
+        raise malformed("the optimizer's state is not recognised")
+    name = optimizer["name"]
+    if config.get("optimizer", name) != name:
+        raise malformed(f"the optimizer state is {name}'s, the configuration says "
+                        f"{config['optimizer']}")
+    for slot in OPTIMIZERS[name].slots:
+        for param, p in model.params.items():
+            a = arrays.get(f"optim.{slot}.{param}")
+            if a is None or a.shape != p.shape or a.dtype != model.dtype \
+                    or not np.isfinite(a).all():
+                raise malformed(f"optimizer array {slot}.{param} is missing, misshapen "
+                                "or not finite")
+    hidden = arrays.get("hidden")
+    streams = config.get("batch_size")
+    if hidden is None or hidden.dtype != model.dtype or hidden.ndim < 2 \
+            or hidden.shape[-1] != model.hidden_size \
+            or (streams is not None and hidden.shape[-2] != streams) \
+            or not np.isfinite(hidden).all():
+        raise malformed("the streams' hidden state is missing, misshapen or not finite")
 
 
 def _fill_params(path, model, arrays, prefix):

@@ -50,7 +50,7 @@ def evaluate(model, data, window=1024):
     """Statefully predict data[1:] from data[:-1], carrying the hidden state across windows.
 
     Returns {"nats_per_char", "bits_per_char", "perplexity", "chars"} (chars = predictions
-    made).  The forward pass runs in compiled code, one window at a time.
+    made; perplexity inf where it overflows).  The forward pass runs in compiled code, one window at a time.
     """
     data = np.asarray(data)
     n = len(data) - 1
@@ -63,7 +63,16 @@ def evaluate(model, data, window=1024):
         total += loss * (stop - start)
     nats = total / n
     return {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
-            "perplexity": math.exp(nats), "chars": n}
+            "perplexity": perplexity(nats), "chars": n}
+
+
+def perplexity(nats_per_char):
+    """e^loss; inf where a finite loss is too large for a float (above ~709.8 nats/char:
+    a model that has blown up must still be reported, not crash the report)."""
+    try:
+        return math.exp(nats_per_char)
+    except OverflowError:
+        return math.inf
 
 
 class TrainingDiverged(ArithmeticError):

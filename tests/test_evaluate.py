@@ -55,3 +55,13 @@ def test_trainer_follows_the_schedule(hola):
     assert lrs[:5] == [0.1] * 5 and lrs[5:10] == [0.05] * 5 and lrs[10] == 0.025
     with pytest.raises(ValueError, match="cosine schedule needs total_steps"):
         Trainer(model, hola, lr_schedule="cosine")
+
+
+def test_a_finite_loss_too_large_for_exp_has_perplexity_inf():
+    model = random_model(7, 6, seed=3)
+    model.params["Why"] *= 1e4   # confidently wrong: hundreds of thousands of nats/char
+    data = np.random.default_rng(0).integers(0, 7, 300)
+    result = evaluate(model, data)
+    assert math.isfinite(result["nats_per_char"]) and result["nats_per_char"] > 1000
+    assert result["perplexity"] == math.inf
+    assert result["bits_per_char"] == pytest.approx(result["nats_per_char"] / math.log(2))
