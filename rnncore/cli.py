@@ -19,6 +19,7 @@ from . import __version__
 from .checkpoint import (CheckpointError, load_checkpoint, remove_stale_temp_files,
                          save_checkpoint)
 from .corpus import CorpusError, load_corpus, read_corpus
+from .lock import CheckpointInUse, CheckpointLock
 from .metrics import LN2, MetricsLog, metrics_path, plot_metrics, read_metrics
 from .model import CharRNN
 from .train import SCHEDULES, Trainer, TrainingDiverged, evaluate
@@ -220,8 +221,8 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit stays quiet
         return 0
-    except (UsageError, CorpusError, CheckpointError, TrainingDiverged, ValueError,
-            TypeError) as e:
+    except (UsageError, CorpusError, CheckpointError, CheckpointInUse, TrainingDiverged,
+            ValueError, TypeError) as e:
         return _fail(str(e))
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""
@@ -258,6 +259,18 @@ def cmd_demo(args):
 
 # ---- train --------------------------------------------------------------------------
 def cmd_train(args):
+    with contextlib.ExitStack() as held:
+        # one writer per checkpoint, for the run's whole life; taken before any other
+        # check, so that two runs on one --out cannot both pass them
+        try:
+            held.enter_context(CheckpointLock(args.out))
+        except OSError as e:
+            _check_writable(args.out)   # says why nothing can be created beside --out
+            raise UsageError(f"--out {args.out}: cannot lock it ({e.strerror})") from None
+        return _train(args)
+
+
+def _train(args):
     _check_writable(args.out)
     if args.resume:
         if not os.path.exists(args.out):
