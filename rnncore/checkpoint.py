@@ -32,6 +32,18 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, foreign, or inconsistent."""
 
 
+class CheckpointWriteError(OSError):
+    """The checkpoint could not be written (disk full, I/O error, read-only file system,
+    quota): the file at its path, if any, is untouched and no temporary file is left."""
+
+    def __init__(self, path, error):
+        super().__init__(error.errno, error.strerror, path)
+        self.message = f"could not write the checkpoint {path} ({error.strerror or error})"
+
+    def __str__(self):
+        return self.message
+
+
 @dataclass
 class Checkpoint:
     model: CharRNN                                # the latest parameters
@@ -51,6 +63,7 @@ def save_checkpoint(path, model, train_state=None):
     The file is written to a temporary file in the same directory, flushed and fsync'ed,
     then renamed over `path`: at any moment `path` holds the old or the new checkpoint.
     Non-finite parameters are refused, so a diverged run never overwrites a good file.
+    A failed write raises CheckpointWriteError and leaves the old file as it was.
     """
     for name in PARAM_NAMES:
         if not np.isfinite(model.params[name]).all():
@@ -281,8 +294,11 @@ def _atomic_savez(path, arrays):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise CheckpointError(f"cannot write {path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp",
-                               dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp",
+                                   dir=directory)
+    except OSError as e:
+        raise CheckpointWriteError(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -292,11 +308,13 @@ def _atomic_savez(path, arrays):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise CheckpointWriteError(path, e) from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(directory, os.O_RDONLY)

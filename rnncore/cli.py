@@ -16,11 +16,12 @@ import time
 import numpy as np
 
 from . import __version__
-from .checkpoint import (CheckpointError, load_checkpoint, remove_stale_temp_files,
-                         save_checkpoint)
+from .checkpoint import (CheckpointError, CheckpointWriteError, load_checkpoint,
+                         remove_stale_temp_files, save_checkpoint)
 from .corpus import CorpusError, load_corpus, read_corpus
 from .lock import CheckpointInUse, CheckpointLock
-from .metrics import LN2, MetricsLog, metrics_path, plot_metrics, read_metrics
+from .metrics import (LN2, MetricsLog, MetricsWriteError, metrics_path, plot_metrics,
+                      read_metrics)
 from .model import CharRNN
 from .train import SCHEDULES, Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab
@@ -372,14 +373,23 @@ class TrainingRun:
         if ckpt.best_model is not None:
             self.best_params = {k: v.copy() for k, v in ckpt.best_model.params.items()}
         self.saved_step = self.trainer.step
-        self.log.truncate_after(self.trainer.step)
         print(f"resuming {self.args.out} at step {self.trainer.step}")
 
     # ---- the loop ----------------------------------------------------------------------
     def run(self):
+        """Train to --steps.  A file the system refuses to write (disk full, I/O error,
+        read-only, quota) stops the run with one line naming it and the checkpoint kept."""
+        try:
+            return self._train_loop()
+        except (CheckpointWriteError, MetricsWriteError) as e:
+            raise UsageError(f"{e}; {self._kept()}") from None
+
+    def _train_loop(self):
         args, trainer = self.args, self.trainer
         if self.saved_step is None:
             self.log.reset()
+        else:
+            self.log.truncate_after(self.saved_step)
         bar = _progress_bar(args.steps, trainer.step)
         smooth, seen, window_losses = 0.0, 0, []
         chars_per_step = trainer.batch_size * trainer.seq_length
@@ -488,6 +498,8 @@ class TrainingRun:
 
     def _kept(self):
         if self.saved_step is None:
+            if os.path.exists(self.args.out):   # --force: the file it would have replaced
+                return f"the earlier file at {self.args.out} was kept"
             return "no checkpoint was written"
         return f"the checkpoint at {self.args.out} (step {self.saved_step}) was kept"
 

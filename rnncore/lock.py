@@ -61,8 +61,11 @@ class CheckpointLock:
             if _same_file(fd, self.path):
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass   # on a full disk: the lock holds all the same, only its pid goes unnamed
         self._fd = fd
         return self
 
