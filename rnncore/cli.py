@@ -23,7 +23,8 @@ from .lock import CheckpointInUse, CheckpointLock
 from .metrics import (LN2, MetricsLog, MetricsWriteError, metrics_path, plot_metrics,
                       read_metrics)
 from .model import CharRNN
-from .train import SCHEDULES, Trainer, TrainingDiverged, evaluate
+from .train import (HOPELESS_AFTER_STEPS, SCHEDULES, Trainer, TrainingDiverged, evaluate,
+                    hopeless_warning, worse_than_uniform)
 from .vocab import Vocab
 
 DEMO_TEXT = "Hola mundo, aprendiendo redes recurrentes!"
@@ -360,6 +361,7 @@ class TrainingRun:
         self.keep_best = args.keep_best or bool(settings.get("keep_best"))
         self.evals_since_best = 0
         self.saved_step = None
+        self.warned_hopeless = False
 
     def restore(self, ckpt):
         meta = ckpt.train_meta
@@ -422,6 +424,7 @@ class TrainingRun:
                         window_losses = []
                         if evaluate_now:
                             record.update(self._validate())
+                        self._warn_if_hopeless(record, bar)
                         self.log.write(record)
                         if bar is None:
                             print(_log_line(record, shown, args.steps), flush=True)
@@ -470,7 +473,10 @@ class TrainingRun:
         if not math.isfinite(val):
             raise UsageError(f"the validation loss became {val} at step {self.trainer.step}: "
                              f"training diverged; {self._kept()}")
-        if self.best is None or val < self.best["val_loss"]:
+        # weights worse than uniform guessing never count as an improvement: the untrained
+        # model was better, and keep-best must not keep them over better ones
+        if not worse_than_uniform(val, self.trainer.model.n_vocab) and (
+                self.best is None or val < self.best["val_loss"]):
             self.best = {"val_loss": val, "step": self.trainer.step}
             self.evals_since_best = 0
             if self.keep_best:
@@ -478,6 +484,23 @@ class TrainingRun:
         else:
             self.evals_since_best += 1
         return {"val_loss": val, "val_bits_per_char": result["bits_per_char"]}
+
+    def _warn_if_hopeless(self, record, bar):
+        """Say once if, past its first few hundred steps, the run does no better than
+        uniform guessing (a loss above ln V)."""
+        if self.warned_hopeless or record["step"] < HOPELESS_AFTER_STEPS:
+            return
+        for key, which in (("train_loss", "training"), ("val_loss", "validation")):
+            loss = record.get(key)
+            if loss is not None and worse_than_uniform(loss, self.trainer.model.n_vocab):
+                self.warned_hopeless = True
+                line = "rnncore: " + hopeless_warning(which, loss, record["step"],
+                                                      self.trainer.model.n_vocab, record["lr"])
+                if bar is None:
+                    print(line, file=sys.stderr, flush=True)
+                else:
+                    bar.write(line, file=sys.stderr)
+                return
 
     def _save(self):
         """Checkpoint, unless the weights have gone non-finite: then stop, keeping the file."""
@@ -593,8 +616,9 @@ def cmd_eval(args):
     result = evaluate(model, ids)
     result["unseen_chars"] = n_unseen
     result["unseen_symbols"] = "".join(unseen)
-    if args.json:
-        print(json.dumps(result))
+    if args.json:   # JSON has no inf: a perplexity too large for a float is null
+        print(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                          for k, v in result.items()}))
         return 0
     print(f"{args.file}: {result['chars']:,} characters predicted: "
           f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_char']:.4f} bits/char, "

@@ -75,6 +75,30 @@ def perplexity(nats_per_char):
         return math.inf
 
 
+# By this step a model that learns anything predicts better than guessing uniformly
+HOPELESS_AFTER_STEPS = 300
+
+
+def uniform_loss(n_vocab):
+    """ln V: the loss in nats/char of giving each of V symbols probability 1/V, which an
+    untrained model starts near and any model that learns anything beats."""
+    return math.log(n_vocab)
+
+
+def worse_than_uniform(loss, n_vocab):
+    """Whether a loss (nats/char) is above ln V: such weights are never worth keeping."""
+    return loss > uniform_loss(n_vocab)
+
+
+def hopeless_warning(which, loss, step, n_vocab, learning_rate):
+    """The one-line warning for a run still worse than uniform guessing at `step`."""
+    return (f"warning: the {which} loss is {loss:.4g} nats/char at step {step}, worse than "
+            f"guessing uniformly among the {n_vocab} symbols (ln {n_vocab} = "
+            f"{uniform_loss(n_vocab):.4f}): the model is learning nothing, most likely "
+            f"because the learning rate ({learning_rate:g}) is too high; try a lower "
+            "--learning-rate")
+
+
 class TrainingDiverged(ArithmeticError):
     """The loss became nan or inf; the parameters were not updated with it."""
 
