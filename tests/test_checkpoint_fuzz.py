@@ -237,3 +237,23 @@ def test_a_sample_of_damaged_checkpoints_through_the_real_cli(original, tmp_path
                      ["train", text, "--out", path, "--resume", "--steps", STEPS + 2]):
             assert_clean_error(run(*argv, cwd=tmp_path), expected, status=1)
             assert path.read_bytes() == damaged
+
+
+def test_row_wrong_arrays_or_a_broken_training_state_through_the_real_cli(original, tmp_path):
+    data, text = original
+    src = tmp_path / "src.npz"
+    src.write_bytes(data)
+    with np.load(src, allow_pickle=False) as npz:
+        good = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(good["train"]))
+    cases = [({"param.Whh": np.zeros((3, 3), np.float32)}, "parameter Whh has shape (3, 3)"),
+             ({"train": np.array(json.dumps({**meta, "step": -1}))},
+              "the training state is malformed (step must be an integer >= 0)")]
+    for change, message in cases:
+        path = tmp_path / "wrong.npz"
+        np.savez(path, **{**good, **change})
+        before = path.read_bytes()
+        for argv in (["sample", path], ["eval", path, text],
+                     ["train", text, "--out", path, "--resume", "--steps", STEPS + 2]):
+            assert_clean_error(run(*argv, cwd=tmp_path), f"{path}: {message}", status=1)
+        assert path.read_bytes() == before
