@@ -23,8 +23,8 @@ from .lock import CheckpointInUse, CheckpointLock
 from .metrics import (LN2, MetricsLog, MetricsWriteError, metrics_path, plot_metrics,
                       read_metrics)
 from .model import CharRNN
-from .train import (HOPELESS_AFTER_STEPS, SCHEDULES, Trainer, TrainingDiverged, evaluate,
-                    hopeless_warning, worse_than_uniform)
+from .train import (SCHEDULES, HopelessRunWatch, Trainer, TrainingDiverged, evaluate,
+                    worse_than_uniform)
 from .vocab import Vocab
 
 DEMO_TEXT = "Hola mundo, aprendiendo redes recurrentes!"
@@ -361,7 +361,7 @@ class TrainingRun:
         self.keep_best = args.keep_best or bool(settings.get("keep_best"))
         self.evals_since_best = 0
         self.saved_step = None
-        self.warned_hopeless = False
+        self.hopeless = HopelessRunWatch(model.n_vocab)
 
     def restore(self, ckpt):
         meta = ckpt.train_meta
@@ -424,7 +424,11 @@ class TrainingRun:
                         window_losses = []
                         if evaluate_now:
                             record.update(self._validate())
-                        self._warn_if_hopeless(record, bar)
+                        warning = self.hopeless.check(record["step"], lr,
+                                                      record["train_loss"],
+                                                      record.get("val_loss"))
+                        if warning:
+                            _write_line("rnncore: " + warning, bar, sys.stderr)
                         self.log.write(record)
                         if bar is None:
                             print(_log_line(record, shown, args.steps), flush=True)
@@ -485,23 +489,6 @@ class TrainingRun:
             self.evals_since_best += 1
         return {"val_loss": val, "val_bits_per_char": result["bits_per_char"]}
 
-    def _warn_if_hopeless(self, record, bar):
-        """Say once if, past its first few hundred steps, the run does no better than
-        uniform guessing (a loss above ln V)."""
-        if self.warned_hopeless or record["step"] < HOPELESS_AFTER_STEPS:
-            return
-        for key, which in (("train_loss", "training"), ("val_loss", "validation")):
-            loss = record.get(key)
-            if loss is not None and worse_than_uniform(loss, self.trainer.model.n_vocab):
-                self.warned_hopeless = True
-                line = "rnncore: " + hopeless_warning(which, loss, record["step"],
-                                                      self.trainer.model.n_vocab, record["lr"])
-                if bar is None:
-                    print(line, file=sys.stderr, flush=True)
-                else:
-                    bar.write(line, file=sys.stderr)
-                return
-
     def _save(self):
         """Checkpoint, unless the weights have gone non-finite: then stop, keeping the file."""
         trainer = self.trainer
@@ -535,6 +522,14 @@ def _log_line(record, smoothed, total):
         line += (f"  val {record['val_loss']:.4f} nats/char "
                  f"({record['val_bits_per_char']:.4f} bits/char)")
     return line
+
+
+def _write_line(line, bar, file):
+    """Print a line, above the progress bar if there is one."""
+    if bar is None:
+        print(line, file=file, flush=True)
+    else:
+        bar.write(line, file=file)
 
 
 def _check_writable(out):

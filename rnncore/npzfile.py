@@ -105,9 +105,14 @@ def _read_npy(member, entry_size, name):
 
 
 def _short_reason(error):
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    """One short line: the message, after the exception's type unless zipfile's own
+    BadZipFile message says enough."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
     if len(text) > 120:
         text = text[:117] + "..."
-    kind = type(error).__name__
-    return f"{kind}: {text}" if text and kind not in ("BadZipFile", "ArchiveError") \
-        else (text or kind)
+    if not text:
+        return type(error).__name__
+    if isinstance(error, zipfile.BadZipFile):
+        return text
+    return f"{type(error).__name__}: {text}"

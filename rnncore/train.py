@@ -90,13 +90,29 @@ def worse_than_uniform(loss, n_vocab):
     return loss > uniform_loss(n_vocab)
 
 
-def hopeless_warning(which, loss, step, n_vocab, learning_rate):
-    """The one-line warning for a run still worse than uniform guessing at `step`."""
-    return (f"warning: the {which} loss is {loss:.4g} nats/char at step {step}, worse than "
-            f"guessing uniformly among the {n_vocab} symbols (ln {n_vocab} = "
-            f"{uniform_loss(n_vocab):.4f}): the model is learning nothing, most likely "
-            f"because the learning rate ({learning_rate:g}) is too high; try a lower "
-            "--learning-rate")
+class HopelessRunWatch:
+    """Watches a run's logged losses and says, once, if past its first few hundred steps
+    it still does worse than uniform guessing: the model is learning nothing."""
+
+    def __init__(self, n_vocab, after_steps=HOPELESS_AFTER_STEPS):
+        self.n_vocab, self.after_steps = n_vocab, after_steps
+        self.warned = False
+
+    def check(self, step, learning_rate, train_loss=None, val_loss=None):
+        """The warning line (without a program prefix) the first time a loss logged at
+        `step` >= after_steps is above ln V; None otherwise."""
+        if self.warned or step < self.after_steps:
+            return None
+        for which, loss in (("training", train_loss), ("validation", val_loss)):
+            if loss is not None and worse_than_uniform(loss, self.n_vocab):
+                self.warned = True
+                V = self.n_vocab
+                return (f"warning: the {which} loss is {loss:.4g} nats/char at step {step}, "
+                        f"worse than guessing uniformly among the {V} symbols (ln {V} = "
+                        f"{uniform_loss(V):.4f}): the model is learning nothing, most likely "
+                        f"because the learning rate ({learning_rate:g}) is too high; try a "
+                        "lower --learning-rate")
+        return None
 
 
 class TrainingDiverged(ArithmeticError):

@@ -230,3 +230,18 @@ def test_a_fresh_run_whose_first_save_fails_says_nothing_was_written(tmp_path, m
     assert err == (f"rnncore: error: could not write the checkpoint {out} "
                    "(Input/output error); no checkpoint was written\n")
     assert sorted(os.listdir(tmp_path)) == ["corpus.txt", "model.metrics.jsonl"]
+
+
+def test_a_forced_run_whose_first_save_fails_keeps_the_earlier_file(tmp_path, monkeypatch,
+                                                                    capsys):
+    out = _start(tmp_path, tmp_path)
+    before = digest(out)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", _raise(errno.ENOSPC))
+        status = cli.main(["train", str(corpus(tmp_path)), "--out", str(out), "--steps", "5",
+                           "--force", *SMALL])
+    assert status == 1
+    assert capsys.readouterr().err == (
+        f"rnncore: error: could not write the checkpoint {out} (No space left on device); "
+        f"the earlier file at {out} was kept\n")
+    _assert_kept(out, 20, before)
