@@ -769,7 +769,7 @@ cdef class StackKernel:
             return
         cdef Py_ssize_t G = GATES[self.cell]
         # one stream's state and scratch: h (L,H), c (L,H), pre, rec (G·H,), aux (H,)
-        scratch = np.zeros((2 * L + 3 * G + 1) * H, self.dtype)
+        scratch = np.zeros((2 * L + 2 * G + 1) * H, self.dtype)
         cdef double[::1] logits = np.zeros(V)
         cdef double[::1] work = np.zeros(V)
         cdef const double *u = NULL

@@ -72,6 +72,8 @@ class CharRNN:
         self.hidden_size = int(hidden_size)
         self.dtype = resolve_dtype(dtype)
         self.cell, self.num_layers, self.dropout = cell, int(num_layers), dropout
+        # fixed for the model's life; looked up on every call, so computed once
+        self._shapes = param_shapes(cell, len(vocab), self.hidden_size, self.num_layers)
         self.params = self._initial_params(np.random.default_rng(seed))
         self._workspaces = {}                      # (B, T) -> bound StackKernel
         self._checked = self._checked_out = None   # arrays last found valid
@@ -102,7 +104,7 @@ class CharRNN:
     @property
     def shapes(self):
         """The shape every parameter must have, in the canonical order."""
-        return param_shapes(self.cell, self.n_vocab, self.hidden_size, self.num_layers)
+        return dict(self._shapes)
 
     @property
     def param_names(self):
@@ -171,7 +173,7 @@ class CharRNN:
         use_masks = self._load_masks(dropout_masks, kernel, single)
         if out is None:
             out = self.zeros_like_params()
-            g = tuple(out[name] for name in self.shapes)
+            g = tuple(out[name] for name in self._shapes)
         else:
             g = self._check_out(out)
         if kernel.bound_grads is not g:
@@ -229,7 +231,7 @@ class CharRNN:
         The check runs again only when an array has been replaced: editing in place keeps
         the arrays (and the kernels stay bound to them).
         """
-        shapes = self.shapes
+        shapes = self._shapes
         arrays = tuple(self.params.get(name) for name in shapes)
         if self._checked is not None and len(arrays) == len(self._checked) and all(
                 a is b for a, b in zip(arrays, self._checked)):
@@ -314,7 +316,7 @@ class CharRNN:
         return True
 
     def _check_out(self, out):
-        shapes = self.shapes
+        shapes = self._shapes
         arrays = tuple(out.get(name) for name in shapes)
         if self._checked_out is not None and len(arrays) == len(self._checked_out) and all(
                 a is b for a, b in zip(arrays, self._checked_out)):

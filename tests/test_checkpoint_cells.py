@@ -80,3 +80,26 @@ def test_resume_with_dropout_is_bit_identical(tmp_path, cell):
         np.testing.assert_array_equal(resumed.model.params[name], p)
     # with dropout on, a different generator gives a different run
     assert trainer(seed=12).train(12) != losses
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_cli_samples_and_evaluates_any_cell(tmp_path, cell):
+    from cli_helpers import run
+    vocab = rnncore.Vocab.from_text(TEXT)
+    model = rnncore.CharRNN(vocab, 8, cell=cell, num_layers=2, dropout=0.2, seed=5)
+    trainer = rnncore.Trainer(model, TEXT, seq_length=6, batch_size=2, optimizer="adam",
+                              learning_rate=1e-2)
+    trainer.train(5)
+    path = tmp_path / "m.npz"
+    save_checkpoint(path, model, trainer.state())
+    proc = run("sample", path, "--prime", "Hola", "--length", "25", "--seed", "1",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip("\n") == "Hola" + model.sample(25, "Hola", seed=1)
+    text_file = tmp_path / "t.txt"
+    text_file.write_text(TEXT, encoding="utf-8")
+    proc = run("eval", path, text_file, "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    ids = vocab.encode(TEXT)
+    expected = model.loss(ids[:-1], ids[1:])[0]
+    assert json.loads(proc.stdout)["nats_per_char"] == pytest.approx(expected, rel=1e-9)
