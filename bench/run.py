@@ -307,8 +307,8 @@ def markdown(result):
     if has_torch:
         head += " torch µs |"
         sep += "---|"
-    head += " × numpy |" + (" × torch |" if has_torch else "") + " rnncore GFLOP/s |"
-    sep += "---|" + ("---|" if has_torch else "") + "---|"
+    head += " × numpy |" + (" × torch |" if has_torch else "") + " rnncore GFLOP/s | % of gemm peak |"
+    sep += "---|" + ("---|" if has_torch else "") + "---|---|"
     lines += [head, sep]
     for r in result["windows"]:
         cells = [r["cell"], r["layers"], r["V"], r["H"], r["B"], r["T"], r["dtype"], r["threads"],
@@ -319,6 +319,8 @@ def markdown(result):
         if has_torch:
             cells.append(f"{r['speedup_vs_torch']:.1f}×" if "speedup_vs_torch" in r else "-")
         cells.append(f"{r['gflops_rnncore']:.1f}")
+        share = r.get("share_of_gemm_peak")
+        cells.append("-" if share is None else f"{100 * share:.0f}%")
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines.append("")
     peaks = result["gemm_peak_gflops"]
@@ -396,6 +398,11 @@ def main(argv=None):
         "generation": bench_generation(hidden, 2000 if args.quick else 10000, args.repeats),
         "trainer": bench_trainer(args.corpus, 20 if args.quick else 200, 1),
     }
+    for row in windows:   # each row against the peak of its own dtype and thread count
+        peak = result["gemm_peak_gflops"].get(
+            f"{row['dtype']} {row['threads']} thread{'s' if row['threads'] > 1 else ''}")
+        if peak:
+            row["share_of_gemm_peak"] = row["gflops_rnncore"] / peak
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     md = markdown(result)
     print(md)

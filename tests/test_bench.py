@@ -31,6 +31,7 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
                 "chars_per_s", "speedup_vs_numpy", "gflops_rnncore"} <= set(row)
         assert set(row["us_per_window"]) == {"rnncore", "numpy"}
         assert row["threads"] == (1 if row["B"] == 1 else 2)
+        assert row["share_of_gemm_peak"] > 0
     assert result["trainer"]["corpus"] == "generated text"
     assert result["generation"][0]["chars_per_s"] > 0
     assert "| rnncore µs |" in md.read_text().replace(
