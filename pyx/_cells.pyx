@@ -639,25 +639,21 @@ cdef class StackKernel:
         if cell == "gru":
             shapes.update(rec=(B, G * H), da_h=(T, B, G * H))
         self.buffers = {name: np.zeros(shape, dt) for name, shape in shapes.items()}
-        for name in ("hs", "cs", "pre", "aux", "ys", "masks", "probs", "rec", "da", "da_h",
-                     "dH", "dh_next", "dc_next", "state_in", "state_out"):
-            a = self.buffers.get(name)
-            p = NULL if a is None else data_pointer(a)
-            if name == "hs": w.hs = p
-            elif name == "cs": w.cs = p
-            elif name == "pre": w.pre = p
-            elif name == "aux": w.aux = p
-            elif name == "ys": w.ys = p
-            elif name == "masks": w.masks = p
-            elif name == "probs": w.probs = p
-            elif name == "rec": w.rec = p
-            elif name == "da": w.da = p
-            elif name == "da_h": w.da_h = p
-            elif name == "dH": w.dH = p
-            elif name == "dh_next": w.dh_next = p
-            elif name == "dc_next": w.dc_next = p
-            elif name == "state_in": w.state_in = p
-            elif name == "state_out": w.state_out = p
+        w.hs = self.buffer_pointer("hs")
+        w.cs = self.buffer_pointer("cs")
+        w.pre = self.buffer_pointer("pre")
+        w.aux = self.buffer_pointer("aux")
+        w.ys = self.buffer_pointer("ys")
+        w.masks = self.buffer_pointer("masks")
+        w.probs = self.buffer_pointer("probs")
+        w.rec = self.buffer_pointer("rec")
+        w.da = self.buffer_pointer("da")
+        w.da_h = self.buffer_pointer("da_h")
+        w.dH = self.buffer_pointer("dH")
+        w.dh_next = self.buffer_pointer("dh_next")
+        w.dc_next = self.buffer_pointer("dc_next")
+        w.state_in = self.buffer_pointer("state_in")
+        w.state_out = self.buffer_pointer("state_out")
         self.state_in = self.buffers["state_in"]
         self.state_out = self.buffers["state_out"]
         self.masks = self.buffers["masks"]
@@ -665,6 +661,11 @@ cdef class StackKernel:
 
     def __dealloc__(self):
         PyMem_Free(self.layer_pointers)
+
+    cdef void *buffer_pointer(self, str name):
+        """The data of scratch buffer `name`; NULL for one this cell does not use."""
+        a = self.buffers.get(name)
+        return NULL if a is None else data_pointer(a)
 
     def _checked_arrays(self, arrays, str what, bint writable):
         names = expected_shapes(self.cell, self.n_vocab, self.hidden_size, self.num_layers)
