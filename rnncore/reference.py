@@ -151,7 +151,7 @@ CELL_STEPS = {"rnn": (rnn_step, rnn_step_backward), "lstm": (lstm_step, lstm_ste
 
 # ---- the stack -------------------------------------------------------------------------
 
-def split_state(state, cell, num_layers, B, H, dtype, single):
+def split_state(state, cell, num_layers, B, H, dtype):
     """Per-layer lists (h, c) of (B, H) arrays from the one-array state (zeros if None)."""
     rows = state_rows(cell, num_layers)
     if state is None:
@@ -191,7 +191,7 @@ def loss_and_grads(params, inputs, targets, state=None, clip=5.0, dropout_masks=
     single = np.ndim(inputs) == 1
     inputs, targets = np.atleast_2d(inputs), np.atleast_2d(targets)
     B, T = inputs.shape
-    h_last, c_last = split_state(state, cell, L, B, H, dtype, single)
+    h_last, c_last = split_state(state, cell, L, B, H, dtype)
     if dropout_masks is not None:
         masks = np.asarray(dropout_masks, dtype).reshape(L, T, B, H)
     else:
