@@ -3,11 +3,14 @@
 Contents (every entry a plain array; strings are 0-d unicode arrays):
     format          "rnncore-checkpoint"
     version         1
-    config          JSON: the model's configuration (cell, hidden_size, dtype, n_vocab)
+    config          JSON: the model's configuration (cell, hidden_size, dtype, n_vocab,
+                    num_layers, dropout; a config without the last two, or whose cell is
+                    "vanilla", is a single-layer rnn from before there were other cells)
     vocab           (V,) uint32 code points
-    param.<name>    the five parameter arrays
+    param.<name>    the parameter arrays (CharRNN.shapes names them)
     train           JSON (optional): step, epoch, pointer, optimizer scalars, training config
-    state.<name>    arrays (optional): optimizer state, every stream's hidden state
+    state.<name>    arrays (optional): optimizer state, every stream's recurrent state
+                    (whatever shape the model's state has)
 """
 import json
 import math
@@ -20,7 +23,7 @@ import numpy as np
 from .model import CharRNN
 from .npzfile import ArchiveError, PickledData, read_npz
 from .optim import OPTIMIZERS
-from .reference import PARAM_NAMES
+from .reference import CELLS
 from .train import SCHEDULES
 from .vocab import Vocab
 
@@ -65,7 +68,7 @@ def save_checkpoint(path, model, train_state=None):
     Non-finite parameters are refused, so a diverged run never overwrites a good file.
     A failed write raises CheckpointWriteError and leaves the old file as it was.
     """
-    for name in PARAM_NAMES:
+    for name in model.shapes:
         if not np.isfinite(model.params[name]).all():
             raise CheckpointError(f"refusing to save: parameter {name} holds nan or inf")
     arrays = {
@@ -74,7 +77,7 @@ def save_checkpoint(path, model, train_state=None):
         "config": np.array(json.dumps(model.config)),
         "vocab": model.vocab.codepoints,
     }
-    arrays.update({f"param.{name}": model.params[name] for name in PARAM_NAMES})
+    arrays.update({f"param.{name}": model.params[name] for name in model.shapes})
     if train_state is not None:
         train_arrays, train_meta = train_state
         arrays["train"] = np.array(json.dumps(train_meta))
@@ -138,7 +141,9 @@ def _checked(path, arrays):
         raise CheckpointError(f"{path} has checkpoint format version {int(version)}; this "
                               f"rnncore reads version {VERSION}")
     config = json_entry("config")
-    if not isinstance(config, dict) or config.get("cell") != CharRNN.cell:
+    if isinstance(config, dict) and config.get("cell") == "vanilla":
+        config["cell"] = "rnn"     # what the single-layer tanh cell was called before
+    if not isinstance(config, dict) or config.get("cell") not in CELLS:
         raise CheckpointError(f"{path}: unsupported model configuration {config!r}")
     try:
         vocab = Vocab.from_codepoints(arrays.get("vocab", np.zeros(0, np.int64)))
@@ -148,14 +153,20 @@ def _checked(path, arrays):
         raise CheckpointError(f"{path}: the vocabulary has {len(vocab)} characters, the "
                               f"configuration says {config.get('n_vocab')}")
     _check_claimed_size(path, config, arrays)
+
+    def build_model():
+        return CharRNN(vocab, config["hidden_size"], dtype=config["dtype"],
+                       cell=config["cell"], num_layers=config.get("num_layers", 1),
+                       dropout=config.get("dropout", 0.0))
+
     try:
-        model = CharRNN(vocab, config["hidden_size"], dtype=config["dtype"])
+        model = build_model()
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: bad model configuration ({e})") from None
     _fill_params(path, model, arrays, "param.")
     best_model = None
     if "state.best.Wxh" in arrays:
-        best_model = CharRNN(vocab, config["hidden_size"], dtype=config["dtype"])
+        best_model = build_model()
         _fill_params(path, best_model, arrays, "state.best.")
     train_meta = json_entry("train") if "train" in arrays else None
     train_arrays = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
@@ -168,10 +179,10 @@ def _checked(path, arrays):
 
 def _check_claimed_size(path, config, arrays):
     """A damaged or edited configuration must not make the loader build a model larger
-    than the file: every cell has at least an (H, H) recurrent matrix."""
-    hidden_size = config.get("hidden_size")
-    if isinstance(hidden_size, int) and hidden_size > 0 and \
-            hidden_size * hidden_size > sum(a.size for a in arrays.values()):
+    than the file: every layer of every cell has at least an (H, H) recurrent matrix."""
+    hidden_size, num_layers = config.get("hidden_size"), config.get("num_layers", 1)
+    if isinstance(hidden_size, int) and hidden_size > 0 and isinstance(num_layers, int) \
+            and num_layers * hidden_size * hidden_size > sum(a.size for a in arrays.values()):
         raise CheckpointError(f"{path}: the configuration's hidden_size {hidden_size} "
                               "does not fit the arrays the file holds")
 
@@ -247,6 +258,12 @@ def _check_train_state(path, meta, arrays, model):
                     or not np.isfinite(a).all():
                 raise malformed(f"optimizer array {slot}.{param} is missing, misshapen "
                                 "or not finite")
+    if "dropout_rng" in meta:
+        try:
+            np.random.default_rng().bit_generator.state = meta["dropout_rng"]
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise malformed(f"the dropout generator's state is not recognised ({e})") \
+                from None
     hidden = arrays.get("hidden")
     streams = config.get("batch_size")
     if hidden is None or hidden.dtype != model.dtype or hidden.ndim < 2 \
