@@ -343,11 +343,13 @@ class TrainingRun:
             self.echo(f"{self.out} is already at step {trainer.step} (--steps {self.target}):"
                       " nothing to do")
             return self._result("up_to_date", [])
+        if self.is_root:   # the log continues from the checkpoint, or starts afresh
+            if self.resumed:
+                self.log.truncate_after(trainer.step)
+            else:
+                self.log.reset()
         if self.resumed:
-            self.log.truncate_after(trainer.step) if self.is_root else None
             self.echo(f"resuming {self.out} at step {trainer.step}")
-        elif self.is_root:
-            self.log.reset()
         self.echo(self._header())
         with _blas_threads(self.threads):
             return self.workers.guard(self._loop)
