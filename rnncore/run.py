@@ -189,7 +189,7 @@ class TrainingRun:
 
     def _prepare_root(self):
         """On the writing process: decide the run; return what the other processes need
-        to build the same one (see rnncore.parallel.DataParallel)."""
+        to build the same one (see rnncore.parallel.MPIWorkers.setup)."""
         self._open_output()
         ckpt = None
         if self.resume:
@@ -343,15 +343,8 @@ class TrainingRun:
             self.echo(f"{self.out} is already at step {trainer.step} (--steps {self.target}):"
                       " nothing to do")
             return self._result("up_to_date", [])
-        if self.is_root:   # the log continues from the checkpoint, or starts afresh
-            if self.resumed:
-                self.log.truncate_after(trainer.step)
-            else:
-                self.log.reset()
-        if self.resumed:
-            self.echo(f"resuming {self.out} at step {trainer.step}")
-        self.echo(self._header())
         with _blas_threads(self.threads):
+            # over MPI, an error one rank meets from here on aborts the job (see guard)
             return self.workers.guard(self._loop)
 
     def _header(self):
@@ -372,6 +365,14 @@ class TrainingRun:
 
     def _loop(self):
         trainer, workers = self.trainer, self.workers
+        if self.is_root:   # the log continues from the checkpoint, or starts afresh
+            if self.resumed:
+                self.log.truncate_after(trainer.step)
+            else:
+                self.log.reset()
+        if self.resumed:
+            self.echo(f"resuming {self.out} at step {trainer.step}")
+        self.echo(self._header())
         stepper = workers.stepper(trainer)
         bar = _progress_bar(self.progress, self.target, trainer.step) if self.is_root else None
         history, window = [], []
