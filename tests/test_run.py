@@ -181,3 +181,39 @@ def test_distributed_without_mpi4py_names_the_install_command(tmp_path):
     assert_clean_error(proc, "--distributed needs mpi4py and an MPI library: pip install "
                              "'rnncore[mpi]'", status=1)
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_progress_bar_keeps_its_bar_on_an_80_column_terminal(tmp_path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+    from cli_helpers import RNNCORE
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen([RNNCORE, "train", str(corpus(tmp_path, TEXT)), "--out",
+                             str(tmp_path / "m.npz"), "--steps", "400", *SMALL,
+                             "--eval-every", "200"], cwd=tmp_path, stdout=follower,
+                            stderr=follower, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:     # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    frames = [f for f in output.decode("utf-8", "replace").replace("\r", "\n").split("\n")
+              if "|" in f and "step" not in f]
+    assert frames, output
+    assert all(len(f) <= 80 for f in frames)
+    assert all(f.count("█") + f.count(" ") > 15 for f in frames if "%|" in f)
+    assert any("train" in f and "nats/char" in f for f in frames)
+    log_lines = [l for l in output.decode().replace("\r", "\n").split("\n")
+                 if l.startswith("step ")]
+    assert [l.split()[1] for l in log_lines] == ["200/400", "400/400"]   # validations only
