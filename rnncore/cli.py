@@ -112,10 +112,10 @@ def build_parser():
                         "cosine schedule, which needs a step count)")
     for option in TRAIN_OPTIONS:      # the run's settings, one table shared with fit()
         default = "off" if option.default is None else option.default
-        note = " (fixed by the checkpoint on --resume)" if option.resume == "fixed" else ""
+        note = "; fixed by the checkpoint on --resume" if option.resume == "fixed" else ""
         train.add_argument(flag(option.name), type=ARGUMENT_TYPES[option.kind],
                            choices=option.choices,
-                           help=f"{option.help} (default {default}){note}")
+                           help=f"{option.help} (default {default}{note})")
     train.add_argument("--print-every", type=positive_int,
                        default=RUN_DEFAULTS["print_every"],
                        help="log every K steps; the train loss is the mean over them "

@@ -62,7 +62,7 @@ TRAIN_OPTIONS = (
     Option("clip", 5.0, "nonnegative_float", "clip each gradient element to [-C, C]; 0: off",
            "free"),
     Option("clip_norm", None, "positive_float",
-           "clip the joint L2 norm of all gradients (None: off)", "free"),
+           "clip the joint L2 norm of all gradients", "free"),
     Option("lr_schedule", "constant", "choice",
            "constant, step (x lr-decay per epoch, char-rnn's) or cosine (to 0 at the last "
            "step)", "free", choices=SCHEDULES),

@@ -135,7 +135,7 @@ def test_one_table_of_defaults_for_the_cli_and_the_library():
     helps = {a.dest: a.help for a in train._actions}
     for option in TRAIN_OPTIONS:
         default = "off" if option.default is None else option.default
-        assert f"(default {default})" in helps[option.name]
+        assert f"(default {default}" in helps[option.name]
         assert rnncore.TRAIN_DEFAULTS[option.name] == option.default
 
 
