@@ -217,11 +217,16 @@ class CharRNN:
         save_checkpoint(path, self)
 
     @classmethod
-    def load(cls, path):
-        """Read a model written by save() or by training (its best-validation parameters
-        when the run kept them); checked, never unpickled."""
+    def load(cls, path, latest=False):
+        """Read a model written by save() or by training; checked, never unpickled.
+
+        A run trained with keep_best holds two sets of parameters: this returns the
+        best-validation ones unless latest=True (the ones training stopped with, which
+        resuming continues from).  rnncore.load_checkpoint gives both, and the training
+        state."""
         from .checkpoint import load_checkpoint
-        return load_checkpoint(path).preferred_model
+        ckpt = load_checkpoint(path)
+        return ckpt.model if latest else ckpt.preferred_model
 
     # ---- checks ---------------------------------------------------------------------
     def _checked_params(self):

@@ -68,3 +68,19 @@ def test_shakespeare_script_runs_on_a_small_corpus(tmp_path):
     assert summary["rnncore"]["best_val_nats"] > 0 and summary["rnncore"]["steps"] >= 5
     assert (tmp_path / "run" / "sample.txt").read_text().startswith("ROMEO:")
     assert (tmp_path / "run" / "shakespeare.npz").exists()
+
+
+def test_scaling_script_runs_at_a_tiny_size(tmp_path):
+    pytest.importorskip("mpi4py", reason="needs mpi4py and mpiexec: pip install '.[test]'")
+    out = tmp_path / "scaling.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH.parent / "scaling.py"), "--hidden", "8", "--batch-size", "2",
+         "--seq-length", "5", "--steps", "5", "--repeats", "2", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert row["parameters"] == 8 * 65 * 2 + 8 * 8 + 8 + 65
+    assert row["2_ranks"] > 0 and row["one_process_1_thread"] > 0 and row["allreduce_us"] > 0
+    assert row["gradient_bytes"] == 4 * (row["parameters"] + 3)
+    assert "| 2 ranks × 1 thread |" in proc.stdout
