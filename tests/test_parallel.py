@@ -103,6 +103,26 @@ def test_two_ranks_compute_what_one_process_computes(tmp_path, optimizer):
 
 
 @needs_mpi
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_two_ranks_train_a_gated_stack_with_dropout_as_one_process(tmp_path, cell):
+    # the dropout masks are drawn for all 5 streams on every rank and sliced, so the
+    # ranks drop exactly what one process drops
+    text = corpus(tmp_path, TEXT)
+    opts = [*FLOAT64, "--cell", cell, "--num-layers", "2", "--dropout", "0.3",
+            "--optimizer", "adam", "--learning-rate", "0.01", "--steps", "80"]
+    one = run("train", text, "--out", tmp_path / "one.npz", *opts, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    two = mpirun(2, "train", text, "--out", tmp_path / "two.npz", *opts, cwd=tmp_path)
+    assert two.returncode == 0, two.stderr
+    assert_same_run(tmp_path / "two.npz", tmp_path / "one.npz", rtol=1e-10)
+    no_dropout = run("train", text, "--out", tmp_path / "plain.npz",
+                     *[o if o != "0.3" else "0" for o in opts], cwd=tmp_path)
+    assert no_dropout.returncode == 0, no_dropout.stderr
+    plain = rnncore.load_checkpoint(tmp_path / "plain.npz").model.params["Whh"]
+    assert not np.allclose(plain, rnncore.load_checkpoint(tmp_path / "one.npz").model.params["Whh"])
+
+
+@needs_mpi
 def test_a_run_resumes_across_different_numbers_of_ranks(tmp_path):
     text = corpus(tmp_path, TEXT)
     opts = [*FLOAT64, "--optimizer", "adam", "--learning-rate", "0.01"]
