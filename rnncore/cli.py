@@ -405,7 +405,7 @@ class TrainingRun:
                         elif evaluate_now:
                             bar.write(_log_line(record, shown, args.steps))
                         if evaluate_now and args.patience is not None \
-                                and self.evals_since_best > args.patience:
+                                and self.evals_since_best >= args.patience:
                             stopped_early = True
                     if bar is not None:
                         bar.update(1)
