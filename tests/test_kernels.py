@@ -196,3 +196,8 @@ def test_clipping_keeps_nan_so_divergence_is_not_hidden():
 def test_vector_maths_is_reported():
     # on x86-64 Linux with a recent glibc the build uses libmvec; either way it is reported
     assert isinstance(_kernels.USES_LIBMVEC, bool)
+
+
+def test_hypothesis_keeps_no_example_database():
+    # conftest's profile: a test run writes no .hypothesis/ folder into the working directory
+    assert settings().database is None
