@@ -254,3 +254,12 @@ def test_release_pages_drops_the_resident_pages_of_the_mapping(tmp_path):
     c.release_pages()
     assert mapping_rss_kb(c.cache_path) == 0
     assert c.vocab.decode(c.data[:20]) == path.read_text()[:20]     # still readable
+
+
+def test_resume_without_a_metrics_log_starts_one(tmp_path):
+    out, _ = train(tmp_path, "--print-every", "5", steps=10)
+    (tmp_path / "model.metrics.jsonl").unlink()
+    proc = run("train", tmp_path / "corpus.txt", "--out", out, "--steps", 20, "--resume",
+               "--print-every", "5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["step"] for r in read_log(tmp_path)] == [15, 20]
