@@ -4,9 +4,10 @@ page cache survives it), so the order of the calls is observed directly."""
 import os
 
 import numpy as np
+import pytest
 
 import rnncore
-from rnncore.checkpoint import load_checkpoint, save_checkpoint
+from rnncore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def test_the_whole_temporary_file_is_fsynced_before_it_replaces_the_checkpoint(tmp_path,
@@ -44,3 +45,33 @@ def test_the_whole_temporary_file_is_fsynced_before_it_replaces_the_checkpoint(t
         assert [n for n in os.listdir(tmp_path)] == ["m.npz"]
     np.testing.assert_array_equal(load_checkpoint(path).model.params["Why"],
                                   model.params["Why"])
+
+
+def test_a_checkpoint_gets_an_ordinary_files_permissions(tmp_path):
+    # not mkstemp's 0600: 0666 less the umask, like any file the user creates; the
+    # process's umask is left as it was
+    old = os.umask(0o027)
+    try:
+        save_checkpoint(tmp_path / "m.npz", rnncore.CharRNN(rnncore.Vocab.from_text("ab"), 2))
+        assert os.umask(0o027) == 0o027
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "m.npz").st_mode & 0o777 == 0o640
+
+
+def test_a_failed_write_raises_removes_its_temporary_file_and_keeps_the_old_one(tmp_path,
+                                                                              monkeypatch):
+    path = tmp_path / "m.npz"
+    model = rnncore.CharRNN(rnncore.Vocab.from_text("abc"), 4, seed=0)
+    save_checkpoint(path, model)
+    before = path.read_bytes()
+
+    def replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "rename", replace)
+    model.params["Why"] += 1
+    with pytest.raises((OSError, CheckpointError)):
+        save_checkpoint(path, model)
+    assert os.listdir(tmp_path) == ["m.npz"] and path.read_bytes() == before

@@ -113,3 +113,16 @@ def test_bad_sampling_arguments(kwargs, match):
     model = random_model(5, 4)
     with pytest.raises(ValueError, match=match):
         model.sample(**kwargs)
+
+
+@pytest.mark.parametrize("temperature", [0, -1, float("inf"), float("nan")])
+def test_temperature_must_be_finite_and_positive(temperature):
+    model = random_model(5, 4)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        model.sample(5, temperature=temperature)
+    assert len(model.complete("!", 5)) == 5      # greedy completion has no temperature
+
+
+def test_prime_must_be_text():
+    with pytest.raises(TypeError, match="prime must be a str, got int"):
+        random_model(5, 4).sample(5, prime=3)
