@@ -55,3 +55,13 @@ def test_trainer_follows_the_schedule(hola):
     assert lrs[:5] == [0.1] * 5 and lrs[5:10] == [0.05] * 5 and lrs[10] == 0.025
     with pytest.raises(ValueError, match="cosine schedule needs total_steps"):
         Trainer(model, hola, lr_schedule="cosine")
+
+
+def test_evaluate_on_two_characters_is_one_prediction():
+    model = random_model(4, 3, seed=2)
+    result = evaluate(model, [1, 3])
+    assert result["chars"] == 1
+    logits = model.params["Why"] @ np.tanh(model.params["Wxh"][:, 1] + model.params["bh"]) \
+        + model.params["by"]
+    expected = -(logits[3] - np.log(np.exp(logits).sum()))
+    assert result["nats_per_char"] == pytest.approx(expected, rel=1e-12)

@@ -45,6 +45,15 @@ def test_step_and_constant_schedules_with_a_warm_up(schedule, epoch, step, expec
     assert lr == pytest.approx(expected, rel=1e-12)
 
 
+def test_defaults_and_a_cosine_without_an_end():
+    assert learning_rate_at(7, 0.1, "step") == 0.1        # epoch 0 unless told
+    assert learning_rate_at(7, 0.1, "step", decay=0.5, epoch=2) == 0.025
+    with pytest.raises(ValueError, match="the cosine schedule needs total_steps"):
+        learning_rate_at(0, 0.1, "cosine")
+    # a one-step cosine after the warm-up still ends at 0
+    assert learning_rate_at(11, 0.1, "cosine", total_steps=11, warmup_steps=10) == 0
+
+
 def test_trainer_uses_the_schedule_at_every_step():
     text = "abcdefghijklmnopqrstuvwxyz" * 4        # 103 targets, T=10: 11 steps per pass
     model = rnncore.CharRNN(rnncore.Vocab.from_text(text), 4, seed=0)

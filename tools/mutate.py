@@ -134,13 +134,17 @@ class Sites:
             if isinstance(value, bool):
                 new = not value
             elif isinstance(value, int):
-                new = value + 1
+                # `-1` (last, or "infer" in a reshape) moves to `-0`, not to `-2`
+                negated = isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.USub)
+                new = value - 1 if negated and value > 0 else value + 1
             else:
                 new = value * 2 if value else 1.0
 
             def change(new=new):
                 node.value = new
-            self._site(node, f"constant {value!r} -> {new!r}", change, scope)
+            sign = "-" if isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.USub) \
+                else ""
+            self._site(node, f"constant {sign}{value!r} -> {sign}{new!r}", change, scope)
         elif isinstance(node, (ast.If, ast.While)) and not isinstance(node.test, ast.Compare):
             def negate():
                 node.test = ast.UnaryOp(op=ast.Not(), operand=node.test)
