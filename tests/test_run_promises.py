@@ -21,15 +21,15 @@ from cli_helpers import corpus, rnncore_command, run
 OPTS = ["--hidden-size", "16", "--seq-length", "8", "--batch-size", "2"]
 
 
-def words(n_words, seed=0):
-    """Text of random words: no period, so the held-out end is unlike any training window."""
+def text_of_random_words(n_words, seed=0):
+    """Text of random words, not periodic: its held-out end repeats no training window."""
     rng = np.random.default_rng(seed)
-    vocab = ["".join(rng.choice(list("abcdefghijklmnop"), rng.integers(1, 7)))
-             for _ in range(60)]
-    return " ".join(rng.choice(vocab, n_words)) + ".\n"
+    lexicon = ["".join(rng.choice(list("abcdefghijklmnop"), rng.integers(1, 7)))
+               for _ in range(60)]
+    return " ".join(rng.choice(lexicon, n_words)) + ".\n"
 
 
-TEXT = words(500)
+TEXT = text_of_random_words(500)
 
 
 def train(tmp_path, *extra, steps, name="model.npz"):
@@ -174,7 +174,7 @@ def test_force_overwrites_an_existing_run_from_scratch(tmp_path):
 
 # ---- SIGTERM ----------------------------------------------------------------------------
 def test_sigterm_finishes_the_step_saves_and_exits_130(tmp_path):
-    text = corpus(tmp_path, words(20000, seed=1))
+    text = corpus(tmp_path, text_of_random_words(20000, seed=1))
     out = tmp_path / "m.npz"
     proc = subprocess.Popen([*rnncore_command(), "train", text, "--out", out, "--steps",
                              "100000000", "--hidden-size", "32", "--print-every", "10",
@@ -205,7 +205,7 @@ def backed_by_a_mapping(a):
 
 def test_a_cached_corpus_is_trained_in_place_and_its_pages_released(tmp_path, monkeypatch,
                                                                      capsys):
-    text = words(250_000, seed=2)
+    text = text_of_random_words(250_000, seed=2)
     assert len(text.encode()) > rnncore.corpus.CACHE_MIN_BYTES   # so it is memory-mapped
     path = corpus(tmp_path, text)
     streams_of, released = [], []
@@ -249,7 +249,7 @@ def test_release_pages_drops_the_resident_pages_of_the_mapping(tmp_path):
         open("/proc/self/smaps").close()
     except OSError:
         pytest.skip("no /proc/self/smaps")
-    path = corpus(tmp_path, words(400_000, seed=3))
+    path = corpus(tmp_path, text_of_random_words(400_000, seed=3))
     c = rnncore.corpus.load_corpus(str(path), cache_min_bytes=0)
     assert int(np.asarray(c.data, dtype=np.int64).sum()) > 0       # touch every page
     assert mapping_rss_kb(c.cache_path) > 1000
