@@ -45,13 +45,17 @@ if libmvec_available():
     macros.append(("RNNCORE_USE_LIBMVEC", "1"))
     libraries.append("mvec")
 
-kernels = Extension(
-    "rnncore._kernels",
-    sources=["pyx/_kernels.pyx"],
-    include_dirs=["pyx"],
-    define_macros=macros,
-    libraries=libraries,
-    extra_compile_args=compile_args,
-)
+# every compiled module, built alike; they share pyx/kernel_maths.pxd and pyx/vecmath.h
+KERNEL_MODULES = {
+    "rnncore._kernels": "pyx/_kernels.pyx",   # optimizer updates
+    "rnncore._cells": "pyx/_cells.pyx",       # every cell's window and generation
+}
 
-setup(ext_modules=cythonize([kernels], compiler_directives=directives))
+extensions = [
+    Extension(name, sources=[source], include_dirs=["pyx"], define_macros=macros,
+              libraries=libraries, extra_compile_args=compile_args)
+    for name, source in KERNEL_MODULES.items()
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives,
+                            include_path=["pyx"]))

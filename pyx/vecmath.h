@@ -102,4 +102,15 @@ RNNCORE_CLONES static void rnncore_clip_f(float *x, ptrdiff_t n, float limit) {
     }
 }
 
+/* x = 1 / (1 + exp(-x)), the logistic sigmoid of the gated cells */
+RNNCORE_CLONES static void rnncore_sigmoid_d(double *x, ptrdiff_t n) {
+    RNNCORE_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) x[i] = 1.0 / (1.0 + exp(-x[i]));
+}
+
+RNNCORE_CLONES static void rnncore_sigmoid_f(float *x, ptrdiff_t n) {
+    RNNCORE_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
 #endif

@@ -16,12 +16,15 @@ import time
 import numpy as np
 
 from . import __version__
-from .checkpoint import (CheckpointError, load_checkpoint, remove_stale_temp_files,
-                         save_checkpoint)
+from .checkpoint import (CheckpointError, CheckpointWriteError, load_checkpoint,
+                         remove_stale_temp_files, save_checkpoint)
 from .corpus import CorpusError, load_corpus, read_corpus
-from .metrics import LN2, MetricsLog, metrics_path, plot_metrics, read_metrics
+from .lock import CheckpointInUse, CheckpointLock
+from .metrics import (LN2, MetricsLog, MetricsWriteError, metrics_path, plot_metrics,
+                      read_metrics)
 from .model import CharRNN
-from .train import SCHEDULES, Trainer, TrainingDiverged, evaluate
+from .train import (SCHEDULES, HopelessRunWatch, Trainer, TrainingDiverged, evaluate,
+                    worse_than_uniform)
 from .vocab import Vocab
 
 DEMO_TEXT = "Hola mundo, aprendiendo redes recurrentes!"
@@ -220,8 +223,8 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit stays quiet
         return 0
-    except (UsageError, CorpusError, CheckpointError, TrainingDiverged, ValueError,
-            TypeError) as e:
+    except (UsageError, CorpusError, CheckpointError, CheckpointInUse, TrainingDiverged,
+            ValueError, TypeError) as e:
         return _fail(str(e))
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""
@@ -258,6 +261,18 @@ def cmd_demo(args):
 
 # ---- train --------------------------------------------------------------------------
 def cmd_train(args):
+    with contextlib.ExitStack() as held:
+        # one writer per checkpoint, for the run's whole life; taken before any other
+        # check, so that two runs on one --out cannot both pass them
+        try:
+            held.enter_context(CheckpointLock(args.out))
+        except OSError as e:
+            _check_writable(args.out)   # says why nothing can be created beside --out
+            raise UsageError(f"--out {args.out}: cannot lock it ({e.strerror})") from None
+        return _train(args)
+
+
+def _train(args):
     _check_writable(args.out)
     if args.resume:
         if not os.path.exists(args.out):
@@ -346,6 +361,7 @@ class TrainingRun:
         self.keep_best = args.keep_best or bool(settings.get("keep_best"))
         self.evals_since_best = 0
         self.saved_step = None
+        self.hopeless = HopelessRunWatch(model.n_vocab)
 
     def restore(self, ckpt):
         meta = ckpt.train_meta
@@ -359,14 +375,23 @@ class TrainingRun:
         if ckpt.best_model is not None:
             self.best_params = {k: v.copy() for k, v in ckpt.best_model.params.items()}
         self.saved_step = self.trainer.step
-        self.log.truncate_after(self.trainer.step)
         print(f"resuming {self.args.out} at step {self.trainer.step}")
 
     # ---- the loop ----------------------------------------------------------------------
     def run(self):
+        """Train to --steps.  A file the system refuses to write (disk full, I/O error,
+        read-only, quota) stops the run with one line naming it and the checkpoint kept."""
+        try:
+            return self._train_loop()
+        except (CheckpointWriteError, MetricsWriteError) as e:
+            raise UsageError(f"{e}; {self._kept()}") from None
+
+    def _train_loop(self):
         args, trainer = self.args, self.trainer
         if self.saved_step is None:
             self.log.reset()
+        else:
+            self.log.truncate_after(self.saved_step)
         bar = _progress_bar(args.steps, trainer.step)
         smooth, seen, window_losses = 0.0, 0, []
         chars_per_step = trainer.batch_size * trainer.seq_length
@@ -399,6 +424,11 @@ class TrainingRun:
                         window_losses = []
                         if evaluate_now:
                             record.update(self._validate())
+                        warning = self.hopeless.check(record["step"], lr,
+                                                      record["train_loss"],
+                                                      record.get("val_loss"))
+                        if warning:
+                            _write_line("rnncore: " + warning, bar, sys.stderr)
                         self.log.write(record)
                         if bar is None:
                             print(_log_line(record, shown, args.steps), flush=True)
@@ -447,7 +477,10 @@ class TrainingRun:
         if not math.isfinite(val):
             raise UsageError(f"the validation loss became {val} at step {self.trainer.step}: "
                              f"training diverged; {self._kept()}")
-        if self.best is None or val < self.best["val_loss"]:
+        # weights worse than uniform guessing never count as an improvement: the untrained
+        # model was better, and keep-best must not keep them over better ones
+        if not worse_than_uniform(val, self.trainer.model.n_vocab) and (
+                self.best is None or val < self.best["val_loss"]):
             self.best = {"val_loss": val, "step": self.trainer.step}
             self.evals_since_best = 0
             if self.keep_best:
@@ -475,6 +508,8 @@ class TrainingRun:
 
     def _kept(self):
         if self.saved_step is None:
+            if os.path.exists(self.args.out):   # --force: the file it would have replaced
+                return f"the earlier file at {self.args.out} was kept"
             return "no checkpoint was written"
         return f"the checkpoint at {self.args.out} (step {self.saved_step}) was kept"
 
@@ -487,6 +522,14 @@ def _log_line(record, smoothed, total):
         line += (f"  val {record['val_loss']:.4f} nats/char "
                  f"({record['val_bits_per_char']:.4f} bits/char)")
     return line
+
+
+def _write_line(line, bar, file):
+    """Print a line, above the progress bar if there is one."""
+    if bar is None:
+        print(line, file=file, flush=True)
+    else:
+        bar.write(line, file=file)
 
 
 def _check_writable(out):
@@ -568,8 +611,9 @@ def cmd_eval(args):
     result = evaluate(model, ids)
     result["unseen_chars"] = n_unseen
     result["unseen_symbols"] = "".join(unseen)
-    if args.json:
-        print(json.dumps(result))
+    if args.json:   # JSON has no inf: a perplexity too large for a float is null
+        print(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                          for k, v in result.items()}))
         return 0
     print(f"{args.file}: {result['chars']:,} characters predicted: "
           f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_char']:.4f} bits/char, "

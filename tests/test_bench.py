@@ -38,15 +38,35 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
     result = json.loads(out.read_text())
     assert {"command", "environment", "windows", "gemm_peak_gflops", "generation", "trainer",
             "peak_rss_mb"} <= set(result)
-    assert len(result["windows"]) == 3  # the demo's row + B=1 + B=2
+    # the demo's row + B=1 + B=2 for rnn; lstm and gru × 1, 2 layers × B=1, 2
+    assert len(result["windows"]) == 3 + 2 * 2 * 2
+    assert {(r["cell"], r["layers"]) for r in result["windows"]} == {
+        ("rnn", 1), ("lstm", 1), ("lstm", 2), ("gru", 1), ("gru", 2)}
     for row in result["windows"]:
-        assert {"V", "H", "B", "T", "dtype", "threads", "us_per_window", "us_min_max",
-                "chars_per_s", "speedup_vs_numpy", "gflops_rnncore"} <= set(row)
+        assert {"cell", "layers", "V", "H", "B", "T", "dtype", "threads", "us_per_window",
+                "us_min_max", "chars_per_s", "speedup_vs_numpy", "gflops_rnncore"} <= set(row)
         assert set(row["us_per_window"]) == {"rnncore", "numpy"}
         assert row["threads"] == (1 if row["B"] == 1 else 2)
+        assert row["share_of_gemm_peak"] > 0
     assert result["trainer"]["corpus"] == "generated text"
     assert result["generation"][0]["chars_per_s"] > 0
-    assert "| rnncore µs |" in md.read_text().replace("| V | H | B | T | dtype | threads ", "|")
+    assert "| rnncore µs |" in md.read_text().replace(
+        "| cell | L | V | H | B | T | dtype | threads ", "|")
+
+
+def test_gated_rows_agree_with_torch(tmp_path):
+    # the benchmark refuses to time systems whose losses differ: this runs its check of
+    # rnncore, numpy and PyTorch's nn.LSTM / nn.GRU on the same weights and state
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    proc = run_script("run.py", "--quick", "--hidden", "8", "--batches", "2",
+                      "--dtypes", "float64", "--cells", "lstm", "gru", "--layers", "2",
+                      "--repeats", "2", "--corpus", tmp_path / "no-such-corpus.txt",
+                      "--json", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["windows"]
+    assert [(r["cell"], r["layers"]) for r in rows] == [("lstm", 2), ("gru", 2)]
+    assert all(set(r["us_per_window"]) == {"rnncore", "numpy", "torch"} for r in rows)
 
 
 def test_shakespeare_script_runs_on_a_small_corpus(tmp_path):
