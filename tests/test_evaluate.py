@@ -57,6 +57,16 @@ def test_trainer_follows_the_schedule(hola):
         Trainer(model, hola, lr_schedule="cosine")
 
 
+def test_evaluate_on_two_characters_is_one_prediction():
+    model = random_model(4, 3, seed=2)
+    result = evaluate(model, [1, 3])
+    assert result["chars"] == 1
+    logits = model.params["Why"] @ np.tanh(model.params["Wxh"][:, 1] + model.params["bh"]) \
+        + model.params["by"]
+    expected = -(logits[3] - np.log(np.exp(logits).sum()))
+    assert result["nats_per_char"] == pytest.approx(expected, rel=1e-12)
+
+
 def test_a_finite_loss_too_large_for_exp_has_perplexity_inf():
     model = random_model(7, 6, seed=3)
     model.params["Why"] *= 1e4   # confidently wrong: hundreds of thousands of nats/char

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from rnncore.lock import CheckpointInUse, CheckpointLock, lock_path
-from cli_helpers import RNNCORE, SMALL, assert_clean_error, corpus, digest, run
+from cli_helpers import SMALL, assert_clean_error, corpus, digest, rnncore_command, run
 
 FOREVER = ["--steps", "100000000", "--print-every", "100000000", "--eval-every", "100000000",
            "--checkpoint-every", "100000000"]
@@ -45,9 +45,9 @@ def test_an_unwritable_directory_is_an_oserror_not_a_lock(tmp_path):
 # ---- two real processes ---------------------------------------------------------------------
 def _start_holder(tmp_path, text, out, *extra):
     """A training process that runs until stopped, writing nothing after its start."""
-    proc = subprocess.Popen([RNNCORE, "train", text, "--out", out, *SMALL, *FOREVER, *extra],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([*rnncore_command(), "train", text, "--out", out, *SMALL, *FOREVER,
+                             *extra], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
         try:

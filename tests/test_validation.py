@@ -80,10 +80,11 @@ def test_replaced_parameter_of_wrong_dtype_or_shape(model):
     model.params["Whh"] = np.zeros((4, 5))
     with pytest.raises(ValueError, match=r"params\['Whh'\] has shape \(4, 5\)"):
         model.loss_and_grads([0], [1])
-    model.params["Whh"] = np.asfortranarray(np.ones((4, 4)))[:, :]
-    model.params["Whh"] = np.ones((4, 8))[:, ::2]
-    with pytest.raises(ValueError, match="C-contiguous"):
-        model.loss_and_grads([0], [1])
+    for not_c_contiguous in (np.asfortranarray(np.arange(16.0).reshape(4, 4)),
+                             np.ones((4, 8))[:, ::2]):
+        model.params["Whh"] = not_c_contiguous
+        with pytest.raises(ValueError, match="C-contiguous"):
+            model.loss_and_grads([0], [1])
 
 
 def test_bad_model_arguments():

@@ -16,7 +16,7 @@ import pytest
 from rnncore import cli
 from rnncore.checkpoint import load_checkpoint
 from rnncore.metrics import read_metrics
-from cli_helpers import RNNCORE, SMALL, assert_clean_error, corpus, digest, run
+from cli_helpers import SMALL, assert_clean_error, corpus, digest, rnncore_command, run
 
 
 def _start(tmp_path, directory, steps=20):
@@ -129,9 +129,9 @@ def test_a_file_size_limit_is_a_clean_write_failure(tmp_path, extra, what):
     before = digest(out)
     # the checkpoint (about 16 kB) cannot be written under 4 kB; the log can grow to 20 kB
     limit = 4096 if what == "checkpoint" else os.path.getsize(out) + 4096
-    proc = subprocess.run([RNNCORE, "train", corpus(tmp_path), "--out", out, "--resume",
-                           *map(str, extra)], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120, preexec_fn=_file_size_limit(limit))
+    proc = subprocess.run([*rnncore_command(), "train", corpus(tmp_path), "--out", out,
+                           "--resume", *map(str, extra)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, preexec_fn=_file_size_limit(limit))
     assert_clean_error(proc, f"could not write the {what} {_failing_path(out, what)} (File "
                              f"too large); the checkpoint at {out} (step 20) was kept",
                        status=1)
