@@ -21,6 +21,7 @@ from .checkpoint import (CheckpointError, load_checkpoint, remove_stale_temp_fil
 from .corpus import CorpusError, load_corpus, read_corpus
 from .metrics import LN2, MetricsLog, metrics_path, plot_metrics, read_metrics
 from .model import CharRNN
+from .export import INSTALL as INSTALL_EXPORT, TORCH_MODULES, SafetensorsMissing
 from .sample import seen_prime
 from .train import SCHEDULES, Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab
@@ -170,13 +171,15 @@ def build_parser():
     train.set_defaults(func=cmd_train)
 
     add_sample_parser(sub)
+    add_export_parser(sub)
 
     ev = sub.add_parser("eval", help="loss of a checkpoint on a text file",
                         description="Mean cross-entropy of the model on FILE, predicting "
                         "every character from the ones before (state carried throughout): "
                         "nats/char, bits/char and perplexity.  Characters the model has "
                         "never seen are dropped and counted.")
-    ev.add_argument("checkpoint")
+    ev.add_argument("checkpoint", help="checkpoint file written by `rnncore train`, or a "
+                    ".safetensors file written by `rnncore export`")
     ev.add_argument("file", help="text file to evaluate on")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--encoding", default="utf-8")
@@ -583,6 +586,16 @@ def _sample_conflict(args):
 
 
 def _checkpoint_model(args):
+    """The model sample and eval use: from a checkpoint (its best-validation
+    parameters unless --latest), or from a .safetensors file `rnncore export` wrote."""
+    if args.checkpoint.endswith(".safetensors"):
+        if args.latest:
+            raise UsageError(f"--latest: {args.checkpoint} is an exported model, which holds "
+                             "one set of parameters")
+        try:
+            return CharRNN.from_safetensors(args.checkpoint)
+        except SafetensorsMissing as e:
+            raise UsageError(str(e)) from None
     ckpt = load_checkpoint(args.checkpoint)
     return ckpt.model if args.latest else ckpt.preferred_model
 
@@ -627,6 +640,50 @@ def cmd_sample(args):
     except MemoryError:
         raise UsageError("not enough memory for this many streams or beams: lower "
                          "--num-samples or --beam") from None
+    return 0
+
+
+# ---- export -------------------------------------------------------------------------
+def add_export_parser(sub):
+    export = sub.add_parser(
+        "export", help="write a checkpoint's model as a safetensors file for PyTorch",
+        description="Write the model of CKPT (its best-validation parameters unless "
+        "--latest) to OUT.safetensors with PyTorch's names: torch.nn.RNN/LSTM/GRU(V, H, "
+        "num_layers, batch_first=True) loads the rnn.* tensors, torch.nn.Linear(H, V) the "
+        "decoder.* ones.  `rnncore sample` and `rnncore eval` read the file back.  Needs "
+        f"the safetensors package ({INSTALL_EXPORT}).")
+    export.add_argument("checkpoint", help="checkpoint file written by `rnncore train`")
+    export.add_argument("out", help="file to write; must end in .safetensors")
+    export.add_argument("--latest", action="store_true",
+                        help="export the latest parameters, not the best-validation ones")
+    export.add_argument("--force", action="store_true", help="overwrite an existing OUT")
+    export.set_defaults(func=cmd_export)
+    return export
+
+
+def cmd_export(args):
+    out = args.out
+    if not out.endswith(".safetensors"):
+        raise UsageError(f"{out}: the exported file's name must end in .safetensors (so "
+                         "sample and eval know it)")
+    if os.path.isdir(out):
+        raise UsageError(f"{out} is a directory")
+    if os.path.exists(out) and not args.force:
+        raise UsageError(f"{out} exists: pass --force to overwrite it")
+    directory = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(directory):
+        raise UsageError(f"{out}: directory {directory} does not exist")
+    ckpt = load_checkpoint(args.checkpoint)
+    model = ckpt.model if args.latest else ckpt.preferred_model
+    try:
+        model.to_safetensors(out)
+    except SafetensorsMissing as e:
+        raise UsageError(str(e)) from None
+    module = TORCH_MODULES[model.cell]
+    print(f"wrote {out}: {model.cell}, {model.num_layers} layer(s) of {model.hidden_size}, "
+          f"{model.n_vocab} symbols, {model.dtype.name}; in PyTorch: nn.{module}("
+          f"{model.n_vocab}, {model.hidden_size}, num_layers={model.num_layers}, "
+          f"batch_first=True) and nn.Linear({model.hidden_size}, {model.n_vocab})")
     return 0
 
 

@@ -252,6 +252,20 @@ class CharRNN:
         from .checkpoint import load_checkpoint
         return load_checkpoint(path).preferred_model
 
+    def to_safetensors(self, path):
+        """Write the model to `path` with PyTorch's names (torch.nn.RNN/LSTM/GRU and
+        Linear), for use in PyTorch; see rnncore.export.  Needs `pip install
+        'rnncore[export]'`."""
+        from .export import save_safetensors
+        save_safetensors(self, path)
+
+    @classmethod
+    def from_safetensors(cls, path):
+        """Read a model written by to_safetensors / `rnncore export` (or saved back from
+        PyTorch with the same names and metadata); see rnncore.export."""
+        from .export import load_safetensors
+        return load_safetensors(path)
+
     # ---- checks ---------------------------------------------------------------------
     def _checked_params(self):
         """The parameter arrays as a tuple in the canonical order, checked for dtype,
