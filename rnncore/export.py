@@ -75,19 +75,28 @@ def metadata(model):
 
 
 def save_safetensors(model, path):
-    """Write `model` to `path` as a safetensors file, atomically (a temporary file in the
-    same directory, renamed over `path`)."""
+    """Write `model` to `path` as a safetensors file, atomically: `path` holds the old
+    file or the whole new one, never part of it."""
     st = _safetensors()
-    path = os.fspath(path)
     for name in model.shapes:
         if not np.isfinite(model.params[name]).all():
             raise CheckpointError(f"refusing to export: parameter {name} holds nan or inf")
+    _write_atomically(os.fspath(path), st.numpy.save(torch_tensors(model),
+                                                     metadata=metadata(model)))
+
+
+def _write_atomically(path, data):
+    """Write the bytes `data` to a temporary file beside `path`, fsync it and rename it
+    over `path` (checkpoint.py writes checkpoints the same way); on failure the
+    temporary file is removed and `path` is untouched."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=directory)
-    os.close(fd)
     try:
-        st.numpy.save_file(torch_tensors(model), tmp, metadata=metadata(model))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
