@@ -204,3 +204,34 @@ def test_cli_export_then_sample_and_eval(tmp_path):
                        "checkpoint not found")
     assert_clean_error(run("sample", out, "--latest", cwd=tmp_path),
                        "holds one set of parameters")
+
+
+def test_readme_pytorch_snippet_loads_and_samples(tmp_path, torch_module, monkeypatch,
+                                                  capsys):
+    readme = open(__file__.rsplit("/tests/", 1)[0] + "/README.md", encoding="utf-8").read()
+    after = readme.split("In PyTorch, loading and sampling", 1)[1]
+    snippet = after.split("```python\n", 1)[1].split("```", 1)[0]
+    text = "Hola mundo, aprendiendo redes recurrentes!"
+    model = rnncore.CharRNN(rnncore.Vocab.from_text(text), 8, cell="lstm", num_layers=2,
+                            dtype="float32", seed=0)
+    model.to_safetensors(tmp_path / "hola.safetensors")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "README snippet", "exec"), {})
+    printed = capsys.readouterr().out.rstrip("\n")
+    assert len(printed) == 21 and set(printed) <= set(text)
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_cli_names_a_bad_safetensors_file(tmp_path, command):
+    model = gated_model("lstm", 2, 4, 3)
+    tensors = export.torch_tensors(model)
+    del tensors["rnn.bias_hh_l1"]
+    write_raw(tmp_path / "bad.safetensors", tensors, export.metadata(model))
+    (tmp_path / "junk.safetensors").write_text("not a model")
+    (tmp_path / "t.txt").write_text("!#$%")
+    extra = [tmp_path / "t.txt"] if command == "eval" else []
+    assert_clean_error(run(command, tmp_path / "bad.safetensors", *extra, cwd=tmp_path),
+                       "tensors do not match a 2-layer lstm model (missing: rnn.bias_hh_l1",
+                       status=1)
+    assert_clean_error(run(command, tmp_path / "junk.safetensors", *extra, cwd=tmp_path),
+                       "is not a readable safetensors file", status=1)
