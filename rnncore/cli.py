@@ -637,9 +637,9 @@ def cmd_sample(args):
         for i, parts in enumerate(others, start=2):
             out.write(SAMPLE_HEADER.format(i, n) + "\n" + prime + "".join(parts) + "\n")
         out.flush()
-    except MemoryError:
-        raise UsageError("not enough memory for this many streams or beams: lower "
-                         "--num-samples or --beam") from None
+    except MemoryError as e:
+        raise UsageError(f"{str(e) or 'not enough memory'}: lower --num-samples or "
+                         "--beam") from None
     return 0
 
 

@@ -7,16 +7,20 @@ and pruning) run in compiled code (rnncore._cells.StackKernel.sample / .beam); P
 only draws the uniform numbers of a chunk up front and cuts the text at the stop text
 between chunks.  So a seed gives the same text whether it is read whole or in chunks.
 """
+import math
+import os
 from collections import namedtuple
 
 import numpy as np
 
-from .reference import state_rows
+from .reference import GATES, state_rows
 
 #: sampled streams are generated in chunks that double from FIRST_CHUNK up to LAST_CHUNK
-#: characters: the first text shows at once, and longer chunks cost less per character
+#: characters: the first text shows at once, and longer chunks cost less per character;
+#: with many streams a chunk holds at most CHUNK_CHARS characters in all
 FIRST_CHUNK = 64
 LAST_CHUNK = 8192
+CHUNK_CHARS = 1 << 16
 
 Completion = namedtuple("Completion", ["text", "log_prob"])
 Completion.__doc__ = """One beam-search result: the text after the prime, and its total
@@ -46,6 +50,25 @@ def prime_ids(model, prime, skip_unknown=False):
 def seen_prime(model, prime):
     """The prime as the model sees it with skip_unknown: its unknown characters dropped."""
     return model.vocab.decode(prime_ids(model, prime, skip_unknown=True))
+
+
+def check_memory(needed_bytes, what):
+    """Refuse, with a MemoryError naming `what`, an allocation larger than the machine's
+    physical memory (rather than let the system kill the process part way)."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if needed_bytes > physical:
+        raise MemoryError(f"{what} would need {needed_bytes / 1e9:,.1f} GB, more than this "
+                          f"machine's {physical / 1e9:,.1f} GB of memory")
+
+
+def _bytes_per_stream(model):
+    """Generation memory of one stream or beam: its state and step scratch."""
+    rows = state_rows(model.cell, model.num_layers)
+    G = GATES[model.cell]
+    return (2 * rows + 2 * G + 1) * model.hidden_size * model.dtype.itemsize
 
 
 def primed_state(model, ids, num_streams=1):
@@ -94,6 +117,7 @@ def stream_samples(model, n, prime="", greedy=False, temperature=None, top_k=Non
     if stop is not None and (not isinstance(stop, str) or not stop):
         raise ValueError(f"stop must be a non-empty str (or None), got {stop!r}")
     ids = prime_ids(model, prime, skip_unknown)
+    check_memory(num_samples * (_bytes_per_stream(model) + 2 * 8), f"{num_samples:,} streams")
     return _stream(model, n, ids, greedy, temperature, top_k, seed, stop, num_samples)
 
 
@@ -107,7 +131,7 @@ def _stream(model, n, ids, greedy, temperature, top_k, seed, stop, num_samples):
     stopped = [False] * num_samples
     done, chunk = 0, FIRST_CHUNK
     while done < n and not all(stopped):
-        size = min(chunk, n - done)
+        size = min(chunk, n - done, max(1, CHUNK_CHARS // num_samples))
         out = np.empty((size, num_samples), np.intp)
         # (size, B) time-major, so one stream draws the same numbers as rng.random(n)
         uniforms = no_uniforms if greedy else rng.random((size, num_samples))
@@ -157,8 +181,11 @@ def beam_search(model, prime, n, beam, skip_unknown=False):
     if n == 0:
         return [Completion("", 0.0)]
     # more beams than continuations would never be filled
-    if n * np.log(model.n_vocab) < np.log(beam):
+    if n * math.log(model.n_vocab) < math.log(beam):
         beam = model.n_vocab ** n
+    # states and scratch, the K·V candidates (24 bytes each), the characters and parents
+    check_memory(beam * (_bytes_per_stream(model) + 24 * model.n_vocab + 3 * 8 * n),
+                 f"a beam of width {beam:,} over {n:,} characters")
     state = primed_state(model, ids, 1)
     out = np.zeros((beam, n), np.intp)
     scores = np.zeros(beam)

@@ -150,3 +150,18 @@ def test_beam_prime_checks():
         model.beam_search("!Q", 3, beam=2)
     assert model.beam_search("!Q", 3, beam=2, skip_unknown=True) == \
         model.beam_search("!", 3, beam=2)
+
+
+def test_readme_example_beam_finds_what_greedy_misses():
+    import rnncore
+    text = "Hola mundo, aprendiendo redes recurrentes!"
+    model = rnncore.CharRNN(rnncore.Vocab.from_text(text), hidden_size=64, dtype="float64",
+                            seed=0)
+    rnncore.Trainer(model, text, seq_length=10, batch_size=1, learning_rate=1e-2,
+                    optimizer="sgd", clip=5.0).train(800)
+    prime = "Hola mundo, aprendien"
+    assert model.complete(prime, 21) == "do redes recurecurend"
+    assert model.complete(prime, 21, beam=5) == "do redes recurrentes!"
+    found = model.beam_search(prime, 21, beam=5)
+    assert [round(c.log_prob, 3) for c in found] == [-7.157, -7.797, -7.813, -8.275, -8.418]
+    assert round(model.beam_search(prime, 21, beam=1)[0].log_prob, 3) == -8.447

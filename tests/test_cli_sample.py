@@ -101,3 +101,14 @@ def test_conflicting_options_are_one_line_usage_errors(ckpt, tmp_path, flags, na
     proc = run("sample", ckpt, *flags, cwd=tmp_path)
     assert_clean_error(proc, named, status=2)
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("flags,named", [
+    (["--beam", str(10 ** 20)], "a beam of width 100,000,000,000,000,000,000 over 30 "
+                                "characters would need"),
+    (["--num-samples", str(10 ** 12)], "1,000,000,000,000 streams would need"),
+])
+def test_more_streams_than_memory_is_refused_before_allocating(ckpt, tmp_path, flags, named):
+    proc = run("sample", ckpt, "--length", "30", *flags, cwd=tmp_path)
+    assert_clean_error(proc, named, status=1)
+    assert "lower --num-samples or --beam" in proc.stderr
