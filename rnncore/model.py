@@ -225,8 +225,9 @@ class CharRNN:
         """The n characters after `prime` with the highest total log-probability that a
         beam search of width `beam` finds (beam=1: the most likely character at every
         step, greedy), without the prime.  See beam_search."""
-        from .sample import _check_positive, beam_search, generate
-        if _check_positive(beam, "the beam width") == 1:
+        from .sample import beam_search, generate
+        _check_count(beam, "the beam width")
+        if beam == 1:
             return generate(self, n, prime, greedy=True, skip_unknown=skip_unknown)[0]
         return beam_search(self, prime, n, beam, skip_unknown=skip_unknown)[0].text
 

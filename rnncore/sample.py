@@ -13,6 +13,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .model import _check_count
 from .reference import GATES, state_rows
 
 #: sampled streams are generated in chunks that double from FIRST_CHUNK up to LAST_CHUNK
@@ -34,8 +35,8 @@ def _check_length(n):
 
 
 def _check_positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    """int(value), or the model's ValueError for anything but a positive integer."""
+    _check_count(value, name)
     return int(value)
 
 
