@@ -450,36 +450,46 @@ cdef double run_window(Window *w, floating *hs, bint compute_grads,
 
 
 # ---------------------------------------------------------------------------------------
-# 3. Generation: one stream, one character at a time.
+# 3. Generation: B streams advanced together, one character each per step.
 # ---------------------------------------------------------------------------------------
+# A generation state is (S·L, B, H), the model's state layout: rows 0..L-1 every layer's h
+# (so h is (L, B, H)), then for lstm rows L..2L-1 every layer's c.  Scratch for B streams:
+# pre and rec (B, G·H), aux (B, H).  At B = 1 every BLAS call is a gemv, so one stream
+# gives the same numbers whether it is sampled alone or searched with a beam of width 1.
 
-cdef void stack_step(Window *w, Py_ssize_t x, floating *h, floating *c, floating *pre,
-                     floating *rec, floating *aux) noexcept nogil:
-    """Feed character x through every layer of one stream, in place.
-    h, c (L, H): every layer's state; pre (G·H,), rec (G·H,), aux (H,) scratch."""
-    cdef Py_ssize_t k, i, V = w.V, H = w.H, GH = w.G * w.H
+cdef void stack_step_rows(Window *w, Py_ssize_t B, const Py_ssize_t *xs, floating *h,
+                          floating *c, floating *pre, floating *rec,
+                          floating *aux) noexcept nogil:
+    """Feed character xs[b] to stream b (b < B) through every layer, in place.
+    h, c (L, B, H): every layer's state (c: lstm only, else NULL)."""
+    cdef Py_ssize_t k, b, i, x, V = w.V, H = w.H, GH = w.G * w.H, BH = B * w.H
     cdef const floating *Wxh
     cdef const floating *bh
+    cdef floating *P
     for k in range(w.L):
         Wxh = <const floating *> w.Wxh[k]
         bh = <const floating *> w.bh[k]
         if k == 0:
-            for i in range(GH):
-                pre[i] = Wxh[i * V + x] + bh[i]
+            for b in range(B):
+                x = xs[b]
+                P = pre + b * GH
+                # Wxh·onehot(x) + bh: column x of Wxh
+                for i in range(GH):
+                    P[i] = Wxh[i * V + x] + bh[i]
         else:
-            # pre = Wxh·h_below + bh
-            memcpy(pre, bh, GH * sizeof(floating))
-            gemv_rm(False, <blas_int> GH, <blas_int> H, <floating> 1.0, Wxh, <blas_int> H,
-                    h + (k - 1) * H, <floating> 1.0, pre)
-        cell_step(w.cell, 1, H, <const floating *> w.Whh[k], <const floating *> w.bhn[k],
-                  h + k * H, c + k * H if c != NULL else NULL, pre, rec, h + k * H,
-                  c + k * H if c != NULL else NULL, aux)
+            # pre (B, G·H) = h_below (B, H) · Wxhᵀ + bh
+            for b in range(B):
+                memcpy(pre + b * GH, bh, GH * sizeof(floating))
+            rows_times_wt(B, GH, H, h + (k - 1) * BH, Wxh, <floating> 1.0, pre)
+        cell_step(w.cell, B, H, <const floating *> w.Whh[k], <const floating *> w.bhn[k],
+                  h + k * BH, c + k * BH if c != NULL else NULL, pre, rec, h + k * BH,
+                  c + k * BH if c != NULL else NULL, aux)
 
 
 cdef void output_logits(Py_ssize_t V, Py_ssize_t H, const floating *Why,
                         const floating *by, const floating *h,
                         double *logits) noexcept nogil:
-    """logits (V,) = Why·h + by, widened to double for the sampler."""
+    """logits (V,) = Why·h + by for one stream, widened to double for the sampler."""
     cdef Py_ssize_t j, i
     cdef double acc
     for j in range(V):
@@ -498,9 +508,9 @@ cdef int cmp_double_desc(const void *a, const void *b) noexcept nogil:
 cdef Py_ssize_t choose_char(Py_ssize_t V, double *logits, double *work, bint greedy,
                             double temperature, Py_ssize_t top_k,
                             double u) noexcept nogil:
-    """Pick the next character from logits (V,): argmax when greedy, else a draw from
-    softmax(logits / temperature) restricted to the top_k largest (0 = all), using the
-    uniform number u in [0, 1).  logits is overwritten."""
+    """Pick the next character from logits (V,): argmax when greedy (the first of equal
+    maxima), else a draw from softmax(logits / temperature) restricted to the top_k
+    largest (0 = all), using the uniform number u in [0, 1).  logits is overwritten."""
     cdef Py_ssize_t j, best = 0
     cdef double threshold, row_max, total, acc
     for j in range(1, V):
@@ -530,22 +540,112 @@ cdef Py_ssize_t choose_char(Py_ssize_t V, double *logits, double *work, bint gre
     return best  # only reached through rounding in the last bin
 
 
-cdef void generate_chars(Window *w, floating *h, floating *c, floating *pre,
-                         floating *rec, floating *aux, const Py_ssize_t *prime,
-                         Py_ssize_t n_prime, Py_ssize_t *out, Py_ssize_t n,
-                         const double *uniforms, double *logits, double *work,
-                         bint greedy, double temperature, Py_ssize_t top_k) noexcept nogil:
-    cdef Py_ssize_t i, ch
-    cdef floating *h_top = h + (w.L - 1) * w.H
-    for i in range(n_prime):
-        stack_step(w, prime[i], h, c, pre, rec, aux)
+cdef void sample_steps(Window *w, Py_ssize_t B, floating *state, floating *pre,
+                       floating *rec, floating *aux, Py_ssize_t *out, Py_ssize_t n,
+                       const double *uniforms, double *logits, double *work, bint greedy,
+                       double temperature, Py_ssize_t top_k) noexcept nogil:
+    """n steps of B streams: each step picks every stream's next character from its top
+    layer's h, writes it to out[i, b] (out is (n, B)), and feeds it, so the state always
+    holds every character picked.  uniforms (n, B): unused when greedy."""
+    cdef Py_ssize_t i, b, BH = B * w.H
+    cdef floating *c = state + w.L * BH if w.cell == LSTM else NULL
+    cdef floating *h_top = state + (w.L - 1) * BH
     for i in range(n):
-        output_logits(w.V, w.H, <const floating *> w.Why, <const floating *> w.by, h_top,
-                      logits)
-        ch = choose_char(w.V, logits, work, greedy, temperature, top_k,
-                         0.0 if greedy else uniforms[i])
-        out[i] = ch
-        stack_step(w, ch, h, c, pre, rec, aux)
+        for b in range(B):
+            output_logits(w.V, w.H, <const floating *> w.Why, <const floating *> w.by,
+                          h_top + b * w.H, logits)
+            out[i * B + b] = choose_char(w.V, logits, work, greedy, temperature, top_k,
+                                         0.0 if greedy else uniforms[i * B + b])
+        stack_step_rows(w, B, out + i * B, state, c, pre, rec, aux)
+
+
+cdef struct Candidate:
+    double score        # total log-probability of the beam's characters and this one
+    double logit        # this character's logit: breaks ties as greedy does (see below)
+    Py_ssize_t index    # beam · V + character
+
+
+cdef int cmp_candidates(const void *a, const void *b) noexcept nogil:
+    """Best first: higher score, then higher logit, then lower index.  At width 1 every
+    candidate extends the same beam, and score = s + (logit - logsumexp) never decreases
+    as the logit grows, so this order puts greedy's argmax (its first maximum) first even
+    where rounding makes two scores equal."""
+    cdef const Candidate *x = <const Candidate *> a
+    cdef const Candidate *y = <const Candidate *> b
+    if x.score != y.score:
+        return -1 if x.score > y.score else 1
+    if x.logit != y.logit:
+        return -1 if x.logit > y.logit else 1
+    return (x.index > y.index) - (x.index < y.index)
+
+
+cdef Py_ssize_t beam_steps(Window *w, Py_ssize_t K, Py_ssize_t n, floating *cur,
+                           floating *nxt, floating *pre, floating *rec, floating *aux,
+                           double *scores, double *logits, Candidate *cands,
+                           Py_ssize_t *chars, Py_ssize_t *parents,
+                           Py_ssize_t *out) noexcept nogil:
+    """Beam search of width K for n characters, from the one-stream state in cur.
+
+    cur, nxt (S·L, K, H): the live beams' states, used as (S·L, m, H) for m live beams;
+    scores (K,): their total log-probabilities (nats); cands (K·V,); chars, parents
+    (n, K): the character each beam took at each step and the beam it extended.  Every
+    step scores each live beam's V continuations by log-softmax, keeps the K best
+    (sorted), gathers their parents' states and advances them as one batch of streams.
+    Writes the surviving beams' characters to out (K, n), best first, and returns how
+    many there are (min(K, V**n))."""
+    cdef Py_ssize_t V = w.V, H = w.H, L = w.L, rows = (2 if w.cell == LSTM else 1) * w.L
+    cdef Py_ssize_t m = 1, m_new, i, b, j, r, nc, p
+    cdef double row_max, total, lse
+    cdef floating *swap
+    scores[0] = 0.0
+    for i in range(n):
+        nc = 0
+        for b in range(m):
+            output_logits(V, H, <const floating *> w.Why, <const floating *> w.by,
+                          cur + ((L - 1) * m + b) * H, logits)
+            row_max = logits[0]
+            for j in range(1, V):
+                if logits[j] > row_max:
+                    row_max = logits[j]
+            total = 0.0
+            for j in range(V):
+                total += exp(logits[j] - row_max)
+            # log p[j] = logits[j] - logsumexp(logits)
+            lse = row_max + log(total)
+            for j in range(V):
+                cands[nc].score = scores[b] + (logits[j] - lse)
+                cands[nc].logit = logits[j]
+                cands[nc].index = b * V + j
+                nc += 1
+        qsort(cands, nc, sizeof(Candidate), cmp_candidates)
+        m_new = K if nc > K else nc
+        for b in range(m_new):
+            parents[i * K + b] = cands[b].index // V
+            chars[i * K + b] = cands[b].index % V
+            scores[b] = cands[b].score
+        if i == n - 1:
+            m = m_new
+            break
+        # every kept beam starts from its parent's state, then takes its character
+        for r in range(rows):
+            for b in range(m_new):
+                memcpy(nxt + (r * m_new + b) * H, cur + (r * m + parents[i * K + b]) * H,
+                       H * sizeof(floating))
+        stack_step_rows(w, m_new, chars + i * K, nxt,
+                        nxt + L * m_new * H if w.cell == LSTM else NULL, pre, rec, aux)
+        swap = cur
+        cur = nxt
+        nxt = swap
+        m = m_new
+    # follow each surviving beam back through its parents
+    for b in range(m):
+        p = b
+        i = n - 1
+        while i >= 0:
+            out[b * n + i] = chars[i * K + p]
+            p = parents[i * K + p]
+            i -= 1
+    return m
 
 
 # ---------------------------------------------------------------------------------------
@@ -744,58 +844,148 @@ cdef class StackKernel:
         self.w.inputs = self.w.targets = NULL
         return loss / (B * T)
 
-    def generate(self, const Py_ssize_t[::1] prime, Py_ssize_t[::1] out,
-                 const double[::1] uniforms, bint greedy=True, double temperature=1.0,
-                 Py_ssize_t top_k=0):
-        """Feed the prime through one stream from the zero state, then generate len(out)
-        characters into out.  With an empty prime the first character is predicted from
-        the zero state.  uniforms (len(out),): one number in [0, 1) per sampled character
-        (unused if greedy).  Never drops out."""
-        cdef Py_ssize_t V = self.n_vocab, H = self.hidden_size, L = self.num_layers
-        cdef Py_ssize_t n = out.shape[0], n_prime = prime.shape[0], i
+    def check_state(self, state, Py_ssize_t batch_size=-1):
+        """A generation state (S·L, B, H) of this kernel's dtype, C-contiguous and writable
+        (B == batch_size unless batch_size is -1); returns B."""
+        rows = (2 if self.cell == "lstm" else 1) * self.num_layers
+        if not isinstance(state, np.ndarray) or state.dtype != self.dtype \
+                or state.ndim != 3 or state.shape[0] != rows \
+                or state.shape[2] != self.hidden_size or state.shape[1] < 1 \
+                or not state.flags.c_contiguous or not state.flags.writeable:
+            raise ValueError(f"state must be a writable C-contiguous {self.dtype.name} array "
+                             f"of shape ({rows}, B, {self.hidden_size})")
+        if batch_size != -1 and state.shape[1] != batch_size:
+            raise ValueError(f"state holds {state.shape[1]} stream(s), expected {batch_size}")
+        return state.shape[1]
+
+    def _scratch(self, Py_ssize_t B):
+        """pre, rec (B, G·H) and aux (B, H) for B streams, in one array."""
+        return np.zeros((2 * GATES[self.cell] + 1) * B * self.hidden_size, self.dtype)
+
+    def feed(self, const Py_ssize_t[::1] chars, state):
+        """Feed the characters `chars` in order to every stream of `state` (S·L, B, H),
+        in place.  Never drops out."""
+        cdef Py_ssize_t B = self.check_state(state), n = chars.shape[0], i, b
+        cdef Py_ssize_t V = self.n_vocab, GH = GATES[self.cell] * self.hidden_size
         if self.bound_params is None:
-            raise ValueError("bind_params before generate")
+            raise ValueError("bind_params before feed")
+        for i in range(n):
+            if chars[i] < 0 or chars[i] >= V:
+                raise ValueError(f"chars[{i}] = {chars[i]} is not a character index in "
+                                 f"[0, {V})")
+        if n == 0:
+            return
+        scratch = self._scratch(B)
+        xs = np.empty(B, np.intp)
+        cdef Py_ssize_t[::1] x = xs
+        cdef char *base = <char *> data_pointer(scratch)
+        cdef char *s = <char *> data_pointer(state)
+        cdef Py_ssize_t item = self.dtype.itemsize, L = self.num_layers
+        cdef Py_ssize_t BH = B * self.hidden_size
+        cdef bint lstm = self.cell == "lstm"
+        with nogil:
+            for i in range(n):
+                for b in range(B):
+                    x[b] = chars[i]
+                if self.is_double:
+                    stack_step_rows(&self.w, B, &x[0], <double *> s,
+                                    <double *> (s + L * BH * item) if lstm else NULL,
+                                    <double *> base, <double *> (base + B * GH * item),
+                                    <double *> (base + 2 * B * GH * item))
+                else:
+                    stack_step_rows(&self.w, B, &x[0], <float *> s,
+                                    <float *> (s + L * BH * item) if lstm else NULL,
+                                    <float *> base, <float *> (base + B * GH * item),
+                                    <float *> (base + 2 * B * GH * item))
+
+    def sample(self, state, Py_ssize_t[:, ::1] out, const double[:, ::1] uniforms,
+               bint greedy=True, double temperature=1.0, Py_ssize_t top_k=0):
+        """Generate out.shape[0] characters for each of the B streams of `state`
+        (S·L, B, H), into out (n, B), advancing the state in place past every character
+        generated (so a further call continues the streams).  The first character is
+        predicted from the state as given.  uniforms (n, B): one number in [0, 1) per
+        character, unused if greedy.  Never drops out."""
+        cdef Py_ssize_t B = self.check_state(state), n = out.shape[0]
+        cdef Py_ssize_t V = self.n_vocab, GH = GATES[self.cell] * self.hidden_size
+        if self.bound_params is None:
+            raise ValueError("bind_params before sample")
+        if out.shape[1] != B:
+            raise ValueError(f"out has shape ({n}, {out.shape[1]}), expected ({n}, {B})")
         if not greedy:
-            if uniforms.shape[0] != n:
-                raise ValueError(f"uniforms has shape ({uniforms.shape[0]},), expected ({n},)")
+            if uniforms.shape[0] != n or uniforms.shape[1] != B:
+                raise ValueError(f"uniforms has shape ({uniforms.shape[0]}, "
+                                 f"{uniforms.shape[1]}), expected ({n}, {B})")
             if not temperature > 0:
                 raise ValueError(f"temperature must be > 0, got {temperature}")
-        for i in range(n_prime):
-            if prime[i] < 0 or prime[i] >= V:
-                raise ValueError(f"prime[{i}] = {prime[i]} is not a character index in "
-                                 f"[0, {V})")
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
         if n == 0:
             return
-        cdef Py_ssize_t G = GATES[self.cell]
-        # one stream's state and scratch: h (L,H), c (L,H), pre, rec (G·H,), aux (H,)
-        scratch = np.zeros((2 * L + 2 * G + 1) * H, self.dtype)
+        scratch = self._scratch(B)
         cdef double[::1] logits = np.zeros(V)
         cdef double[::1] work = np.zeros(V)
-        cdef const double *u = NULL
-        cdef const Py_ssize_t *prime_ptr = NULL
-        if uniforms.shape[0] > 0:
-            u = &uniforms[0]
-        if n_prime > 0:
-            prime_ptr = &prime[0]
+        cdef const double *u = NULL if greedy else &uniforms[0, 0]
         cdef char *base = <char *> data_pointer(scratch)
+        cdef void *s = data_pointer(state)
         cdef Py_ssize_t item = self.dtype.itemsize
-        cdef void *h = base
-        cdef void *c = NULL
-        if self.cell == "lstm":
-            c = base + L * H * item
-        cdef void *pre = base + 2 * L * H * item
-        cdef void *rec = base + (2 * L + G) * H * item
-        cdef void *aux = base + (2 * L + 2 * G) * H * item
         with nogil:
             if self.is_double:
-                generate_chars(&self.w, <double *> h, <double *> c, <double *> pre,
-                               <double *> rec, <double *> aux, prime_ptr,
-                               n_prime, &out[0], n, u, &logits[0], &work[0], greedy,
-                               temperature, top_k)
+                sample_steps(&self.w, B, <double *> s, <double *> base,
+                             <double *> (base + B * GH * item),
+                             <double *> (base + 2 * B * GH * item), &out[0, 0], n, u,
+                             &logits[0], &work[0], greedy, temperature, top_k)
             else:
-                generate_chars(&self.w, <float *> h, <float *> c, <float *> pre,
-                               <float *> rec, <float *> aux, prime_ptr,
-                               n_prime, &out[0], n, u, &logits[0], &work[0], greedy,
-                               temperature, top_k)
+                sample_steps(&self.w, B, <float *> s, <float *> base,
+                             <float *> (base + B * GH * item),
+                             <float *> (base + 2 * B * GH * item), &out[0, 0], n, u,
+                             &logits[0], &work[0], greedy, temperature, top_k)
+
+    def beam(self, state, Py_ssize_t[:, ::1] out, double[::1] scores):
+        """Beam search of width K = out.shape[0] for n = out.shape[1] characters, from the
+        one-stream state (S·L, 1, H) (left as it was).  Writes the best beams' characters
+        to out (K, n) and their total log-probabilities (nats) to scores (K,), best first;
+        returns how many beams there are (min(K, V**n); rows after them are untouched).
+        The next character of a beam is predicted from its state, exactly as sample()
+        predicts it; never drops out."""
+        self.check_state(state, 1)
+        cdef Py_ssize_t K = out.shape[0], n = out.shape[1], V = self.n_vocab
+        cdef Py_ssize_t H = self.hidden_size, GH = GATES[self.cell] * H
+        cdef Py_ssize_t rows = state.shape[0], m = 0
+        if self.bound_params is None:
+            raise ValueError("bind_params before beam")
+        if K < 1:
+            raise ValueError("the beam width must be >= 1")
+        if scores.shape[0] != K:
+            raise ValueError(f"scores has shape ({scores.shape[0]},), expected ({K},)")
+        if n == 0:
+            return 0
+        # two (S·L, K, H) buffers, each holding its m live beams as (S·L, m, H)
+        states = np.zeros((2, rows * K * H), self.dtype)
+        states[0, :rows * H] = state.ravel()
+        scratch = self._scratch(K)
+        history = np.zeros((2, n, K), np.intp)        # chars, parents
+        cdef double[::1] logits = np.zeros(V)
+        cdef Candidate *cands = <Candidate *> PyMem_Malloc(K * V * sizeof(Candidate))
+        if cands == NULL:
+            raise MemoryError()
+        cdef char *st = <char *> data_pointer(states)
+        cdef char *base = <char *> data_pointer(scratch)
+        cdef Py_ssize_t *hist = <Py_ssize_t *> data_pointer(history)
+        cdef Py_ssize_t item = self.dtype.itemsize
+        try:
+            with nogil:
+                if self.is_double:
+                    m = beam_steps(&self.w, K, n, <double *> st,
+                                   <double *> (st + rows * K * H * item), <double *> base,
+                                   <double *> (base + K * GH * item),
+                                   <double *> (base + 2 * K * GH * item), &scores[0],
+                                   &logits[0], cands, hist, hist + n * K, &out[0, 0])
+                else:
+                    m = beam_steps(&self.w, K, n, <float *> st,
+                                   <float *> (st + rows * K * H * item), <float *> base,
+                                   <float *> (base + K * GH * item),
+                                   <float *> (base + 2 * K * GH * item), &scores[0],
+                                   &logits[0], cands, hist, hist + n * K, &out[0, 0])
+        finally:
+            PyMem_Free(cands)
+        return m

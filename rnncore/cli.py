@@ -15,8 +15,10 @@ from .corpus import CorpusError, read_corpus
 from .lock import CheckpointInUse
 from .metrics import LN2, metrics_path, plot_metrics, read_metrics
 from .model import CharRNN
+from .export import INSTALL as INSTALL_EXPORT, TORCH_MODULES, SafetensorsMissing
 from .parallel import world_rank
 from .run import DEFAULT_STEPS, RUN_DEFAULTS, TRAIN_OPTIONS, RunError, fit, flag
+from .sample import seen_prime
 from .train import Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab
 
@@ -152,32 +154,16 @@ def build_parser():
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
 
-    sample = sub.add_parser("sample", help="generate text from a checkpoint",
-                            description="Print the prime followed by generated text on "
-                            "stdout (and nothing else).")
-    sample.add_argument("checkpoint", help="checkpoint file written by `rnncore train`")
-    sample.add_argument("--prime", default="", help="text to start from")
-    sample.add_argument("--length", type=positive_int, default=500,
-                        help="characters to generate (default 500)")
-    sample.add_argument("--temperature", type=positive_float, default=1.0,
-                        help="softmax temperature; lower is more conservative (default 1)")
-    sample.add_argument("--top-k", type=positive_int,
-                        help="draw only among the K most likely characters")
-    sample.add_argument("--greedy", action="store_true",
-                        help="always take the most likely character")
-    sample.add_argument("--seed", type=int, help="random seed, for reproducible samples")
-    sample.add_argument("--skip-unknown", action="store_true",
-                        help="drop prime characters the model has never seen")
-    sample.add_argument("--latest", action="store_true",
-                        help="use the latest parameters, not the best-validation ones")
-    sample.set_defaults(func=cmd_sample)
+    add_sample_parser(sub)
+    add_export_parser(sub)
 
     ev = sub.add_parser("eval", help="loss of a checkpoint on a text file",
                         description="Mean cross-entropy of the model on FILE, predicting "
                         "every character from the ones before (state carried throughout): "
                         "nats/char, bits/char and perplexity.  Characters the model has "
                         "never seen are dropped and counted.")
-    ev.add_argument("checkpoint")
+    ev.add_argument("checkpoint", help="checkpoint file written by `rnncore train`, or a "
+                    ".safetensors file written by `rnncore export`")
     ev.add_argument("file", help="text file to evaluate on")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--encoding", default="utf-8")
@@ -333,24 +319,169 @@ def cmd_info(args):
 
 
 # ---- sample -------------------------------------------------------------------------
+SAMPLE_HEADER = "=== sample {} of {} ==="   # before each sample when there are several
+
+
+def nonempty_text(text):
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def add_sample_parser(sub):
+    sample = sub.add_parser(
+        "sample", help="generate text from a checkpoint",
+        description="Print the prime (as the model saw it) followed by generated text on "
+        "stdout, as it is generated, and nothing else.  With --num-samples N > 1, each "
+        f"sample is preceded by a line {SAMPLE_HEADER.format('I', 'N')!r}.")
+    sample.add_argument("checkpoint", help="checkpoint file written by `rnncore train`, or "
+                        "a .safetensors file written by `rnncore export`")
+    sample.add_argument("--prime", default="", help="text to start from")
+    sample.add_argument("--length", type=positive_int, default=500,
+                        help="characters to generate (default 500)")
+    sample.add_argument("--temperature", type=positive_float,
+                        help="softmax temperature; lower is more conservative (default 1)")
+    sample.add_argument("--top-k", type=positive_int,
+                        help="draw only among the K most likely characters")
+    sample.add_argument("--greedy", action="store_true",
+                        help="always take the most likely character")
+    sample.add_argument("--beam", type=positive_int, metavar="K",
+                        help="print the most probable continuation of --length characters "
+                        "that a beam search of width K finds (1: greedy)")
+    sample.add_argument("--seed", type=int, help="random seed, for reproducible samples")
+    sample.add_argument("--stop", type=nonempty_text, metavar="TEXT",
+                        help="end a sample right after TEXT first appears in what it "
+                        "generated (e.g. --stop $'\\n\\n' for a blank line)")
+    sample.add_argument("--num-samples", type=positive_int, metavar="N",
+                        help="draw N independent samples, generated as parallel streams "
+                        "(default 1)")
+    sample.add_argument("--skip-unknown", action="store_true",
+                        help="drop prime characters the model has never seen")
+    sample.add_argument("--latest", action="store_true",
+                        help="use the latest parameters, not the best-validation ones")
+    sample.set_defaults(func=cmd_sample, usage_error=sample.error)
+    return sample
+
+
+def _sample_conflict(args):
+    """What makes this combination of sample options meaningless, or None."""
+    drawn = [("--temperature", args.temperature is not None),
+             ("--top-k", args.top_k is not None), ("--seed", args.seed is not None),
+             ("--num-samples", args.num_samples is not None)]
+    if args.beam is not None:
+        for flag, given in [("--greedy", args.greedy)] + drawn + [("--stop", args.stop
+                                                                 is not None)]:
+            if given:
+                return (f"argument --beam: not allowed with argument {flag} (a beam search "
+                        "draws nothing: it prints the one most probable continuation)")
+    if args.greedy:
+        for flag, given in drawn:
+            if given:
+                return (f"argument --greedy: not allowed with argument {flag} (greedy "
+                        "generation draws nothing: every sample would be the same)")
+    return None
+
+
 def _checkpoint_model(args):
+    """The model sample and eval use: from a checkpoint (its best-validation
+    parameters unless --latest), or from a .safetensors file `rnncore export` wrote."""
+    if args.checkpoint.endswith(".safetensors"):
+        if args.latest:
+            raise UsageError(f"--latest: {args.checkpoint} is an exported model, which holds "
+                             "one set of parameters")
+        try:
+            return CharRNN.from_safetensors(args.checkpoint)
+        except SafetensorsMissing as e:
+            raise UsageError(str(e)) from None
     ckpt = load_checkpoint(args.checkpoint)
     return ckpt.model if args.latest else ckpt.preferred_model
 
 
 def cmd_sample(args):
+    conflict = _sample_conflict(args)
+    if conflict:
+        args.usage_error(conflict)           # one usage line, one error line, status 2
     model = _checkpoint_model(args)
     unknown = model.vocab.unknown(args.prime)
     if unknown and not args.skip_unknown:
         raise UsageError(f"the prime has characters the model has never seen: "
                          f"{''.join(unknown)!r} (pass --skip-unknown to drop them)")
-    if args.greedy:
-        text = model.complete(args.prime, args.length, skip_unknown=True)
-    else:
-        text = model.sample(args.length, args.prime, temperature=args.temperature,
-                            top_k=args.top_k, seed=args.seed, skip_unknown=True)
-    sys.stdout.write(args.prime + text + "\n")
-    sys.stdout.flush()
+    prime = seen_prime(model, args.prime)    # what the model is fed, and so what is echoed
+    out = sys.stdout
+    try:
+        if args.beam is not None:
+            out.write(prime + model.complete(prime, args.length, beam=args.beam) + "\n")
+            out.flush()
+            return 0
+        n = args.num_samples or 1
+        chunks = model.sample_stream(args.length, prime, temperature=args.temperature,
+                                     top_k=args.top_k, seed=args.seed, stop=args.stop,
+                                     num_samples=n, greedy=args.greedy)
+        # the first sample is printed as it is generated; the others, generated beside
+        # it, follow it
+        others = [[] for _ in range(n - 1)]
+        if n > 1:
+            out.write(SAMPLE_HEADER.format(1, n) + "\n")
+        out.write(prime)
+        out.flush()
+        for pieces in chunks:
+            if pieces[0]:
+                out.write(pieces[0])
+                out.flush()
+            for parts, piece in zip(others, pieces[1:]):
+                parts.append(piece)
+        out.write("\n")
+        for i, parts in enumerate(others, start=2):
+            out.write(SAMPLE_HEADER.format(i, n) + "\n" + prime + "".join(parts) + "\n")
+        out.flush()
+    except MemoryError as e:
+        raise UsageError(f"{str(e) or 'not enough memory'}: lower --num-samples or "
+                         "--beam") from None
+    return 0
+
+
+# ---- export -------------------------------------------------------------------------
+def add_export_parser(sub):
+    export = sub.add_parser(
+        "export", help="write a checkpoint's model as a safetensors file for PyTorch",
+        description="Write the model of CKPT (its best-validation parameters unless "
+        "--latest) to OUT.safetensors with PyTorch's names: torch.nn.RNN/LSTM/GRU(V, H, "
+        "num_layers, batch_first=True) loads the rnn.* tensors, torch.nn.Linear(H, V) the "
+        "decoder.* ones.  `rnncore sample` and `rnncore eval` read the file back.  Needs "
+        f"the safetensors package ({INSTALL_EXPORT}).")
+    export.add_argument("checkpoint", help="checkpoint file written by `rnncore train`")
+    export.add_argument("out", help="file to write; must end in .safetensors")
+    export.add_argument("--latest", action="store_true",
+                        help="export the latest parameters, not the best-validation ones")
+    export.add_argument("--force", action="store_true", help="overwrite an existing OUT")
+    export.set_defaults(func=cmd_export)
+    return export
+
+
+def cmd_export(args):
+    out = args.out
+    if not out.endswith(".safetensors"):
+        raise UsageError(f"{out}: the exported file's name must end in .safetensors (so "
+                         "sample and eval know it)")
+    if os.path.isdir(out):
+        raise UsageError(f"{out} is a directory")
+    if os.path.exists(out) and not args.force:
+        raise UsageError(f"{out} exists: pass --force to overwrite it")
+    directory = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(directory):
+        raise UsageError(f"{out}: directory {directory} does not exist")
+    ckpt = load_checkpoint(args.checkpoint)
+    model = ckpt.model if args.latest else ckpt.preferred_model
+    try:
+        model.to_safetensors(out)
+    except SafetensorsMissing as e:
+        raise UsageError(str(e)) from None
+    module = TORCH_MODULES[model.cell]
+    print(f"wrote {out}: {model.cell}, {model.num_layers} layer(s) of {model.hidden_size}, "
+          f"{model.n_vocab} symbols, {model.dtype.name}; in PyTorch: nn.{module}("
+          f"{model.n_vocab}, {model.hidden_size}, num_layers={model.num_layers}, "
+          f"batch_first=True) and nn.Linear({model.hidden_size}, {model.n_vocab})")
+    return 0
 
 
 # ---- eval ---------------------------------------------------------------------------

@@ -189,26 +189,56 @@ class CharRNN:
 
     # ---- generation ----------------------------------------------------------------
     def sample(self, n, prime="", temperature=1.0, top_k=None, seed=None,
-               skip_unknown=False):
+               skip_unknown=False, stop=None, num_samples=None):
         """n new characters drawn from softmax(y / temperature), after feeding `prime`.
 
         top_k keeps only the k most likely characters at each step; seed makes it
-        reproducible.  A prime with characters outside the vocabulary is a ValueError
-        naming them, unless skip_unknown drops them.
+        reproducible.  stop: end the sample right after the first occurrence of this
+        text in what it generates (it may then be shorter than n).  num_samples: draw
+        that many independent samples as parallel streams and return a list of them
+        (None: return the one sample as a str).  A prime with characters outside the
+        vocabulary is a ValueError naming them, unless skip_unknown drops them.
+        Returns the generated text only (not the prime).
         """
         from .sample import generate
-        return generate(self, n, prime, greedy=False, temperature=temperature,
-                        top_k=top_k, seed=seed, skip_unknown=skip_unknown)
+        texts = generate(self, n, prime, greedy=False, temperature=temperature,
+                         top_k=top_k, seed=seed, skip_unknown=skip_unknown, stop=stop,
+                         num_samples=1 if num_samples is None else num_samples)
+        return texts[0] if num_samples is None else texts
 
-    def complete(self, prime, n, skip_unknown=False):
-        """The n most likely next characters after `prime` (greedy), without the prime."""
-        from .sample import generate
-        return generate(self, n, prime, greedy=True, skip_unknown=skip_unknown)
+    def sample_stream(self, n, prime="", temperature=None, top_k=None, seed=None,
+                      skip_unknown=False, stop=None, num_samples=None, greedy=False):
+        """sample() as it is generated: an iterator over pieces of text (str), in chunks
+        of growing size; with num_samples, over tuples of that many pieces, one per
+        stream ("" for a stream that has stopped).  greedy=True takes the most likely
+        character every time (then temperature, top_k and seed are errors)."""
+        from .sample import stream_samples
+        chunks = stream_samples(self, n, prime, greedy=greedy, temperature=temperature,
+                                top_k=top_k, seed=seed, skip_unknown=skip_unknown,
+                                stop=stop, num_samples=1 if num_samples is None
+                                else num_samples)
+        if num_samples is None:
+            return (pieces[0] for pieces in chunks)
+        return chunks
 
-    def _generate(self, prime_ids, out, uniforms, greedy, temperature, top_k):
-        """The compiled generation loop (see rnncore.sample.generate)."""
-        kernel = self._kernel(1, 1)
-        kernel.generate(prime_ids, out, uniforms, greedy, temperature, top_k)
+    def complete(self, prime, n, skip_unknown=False, beam=1):
+        """The n characters after `prime` with the highest total log-probability that a
+        beam search of width `beam` finds (beam=1: the most likely character at every
+        step, greedy), without the prime.  See beam_search."""
+        from .sample import beam_search, generate
+        _check_count(beam, "the beam width")
+        if beam == 1:
+            return generate(self, n, prime, greedy=True, skip_unknown=skip_unknown)[0]
+        return beam_search(self, prime, n, beam, skip_unknown=skip_unknown)[0].text
+
+    def beam_search(self, prime, n, beam=5, skip_unknown=False):
+        """The `beam` best n-character continuations of `prime` that a beam search of
+        that width finds, best first: a list of rnncore.sample.Completion(text,
+        log_prob), log_prob being the continuation's total log-probability given the
+        prime in nats.  At width >= V**n the search is exhaustive.  Runs compiled: the
+        beams advance as one batch of streams, scored and pruned without Python."""
+        from .sample import beam_search
+        return beam_search(self, prime, n, beam, skip_unknown=skip_unknown)
 
     # ---- checkpoints -----------------------------------------------------------------
     def save(self, path):
@@ -227,6 +257,20 @@ class CharRNN:
         from .checkpoint import load_checkpoint
         ckpt = load_checkpoint(path)
         return ckpt.model if latest else ckpt.preferred_model
+
+    def to_safetensors(self, path):
+        """Write the model to `path` with PyTorch's names (torch.nn.RNN/LSTM/GRU and
+        Linear), for use in PyTorch; see rnncore.export.  Needs `pip install
+        'rnncore[export]'`."""
+        from .export import save_safetensors
+        save_safetensors(self, path)
+
+    @classmethod
+    def from_safetensors(cls, path):
+        """Read a model written by to_safetensors / `rnncore export` (or saved back from
+        PyTorch with the same names and metadata); see rnncore.export."""
+        from .export import load_safetensors
+        return load_safetensors(path)
 
     # ---- checks ---------------------------------------------------------------------
     def _checked_params(self):

@@ -16,6 +16,7 @@ One process (`OneProcess`) has the same interface with nothing to communicate.
 """
 import math
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -139,6 +140,9 @@ class MPIWorkers:
         except BaseException as e:
             print(f"rnncore: error: rank {self.rank}: {_message(e)} (aborting every process)",
                   file=sys.stderr, flush=True)
+            # mpiexec forwards a rank's output through a proxy that Abort tears down: give
+            # it a moment to pass the message on, or the user may never see why
+            time.sleep(0.5)
             self.comm.Abort(1)
             raise
 
