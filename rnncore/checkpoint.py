@@ -39,9 +39,9 @@ class CheckpointWriteError(OSError):
     """The checkpoint could not be written (disk full, I/O error, read-only file system,
     quota): the file at its path, if any, is untouched and no temporary file is left."""
 
-    def __init__(self, path, error):
+    def __init__(self, path, error, what="the checkpoint"):
         super().__init__(error.errno, error.strerror, path)
-        self.message = f"could not write the checkpoint {path} ({error.strerror or error})"
+        self.message = f"could not write {what} {path} ({error.strerror or error})"
 
     def __str__(self):
         return self.message
@@ -82,7 +82,7 @@ def save_checkpoint(path, model, train_state=None):
         train_arrays, train_meta = train_state
         arrays["train"] = np.array(json.dumps(train_meta))
         arrays.update({f"state.{k}": v for k, v in train_arrays.items()})
-    _atomic_savez(os.fspath(path), arrays)
+    write_atomically(os.fspath(path), lambda f: np.savez(f, **arrays))
 
 
 def load_checkpoint(path):
@@ -307,7 +307,10 @@ def remove_stale_temp_files(path):
     return removed
 
 
-def _atomic_savez(path, arrays):
+def write_atomically(path, write, what="the checkpoint"):
+    """Call write(f) on a temporary file beside `path`, fsync it, rename it over `path`
+    and fsync the directory: at any moment `path` holds the old or the new file.  A
+    failure removes the temporary file and raises CheckpointWriteError naming `what`."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise CheckpointError(f"cannot write {path}: directory {directory} does not exist")
@@ -315,10 +318,10 @@ def _atomic_savez(path, arrays):
         fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp",
                                    dir=directory)
     except OSError as e:
-        raise CheckpointWriteError(path, e) from None
+        raise CheckpointWriteError(path, e, what) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -331,7 +334,7 @@ def _atomic_savez(path, arrays):
         except OSError:
             pass
         if isinstance(e, OSError):
-            raise CheckpointWriteError(path, e) from None
+            raise CheckpointWriteError(path, e, what) from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(directory, os.O_RDONLY)

@@ -10,7 +10,7 @@ import os
 import sys
 
 from . import __version__
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint
 from .corpus import CorpusError, read_corpus
 from .lock import CheckpointInUse
 from .metrics import LN2, metrics_path, plot_metrics, read_metrics
@@ -196,7 +196,7 @@ def main(argv=None):
         os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit stays quiet
         return 0
     except (UsageError, RunError, CorpusError, CheckpointError, CheckpointInUse,
-            TrainingDiverged, ValueError, TypeError) as e:
+            CheckpointWriteError, TrainingDiverged, ValueError, TypeError) as e:
         return _fail(str(e))
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""

@@ -19,11 +19,10 @@ PyTorch, whose bias_hh is no longer zero, returns with the same predictions.
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, write_atomically
 from .model import CharRNN
 from .reference import CELLS, layer_suffix
 from .vocab import Vocab
@@ -81,32 +80,8 @@ def save_safetensors(model, path):
     for name in model.shapes:
         if not np.isfinite(model.params[name]).all():
             raise CheckpointError(f"refusing to export: parameter {name} holds nan or inf")
-    _write_atomically(os.fspath(path), st.numpy.save(torch_tensors(model),
-                                                     metadata=metadata(model)))
-
-
-def _write_atomically(path, data):
-    """Write the bytes `data` to a temporary file beside `path`, fsync it and rename it
-    over `path` (checkpoint.py writes checkpoints the same way); on failure the
-    temporary file is removed and `path` is untouched."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    data = st.numpy.save(torch_tensors(model), metadata=metadata(model))
+    write_atomically(os.fspath(path), lambda f: f.write(data), what="the exported model")
 
 
 def load_safetensors(path):

@@ -235,3 +235,24 @@ def test_cli_names_a_bad_safetensors_file(tmp_path, command):
                        status=1)
     assert_clean_error(run(command, tmp_path / "junk.safetensors", *extra, cwd=tmp_path),
                        "is not a readable safetensors file", status=1)
+
+
+def test_a_failed_export_write_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch,
+                                                                     capsys):
+    import errno
+    from rnncore import checkpoint, cli
+    model = gated_model("gru", 1, 5, 4, seed=0)
+    ckpt = tmp_path / "m.npz"
+    model.save(ckpt)
+    out = saved(model, tmp_path, "old.safetensors")
+    before = out.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
+    assert cli.main(["export", str(ckpt), str(out), "--force"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"rnncore: error: could not write the exported model {out} "
+                   "(No space left on device)"]
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "old.safetensors"]
