@@ -1,13 +1,16 @@
-"""Proof on real text: how low a vanilla RNN gets on tinyshakespeare in 10 minutes, and how
-long PyTorch's nn.RNN, with the same settings, needs to get there.
+"""Proof on real text: how low a model gets on tinyshakespeare in 10 minutes, and how long
+PyTorch (nn.RNN / nn.LSTM / nn.GRU), with the same settings, needs to get there.
 
     python bench/shakespeare.py                      # 10 minutes of rnncore, then PyTorch
+    python bench/shakespeare.py --cell lstm --num-layers 2 --dropout 0.2 --hidden-size 256
     python bench/shakespeare.py --minutes 1 --out-dir /tmp/quick
 
 Both systems train the same model (same initial weights, copied), on the same windows of the
 same streams (the last 10% of the text held out), with the same optimizer, learning rate,
-clipping and truncated backprop, so their loss curves agree step for step and only speed
-separates them.  The clock counts training only: both stop at the same steps to validate
+clipping, truncated backprop and dropout masks (PyTorch runs one single-layer module per
+layer so that rnncore's masks, drawn from the same generator, drop the same units; its
+redundant bias_hh entries are frozen at zero), so their loss curves agree step for step and
+only speed separates them.  The clock counts training only: both stop at the same steps to validate
 over the whole held-out text, and that time is reported apart.  PyTorch runs until it reaches
 rnncore's best validation loss, or until --torch-cap times rnncore's time to it.
 
@@ -34,7 +37,8 @@ DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "dat
 
 
 def settings_from(args):
-    return {"hidden_size": args.hidden_size, "batch_size": args.batch_size,
+    return {"cell": args.cell, "num_layers": args.num_layers, "dropout": args.dropout,
+            "hidden_size": args.hidden_size, "batch_size": args.batch_size,
             "seq_length": args.seq_length, "learning_rate": args.learning_rate,
             "optimizer": "adam", "clip": args.clip, "dtype": args.dtype,
             "lr_schedule": args.lr_schedule, "lr_decay": args.lr_decay,
@@ -46,12 +50,17 @@ def blas_threads(n):
     return threadpool_limits(limits=n, user_api="blas")
 
 
+def make_model(vocab, s, seed=None):
+    return rnncore.CharRNN(vocab, s["hidden_size"], dtype=s["dtype"], seed=seed,
+                           cell=s["cell"], num_layers=s["num_layers"], dropout=s["dropout"])
+
+
 def train_rnncore(corpus, train_data, val_data, s, budget_s, eval_every, out_dir, log):
-    model = rnncore.CharRNN(corpus.vocab, s["hidden_size"], dtype=s["dtype"], seed=s["seed"])
+    model = make_model(corpus.vocab, s, seed=s["seed"])
     initial = {k: v.copy() for k, v in model.params.items()}
     trainer = Trainer(model, train_data, seq_length=s["seq_length"], batch_size=s["batch_size"],
                       learning_rate=s["learning_rate"], optimizer="adam", clip=s["clip"],
-                      lr_schedule=s["lr_schedule"], lr_decay=s["lr_decay"])
+                      lr_schedule=s["lr_schedule"], lr_decay=s["lr_decay"], seed=s["seed"])
     clock, eval_clock = 0.0, 0.0
     best = {"val_loss": math.inf}
     records = []
@@ -71,46 +80,97 @@ def train_rnncore(corpus, train_data, val_data, s, budget_s, eval_every, out_dir
             if val < best["val_loss"]:
                 best = {"val_loss": val, "step": trainer.step, "elapsed": clock,
                         "params": {k: v.copy() for k, v in model.params.items()}}
-    best_model = rnncore.CharRNN(corpus.vocab, s["hidden_size"], dtype=s["dtype"])
+    best_model = make_model(corpus.vocab, s)
     best_model.params = best.pop("params")
     save_checkpoint(out_dir / "shakespeare.npz", best_model)
     return initial, best_model, best, records, {"train_s": clock, "eval_s": eval_clock,
                                                 "steps": trainer.step, "epochs": trainer.epoch}
 
 
+class TorchStack:
+    """rnncore's model in PyTorch: one single-layer nn.RNN/LSTM/GRU per layer (so that a
+    dropout mask can be applied to every layer's output, the last one included, as
+    rnncore does) and an nn.Linear decoder, starting from rnncore's parameters."""
+
+    def __init__(self, torch, model, initial):
+        from rnncore.export import torch_tensors
+        self.torch, self.cell, self.L, self.H = torch, model.cell, model.num_layers, model.hidden_size
+        dt = {"float32": torch.float32, "float64": torch.float64}[model.dtype.name]
+        start = rnncore.CharRNN(model.vocab, model.hidden_size, dtype=model.dtype,
+                                cell=model.cell, num_layers=model.num_layers)
+        start.params = {k: v.copy() for k, v in initial.items()}
+        tensors = {k: torch.from_numpy(v.copy()) for k, v in torch_tensors(start).items()}
+        module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[self.cell]
+        V, H = model.n_vocab, model.hidden_size
+        self.layers = []
+        for k in range(self.L):
+            layer = module(V if k == 0 else H, H, batch_first=True, dtype=dt)
+            with torch.no_grad():
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(layer, name + "_l0").copy_(tensors[f"rnn.{name}_l{k}"])
+            if self.cell == "gru":   # only the n block of bias_hh exists in rnncore
+                layer.bias_hh_l0.register_hook(lambda g: torch.cat([g[:2 * H] * 0, g[2 * H:]]))
+            else:                    # redundant beside bias_ih: frozen at zero
+                layer.bias_hh_l0.requires_grad_(False)
+            self.layers.append(layer)
+        self.head = torch.nn.Linear(H, V, dtype=dt)
+        with torch.no_grad():
+            self.head.weight.copy_(tensors["decoder.weight"])
+            self.head.bias.copy_(tensors["decoder.bias"])
+        self.dtype, self.V = dt, V
+
+    def parameters(self):
+        params = [p for layer in self.layers for p in layer.parameters()]
+        return [p for p in params + list(self.head.parameters()) if p.requires_grad]
+
+    def zero_state(self, B):
+        zeros = lambda: self.torch.zeros(1, B, self.H, dtype=self.dtype)
+        return [(zeros(), zeros()) if self.cell == "lstm" else zeros() for _ in range(self.L)]
+
+    def __call__(self, x, state, masks=None):
+        """Logits (B, T, V) for index windows x (B, T), and the new state; masks: rnncore's
+        (L, T, B, H) dropout masks, or None."""
+        out = self.torch.nn.functional.one_hot(x, self.V).to(self.dtype)
+        new_state = []
+        for k, layer in enumerate(self.layers):
+            out, s = layer(out, state[k])
+            if masks is not None:
+                out = out * self.torch.from_numpy(masks[k]).transpose(0, 1)
+            new_state.append(s)
+        return self.head(out), new_state
+
+
+def detached(state):
+    return [tuple(t.detach() for t in s) if isinstance(s, tuple) else s.detach()
+            for s in state]
+
+
 def train_torch(corpus, train_data, val_data, s, initial, target, cap_s, eval_every, log):
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(s["threads"])
-    dt = {"float32": torch.float32, "float64": torch.float64}[s["dtype"]]
-    V, H = len(corpus.vocab), s["hidden_size"]
-    rnn = torch.nn.RNN(V, H, nonlinearity="tanh", batch_first=True, dtype=dt)
-    head = torch.nn.Linear(H, V, dtype=dt)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(initial["Wxh"]))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(initial["Whh"]))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(initial["bh"]))
-        rnn.bias_hh_l0.zero_()
-        head.weight.copy_(torch.from_numpy(initial["Why"]))
-        head.bias.copy_(torch.from_numpy(initial["by"]))
-    rnn.bias_hh_l0.requires_grad_(False)   # one hidden bias, as in the vanilla cell
-    weights = [p for p in list(rnn.parameters()) + list(head.parameters()) if p.requires_grad]
+    V = len(corpus.vocab)
+    masks_of = make_model(corpus.vocab, s)   # draws rnncore's masks for the same windows
+    net = TorchStack(torch, masks_of, initial)
+    weights = net.parameters()
     opt = torch.optim.Adam(weights, lr=s["learning_rate"], betas=(0.9, 0.999), eps=1e-8)
-    # the same windows as rnncore's Trainer: reuse its pointer logic on a throwaway model
+    # the same windows and masks as rnncore's Trainer: its pointer logic and its dropout
+    # generator, on a throwaway model
     shadow = Trainer(rnncore.CharRNN(corpus.vocab, 1), train_data, seq_length=s["seq_length"],
                      batch_size=s["batch_size"], learning_rate=s["learning_rate"],
-                     optimizer="sgd", lr_schedule=s["lr_schedule"], lr_decay=s["lr_decay"])
-    h = torch.zeros(1, s["batch_size"], H, dtype=dt)
+                     optimizer="sgd", lr_schedule=s["lr_schedule"], lr_decay=s["lr_decay"],
+                     seed=s["seed"])
+    h = net.zero_state(s["batch_size"])
     val_x = torch.from_numpy(np.asarray(val_data[:-1], np.int64))
     val_y = torch.from_numpy(np.asarray(val_data[1:], np.int64))
 
     def validate():
         with torch.no_grad():
-            hv, total = torch.zeros(1, 1, H, dtype=dt), 0.0
+            hv, total = net.zero_state(1), 0.0
             for start in range(0, len(val_x), 1024):
                 x = val_x[start:start + 1024][None]
-                out, hv = rnn(F.one_hot(x, V).to(dt), hv)
-                total += F.cross_entropy(head(out[0]), val_y[start:start + 1024],
+                logits, hv = net(x, hv)
+                total += F.cross_entropy(logits[0], val_y[start:start + 1024],
                                          reduction="sum").item()
             return total / len(val_x)
 
@@ -122,18 +182,21 @@ def train_torch(corpus, train_data, val_data, s, initial, target, cap_s, eval_ev
             inputs, targets = shadow.next_window()
             for g in opt.param_groups:
                 g["lr"] = shadow.current_lr
+            masks = None
+            if s["dropout"] > 0:
+                masks = masks_of.dropout_masks(shadow.dropout_rng, *inputs.shape)
             x = torch.from_numpy(np.asarray(inputs, np.int64))
             y = torch.from_numpy(np.asarray(targets, np.int64)).reshape(-1)
             opt.zero_grad(set_to_none=True)
-            out, h_last = rnn(F.one_hot(x, V).to(dt), h)
-            loss = F.cross_entropy(head(out).reshape(-1, V), y)
+            logits, h_last = net(x, h, masks)
+            loss = F.cross_entropy(logits.reshape(-1, V), y)
             (loss * x.shape[1]).backward()        # Σ_t mean_b, as rnncore
             torch.nn.utils.clip_grad_value_(weights, s["clip"])
             opt.step()
             losses.append(loss.item())
             # the shadow keeps the pointer, epoch and wrap; torch keeps the real state
             shadow.advance(x.shape[1], shadow.hidden)
-            h = h_last.detach() if shadow.pointer else torch.zeros_like(h)
+            h = detached(h_last) if shadow.pointer else net.zero_state(s["batch_size"])
         step += eval_every
         clock += time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -153,6 +216,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     ap.add_argument("--minutes", type=float, default=10.0, help="rnncore's training budget")
+    ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm", "gru"])
+    ap.add_argument("--num-layers", type=int, default=1)
+    ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--hidden-size", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seq-length", type=int, default=50)
@@ -214,7 +280,9 @@ def main():
     if "torch" in summary:
         summary["comparison"] = compare(rn_records, torch_records, best["val_loss"])
     plot_metrics([dict(r, train_loss=r["train_loss"]) for r in rn_records],
-                 out_dir / "shakespeare.png", title="rnncore, vanilla RNN, tinyshakespeare")
+                 out_dir / "shakespeare.png",
+                 title=f"rnncore, {s['cell']} {s['num_layers']}x{s['hidden_size']}, "
+                       "tinyshakespeare")
     if len(records) > len(rn_records):
         plot_both(records, out_dir / "rnncore-vs-torch.png")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
