@@ -21,9 +21,13 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 ctypedef int blas_int  # scipy's cython_blas takes C int sizes (LP64)
 
 cdef extern from "vecmath.h" nogil:
-    const int rnncore_uses_libmvec
+    const char *rnncore_vecmath_describe()
+    int rnncore_vecmath_uses_libmvec()
+    const char *rnncore_vecmath_setting_error()
     void rnncore_tanh_d(double *x, Py_ssize_t n)
     void rnncore_tanh_f(float *x, Py_ssize_t n)
+    void rnncore_sigmoid_d(double *x, Py_ssize_t n)
+    void rnncore_sigmoid_f(float *x, Py_ssize_t n)
     double rnncore_exp_shift_sum_d(double *x, Py_ssize_t n, double shift)
     double rnncore_exp_shift_sum_f(float *x, Py_ssize_t n, float shift)
     double rnncore_max_d(const double *x, Py_ssize_t n)
@@ -31,8 +35,14 @@ cdef extern from "vecmath.h" nogil:
     void rnncore_clip_d(double *x, Py_ssize_t n, double limit)
     void rnncore_clip_f(float *x, Py_ssize_t n, float limit)
 
-#: True when tanh/exp run on glibc's vector maths (see vecmath.h)
-USES_LIBMVEC = bool(rnncore_uses_libmvec)
+# The run-time choice of maths (vecmath.h), made now so that a bad RNNCORE_VECMATH fails
+# the import rather than going unnoticed
+if rnncore_vecmath_setting_error() != NULL:
+    raise ValueError(rnncore_vecmath_setting_error().decode())
+#: Which maths tanh/exp run on in this process, e.g. "libmvec (tanh, exp), AVX-512 loops"
+MATHS = rnncore_vecmath_describe().decode()
+#: True when tanh or exp runs on glibc's vector maths (libmvec)
+USES_LIBMVEC = bool(rnncore_vecmath_uses_libmvec())
 
 
 cdef inline void tanh_inplace(floating *x, Py_ssize_t n) noexcept nogil:
@@ -508,3 +518,27 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
             m[i] = <floating> (beta1 * m[i] + (1 - beta1) * grad[i])
             v[i] = <floating> (beta2 * v[i] + (1 - beta2) * grad[i] * grad[i])
             param[i] -= <floating> (lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps))
+
+
+def elementwise(str function, floating[::1] x):
+    """Apply one of vecmath.h's in-place functions to x, for the tests of both maths paths:
+    "tanh", "sigmoid", or "exp" (x = exp(x - max x); returns Σ x).  Returns None or the sum."""
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int which = ("tanh", "sigmoid", "exp").index(function) if function in (
+        "tanh", "sigmoid", "exp") else -1
+    if which < 0:
+        raise ValueError(f"unknown elementwise function {function!r}: tanh, sigmoid or exp")
+    if n == 0:
+        raise ValueError("elementwise: x is empty")
+    cdef double total = 0.0
+    with nogil:
+        if which == 0:
+            tanh_inplace(&x[0], n)
+        elif which == 1:
+            if floating is double:
+                rnncore_sigmoid_d(&x[0], n)
+            else:
+                rnncore_sigmoid_f(&x[0], n)
+        else:
+            total = exp_shift_sum(&x[0], n, max_of(&x[0], n))
+    return total if which == 2 else None
