@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from . import __version__
+from .about import ReportVersion
 from .checkpoint import (CheckpointError, load_checkpoint, remove_stale_temp_files,
                          save_checkpoint)
 from .corpus import CorpusError, load_corpus, read_corpus
@@ -99,7 +99,7 @@ def nonnegative_float(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="rnncore", description="Character-level RNN language models, fast on a CPU.")
-    parser.add_argument("--version", action="version", version=f"rnncore {__version__}")
+    parser.add_argument("--version", action=ReportVersion)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = sub.add_parser("demo", help="train on one sentence and complete it",
