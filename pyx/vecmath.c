@@ -28,6 +28,26 @@
 /* Every extension module links its own copy of this file: keep its symbols to itself. */
 #define HIDDEN __attribute__((visibility("hidden")))
 
+static char setting_error[160];
+
+/* Reads RNNCORE_VECMATH into which functions may come from libmvec; an unknown value
+ * leaves a complaint in setting_error (reported by rnncore_vecmath_setting_error). */
+static void read_setting(int *want_tanh, int *want_exp) {
+    const char *setting = getenv("RNNCORE_VECMATH");
+    *want_tanh = *want_exp = 1;
+    if (setting == NULL || !strcmp(setting, "") || !strcmp(setting, "libmvec")) {
+    } else if (!strcmp(setting, "no-tanh")) {
+        *want_tanh = 0;
+    } else if (!strcmp(setting, "scalar")) {
+        *want_tanh = *want_exp = 0;
+    } else {
+        *want_tanh = *want_exp = 0;
+        snprintf(setting_error, sizeof setting_error,
+                 "RNNCORE_VECMATH=%.60s is not understood: use libmvec, no-tanh or scalar",
+                 setting);
+    }
+}
+
 #ifdef RNNCORE_VECTOR_ABI
 
 #include <dlfcn.h>
@@ -54,7 +74,6 @@ static const char *const slot_names[N_SLOTS] = {
 static void *slots[N_SLOTS];
 static int resolved;                  /* read and set with __atomic: threads may race here */
 static char description[160];
-static char setting_error[160];
 
 static int all_found(int first, int last) {
     for (int i = first; i <= last; i++)
@@ -64,20 +83,9 @@ static int all_found(int first, int last) {
 
 static void resolve(void) {
     /* Several threads may get here at once; each writes the same values. */
-    const char *setting = getenv("RNNCORE_VECMATH");
-    int want_tanh = 1, want_exp = 1;
+    int want_tanh, want_exp;
     const char *why_not = NULL;
-    if (setting == NULL || !strcmp(setting, "") || !strcmp(setting, "libmvec")) {
-    } else if (!strcmp(setting, "no-tanh")) {
-        want_tanh = 0;
-    } else if (!strcmp(setting, "scalar")) {
-        want_tanh = want_exp = 0;
-    } else {
-        want_tanh = want_exp = 0;
-        snprintf(setting_error, sizeof setting_error,
-                 "RNNCORE_VECMATH=%.60s is not understood: use libmvec, no-tanh or scalar",
-                 setting);
-    }
+    read_setting(&want_tanh, &want_exp);
     if (setting_error[0]) {
         why_not = "RNNCORE_VECMATH not understood";
     } else if (want_tanh || want_exp) {
@@ -173,6 +181,10 @@ HIDDEN const char *rnncore_vecmath_describe(void) {
 
 HIDDEN int rnncore_vecmath_uses_libmvec(void) { return 0; }
 
-HIDDEN const char *rnncore_vecmath_setting_error(void) { return NULL; }
+HIDDEN const char *rnncore_vecmath_setting_error(void) {
+    int want_tanh, want_exp;  /* nothing to choose, but a bad setting is still an error */
+    read_setting(&want_tanh, &want_exp);
+    return setting_error[0] ? setting_error : NULL;
+}
 
 #endif
