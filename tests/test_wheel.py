@@ -4,7 +4,7 @@ wheel installed into a fresh venv with no compiler on PATH, `rnncore demo` compl
 sentence on both maths paths, and an extra installed from the wheel without a rebuild.
 
 It needs PyPI (the isolated build and the fresh venv fetch their packages, from pip's cache
-once seen) and takes a few minutes: `pytest -m "not wheel"` leaves it out."""
+once seen) and takes 1 to 3 minutes: `pytest -m "not wheel"` leaves it out."""
 import os
 import platform
 import shutil
