@@ -1,6 +1,6 @@
 """Only what pyproject.toml cannot say: the compiled kernels and how they are built.
 
-Every extension module is listed in EXTENSION_MODULES and built the same way: with
+Every extension module is listed in KERNEL_MODULES and built the same way: with
 pyx/vecmath.c (the run-time choice of libmvec, see pyx/vecmath.h) and the same flags.
 
 Release builds (the default) are optimised, carry no debug information, are stripped, and
@@ -23,10 +23,12 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# (module, Cython source): each is compiled with everything below
-EXTENSION_MODULES = [
-    ("rnncore._kernels", "pyx/_kernels.pyx"),
-]
+# every compiled module, built alike (everything below); they share pyx/kernel_maths.pxd,
+# pyx/vecmath.h, and each links its own copy of pyx/vecmath.c
+KERNEL_MODULES = {
+    "rnncore._kernels": "pyx/_kernels.pyx",   # optimizer updates
+    "rnncore._cells": "pyx/_cells.pyx",       # every cell's window and generation
+}
 
 debug = os.environ.get("RNNCORE_CYTHON_DEBUG") == "1"
 directives = {
@@ -76,8 +78,9 @@ extensions = [
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
-    for name, pyx in EXTENSION_MODULES
+    for name, pyx in KERNEL_MODULES.items()
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives),
+setup(ext_modules=cythonize(extensions, compiler_directives=directives,
+                            include_path=["pyx"]),
       cmdclass={"build_ext": BuildWithoutRunpath})

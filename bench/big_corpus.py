@@ -33,15 +33,21 @@ def generate(path, n_bytes, seed=0):
     return os.path.getsize(path)
 
 
-def measure(args):
-    """Run a child via a tiny wrapper so ru_maxrss is that child's alone."""
+def measure(args, cwd):
+    """Run a child via a tiny wrapper so ru_maxrss is that child's alone.
+
+    The child runs in `cwd`, not here: run from the repository root, `python -m rnncore`
+    would import the source folder rnncore/ (whose kernels are not built there) instead of
+    the installed package."""
     code = ("import resource, subprocess, sys, json, time;"
             "t=time.perf_counter();"
             "p=subprocess.run(sys.argv[1:], capture_output=True, text=True);"
             "print(json.dumps({'rc': p.returncode, 'seconds': time.perf_counter()-t,"
             "'peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024,"
             "'stderr': p.stderr[-2000:], 'stdout': p.stdout[-2000:]}))")
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}  # and, from Python 3.11, never the cwd
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         cwd=cwd, env=env)
     result = json.loads(out.stdout)
     if result["rc"] != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{result['stderr']}")
@@ -55,7 +61,8 @@ def main():
     ap.add_argument("--dir", default=None, help="where to write the corpus (default: a temp dir)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
-    folder = args.dir or tempfile.mkdtemp(prefix="rnncore-big-")
+    folder = os.path.abspath(args.dir) if args.dir else tempfile.mkdtemp(prefix="rnncore-big-")
+    os.makedirs(folder, exist_ok=True)
     big = os.path.join(folder, f"big-{args.gigabytes:g}GB.txt")
     small = os.path.join(folder, "small-1MB.txt")
     if not os.path.exists(big):
@@ -73,7 +80,8 @@ def main():
     for name, corpus in (("1 MB corpus", small), (f"{args.gigabytes:g} GB corpus, first run "
                          "(scan + encode + cache)", big),
                          (f"{args.gigabytes:g} GB corpus, cached", big)):
-        r = measure(rnncore + [corpus, "--out", os.path.join(folder, "m.npz")] + common)
+        r = measure(rnncore + [corpus, "--out", os.path.join(folder, "m.npz")] + common,
+                    cwd=folder)
         results[name] = {"seconds": round(r["seconds"], 1), "peak_rss_mb": round(r["peak_rss_mb"])}
         print(f"{name}: {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     results["corpus_bytes"] = os.path.getsize(big)

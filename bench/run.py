@@ -5,7 +5,9 @@
     python bench/run.py --json out.json --markdown out.md
 
 One window = forward + backward + clipping over T steps of B streams (no optimizer step), the
-unit every system computes identically.  Systems run interleaved in one process: every repeat
+unit every system computes identically, for every cell (rnn, lstm, gru) and depth: PyTorch
+runs nn.RNN / nn.LSTM / nn.GRU + Linear + cross-entropy + backward + clip, from the same
+weights and the same carried state.  Systems run interleaved in one process: every repeat
 times each system in turn, so a noisy neighbour hits all of them alike; the tables give
 medians over the repeats, min-max in brackets, and the ratios of medians.  B=1 rows run with
 one BLAS thread everywhere (numpy's and scipy's OpenBLAS, and torch's intra-op pool); B=32 rows
@@ -87,44 +89,57 @@ class ThreadPools:
             time.sleep(self.PAUSE)
 
 
-def flops_per_char(H, V):
-    """Matrix work per character, forward + backward: 6·H² + 6·H·V."""
-    return 6 * H * H + 6 * H * V
+def flops_per_char(H, V, cell="rnn", layers=1):
+    """Matrix work per character, forward + backward: 6·G·H² per recurrent product (one per
+    layer) and per deeper layer's input projection, plus the decoder's 6·H·V (layer 0's
+    one-hot input is a gather, not counted).  For one rnn layer: 6·H² + 6·H·V."""
+    G = reference.GATES[cell]
+    return 6 * G * H * H * (2 * layers - 1) + 6 * H * V
 
 
 # ---- the systems under test: each returns a zero-argument callable doing one window ----
-def make_rnncore(params, dtype, x, y, h0):
-    V, H = params["Wxh"].shape[1], params["Wxh"].shape[0]
-    model = rnncore.CharRNN(rnncore.Vocab([chr(0x100 + i) for i in range(V)]), H, dtype=dtype)
+def make_rnncore(params, dtype, x, y, state):
+    cell, layers = reference.infer_config(params)
+    V, H = params["Why"].shape
+    model = rnncore.CharRNN(rnncore.Vocab([chr(0x100 + i) for i in range(V)]), H, dtype=dtype,
+                            cell=cell, num_layers=layers)
     for k, v in params.items():
         model.params[k] = v.astype(dtype)
     out = model.zeros_like_params()
-    h0 = h0.astype(dtype)
-    return lambda: model.loss_and_grads(x, y, h0, clip=5.0, out=out)
+    state = state.astype(dtype)
+    return lambda: model.loss_and_grads(x, y, state, clip=5.0, out=out)
 
 
-def make_numpy(params, dtype, x, y, h0):
+def make_numpy(params, dtype, x, y, state):
     p = {k: v.astype(dtype) for k, v in params.items()}
-    h0 = h0.astype(dtype)
-    return lambda: reference.loss_and_grads(p, x, y, h0, clip=5.0)
+    state = state.astype(dtype)
+    return lambda: reference.loss_and_grads(p, x, y, state, clip=5.0)
 
 
-def make_torch(params, dtype, x, y, h0):
-    V, H = params["Wxh"].shape[1], params["Wxh"].shape[0]
+def make_torch(params, dtype, x, y, state):
+    cell, layers = reference.infer_config(params)
+    V, H = params["Why"].shape
     B, T = x.shape
     dt = {"float32": torch.float32, "float64": torch.float64}[dtype]
-    rnn = torch.nn.RNN(V, H, nonlinearity="tanh", batch_first=True, dtype=dt)
+    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    rnn = module(V, H, num_layers=layers, batch_first=True, dtype=dt)
     lin = torch.nn.Linear(H, V, dtype=dt)
     with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(params["Wxh"]))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(params["Whh"]))
-        rnn.bias_ih_l0.zero_()
-        rnn.bias_hh_l0.zero_()
+        for k in range(layers):
+            s = reference.layer_suffix(k)
+            getattr(rnn, f"weight_ih_l{k}").copy_(torch.from_numpy(params["Wxh" + s]))
+            getattr(rnn, f"weight_hh_l{k}").copy_(torch.from_numpy(params["Whh" + s]))
+            getattr(rnn, f"bias_ih_l{k}").copy_(torch.from_numpy(params["bh" + s]))
+            bias_hh = getattr(rnn, f"bias_hh_l{k}")
+            bias_hh.zero_()
+            if cell == "gru":   # PyTorch's bias_hh is rnncore's bhn in the n block
+                bias_hh[2 * H:] = torch.from_numpy(params["bhn" + s])
         lin.weight.copy_(torch.from_numpy(params["Why"]))
-        lin.bias.zero_()
+        lin.bias.copy_(torch.from_numpy(params["by"]))
     weights = list(rnn.parameters()) + list(lin.parameters())
     xt, yt = torch.from_numpy(x), torch.from_numpy(y).reshape(-1)
-    h0t = torch.from_numpy(h0).to(dt).reshape(1, B, H)
+    state = torch.from_numpy(state).to(dt).reshape(-1, B, H)           # (S·L, B, H)
+    h0t = (state[:layers], state[layers:]) if cell == "lstm" else state
 
     def window():
         for w in weights:
@@ -173,26 +188,36 @@ def time_interleaved(systems, repeats, budget, threads):
     return times
 
 
-def bench_window(V, H, B, T, dtype, threads, repeats, budget, use_torch):
+def bench_window(V, H, B, T, dtype, threads, repeats, budget, use_torch, cell="rnn",
+                 layers=1):
     rng = np.random.default_rng(0)
-    params = {"Wxh": rng.standard_normal((H, V)) * 0.01, "Whh": rng.standard_normal((H, H)) * 0.01,
-              "Why": rng.standard_normal((V, H)) * 0.01, "bh": np.zeros(H), "by": np.zeros(V)}
+    if cell == "rnn" and layers == 1:
+        params = {"Wxh": rng.standard_normal((H, V)) * 0.01,
+                  "Whh": rng.standard_normal((H, H)) * 0.01,
+                  "Why": rng.standard_normal((V, H)) * 0.01, "bh": np.zeros(H),
+                  "by": np.zeros(V)}
+    else:   # the model's own start (uniform ±1/√H for gated cells)
+        vocab = rnncore.Vocab([chr(0x100 + i) for i in range(V)])
+        params = rnncore.CharRNN(vocab, H, cell=cell, num_layers=layers, seed=0).params
     x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
-    h0 = rng.uniform(-0.5, 0.5, (B, H))
-    systems = {"rnncore": make_rnncore(params, dtype, x, y, h0),
-               "numpy": make_numpy(params, dtype, x, y, h0)}
+    rows = reference.state_rows(cell, layers)
+    state = rng.uniform(-0.5, 0.5, (rows, B, H))
+    state = state[0] if rows == 1 else state          # the model's state form
+    systems = {"rnncore": make_rnncore(params, dtype, x, y, state),
+               "numpy": make_numpy(params, dtype, x, y, state)}
     if use_torch:
-        systems["torch"] = make_torch(params, dtype, x, y, h0)
+        systems["torch"] = make_torch(params, dtype, x, y, state)
     with blas_threads(threads):
         check_agreement(systems)
         times = time_interleaved(systems, repeats, budget, threads)
     med = {k: float(np.median(v)) for k, v in times.items()}
-    row = {"V": V, "H": H, "B": B, "T": T, "dtype": dtype, "threads": threads,
+    row = {"cell": cell, "layers": layers, "V": V, "H": H, "B": B, "T": T, "dtype": dtype,
+           "threads": threads,
            "us_per_window": {k: med[k] * 1e6 for k in med},
            "us_min_max": {k: [min(v) * 1e6, max(v) * 1e6] for k, v in times.items()},
            "chars_per_s": {k: B * T / med[k] for k in med},
            "speedup_vs_numpy": med["numpy"] / med["rnncore"],
-           "gflops_rnncore": flops_per_char(H, V) * B * T / med["rnncore"] / 1e9}
+           "gflops_rnncore": flops_per_char(H, V, cell, layers) * B * T / med["rnncore"] / 1e9}
     if "torch" in med:
         row["speedup_vs_torch"] = med["torch"] / med["rnncore"]
     return row
@@ -277,16 +302,16 @@ def fmt_range(row, k):
 def markdown(result):
     lines = []
     has_torch = any("speedup_vs_torch" in r for r in result["windows"])
-    head = "| V | H | B | T | dtype | threads | rnncore µs | numpy µs |"
-    sep = "|---|---|---|---|---|---|---|---|"
+    head = "| cell | L | V | H | B | T | dtype | threads | rnncore µs | numpy µs |"
+    sep = "|---|---|---|---|---|---|---|---|---|---|"
     if has_torch:
         head += " torch µs |"
         sep += "---|"
-    head += " × numpy |" + (" × torch |" if has_torch else "") + " rnncore GFLOP/s |"
-    sep += "---|" + ("---|" if has_torch else "") + "---|"
+    head += " × numpy |" + (" × torch |" if has_torch else "") + " rnncore GFLOP/s | % of gemm peak |"
+    sep += "---|" + ("---|" if has_torch else "") + "---|---|"
     lines += [head, sep]
     for r in result["windows"]:
-        cells = [r["V"], r["H"], r["B"], r["T"], r["dtype"], r["threads"],
+        cells = [r["cell"], r["layers"], r["V"], r["H"], r["B"], r["T"], r["dtype"], r["threads"],
                  fmt_range(r, "rnncore"), fmt_range(r, "numpy")]
         if has_torch:
             cells.append(fmt_range(r, "torch") if "torch" in r["us_per_window"] else "-")
@@ -294,6 +319,8 @@ def markdown(result):
         if has_torch:
             cells.append(f"{r['speedup_vs_torch']:.1f}×" if "speedup_vs_torch" in r else "-")
         cells.append(f"{r['gflops_rnncore']:.1f}")
+        share = r.get("share_of_gemm_peak")
+        cells.append("-" if share is None else f"{100 * share:.0f}%")
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines.append("")
     peaks = result["gemm_peak_gflops"]
@@ -322,6 +349,10 @@ def main(argv=None):
     ap.add_argument("--batches", type=int, nargs="+", help="stream counts (default 1 32)")
     ap.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
                     default=["float64", "float32"])
+    ap.add_argument("--cells", nargs="+", choices=list(reference.CELLS),
+                    default=list(reference.CELLS), help="cells to time (default all)")
+    ap.add_argument("--layers", type=int, nargs="+", default=[1, 2],
+                    help="depths of the lstm and gru rows (default 1 2; rnn rows: 1)")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats (median; >= 5)")
     ap.add_argument("--threads-batched", type=int, default=2,
                     help="BLAS threads for the B>1 rows (B=1 rows always use 1)")
@@ -338,14 +369,21 @@ def main(argv=None):
     use_torch = torch is not None and not args.no_torch
     T, V = 25, 65
 
-    configs = [(18, 64, 1, 10, "float64")]  # the demo's own configuration
-    configs += [(V, H, B, T, dt) for B in batches for H in hidden for dt in args.dtypes]
+    configs = []
+    if "rnn" in args.cells:
+        configs.append(("rnn", 1, 18, 64, 1, 10, "float64"))  # the demo's own configuration
+        configs += [("rnn", 1, V, H, B, T, dt)
+                    for B in batches for H in hidden for dt in args.dtypes]
+    configs += [(cell, layers, V, H, B, T, dt) for cell in args.cells if cell != "rnn"
+                for layers in args.layers for B in batches for H in hidden
+                for dt in args.dtypes]
     windows = []
-    for V_, H, B, T_, dt in configs:
+    for cell, layers, V_, H, B, T_, dt in configs:
         threads = 1 if B == 1 else args.threads_batched
-        row = bench_window(V_, H, B, T_, dt, threads, args.repeats, budget, use_torch)
+        row = bench_window(V_, H, B, T_, dt, threads, args.repeats, budget, use_torch, cell,
+                           layers)
         windows.append(row)
-        print(f"V={V_} H={H} B={B} T={T_} {dt} threads={threads}: rnncore "
+        print(f"{cell} x{layers} V={V_} H={H} B={B} T={T_} {dt} threads={threads}: rnncore "
               f"{row['us_per_window']['rnncore']:,.0f} µs/window, "
               f"{row['speedup_vs_numpy']:.1f}× numpy"
               + (f", {row['speedup_vs_torch']:.1f}× torch" if "speedup_vs_torch" in row else ""),
@@ -360,6 +398,11 @@ def main(argv=None):
         "generation": bench_generation(hidden, 2000 if args.quick else 10000, args.repeats),
         "trainer": bench_trainer(args.corpus, 20 if args.quick else 200, 1),
     }
+    for row in windows:   # each row against the peak of its own dtype and thread count
+        peak = result["gemm_peak_gflops"].get(
+            f"{row['dtype']} {row['threads']} thread{'s' if row['threads'] > 1 else ''}")
+        if peak:
+            row["share_of_gemm_peak"] = row["gflops_rnncore"] / peak
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     md = markdown(result)
     print(md)

@@ -76,7 +76,8 @@ RNNCORE_CLONES static void rnncore_tanh_f(float *x, ptrdiff_t n) {
     for (ptrdiff_t i = 0; i < n; i++) x[i] = tanhf(x[i]);
 }
 
-/* x = 1 / (1 + exp(-x)); exp(-x) overflows to inf for x < -709 (-88 in float), giving 0 */
+/* x = 1 / (1 + exp(-x)), the logistic sigmoid of the gated cells; exp(-x) overflows to
+ * inf for x < -709 (-88 in float), giving 0 */
 RNNCORE_CLONES static void rnncore_sigmoid_d(double *x, ptrdiff_t n) {
     RNNCORE_SIMD
     for (ptrdiff_t i = 0; i < n; i++) x[i] = 1.0 / (1.0 + exp(-x[i]));

@@ -13,7 +13,7 @@ def blas_description():
     import scipy
     import threadpoolctl
 
-    from . import _kernels  # noqa: F401  (loads scipy's BLAS, if nothing has yet)
+    from . import _cells  # noqa: F401  (loads scipy's BLAS, if nothing has yet)
 
     blas = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
     in_scipy = [lib for lib in blas
@@ -31,10 +31,10 @@ def blas_description():
 
 
 def version_report():
-    from . import _kernels
+    from . import _cells  # where the cells' tanh, sigmoid and exp run
 
     return (f"rnncore {__version__}\n"
-            f"maths: {_kernels.MATHS}\n"
+            f"maths: {_cells.MATHS}\n"
             f"BLAS:  {blas_description()}")
 
 

@@ -3,22 +3,28 @@
 Contents (every entry a plain array; strings are 0-d unicode arrays):
     format          "rnncore-checkpoint"
     version         1
-    config          JSON: the model's configuration (cell, hidden_size, dtype, n_vocab)
+    config          JSON: the model's configuration (cell, hidden_size, dtype, n_vocab,
+                    num_layers, dropout; a config without the last two, or whose cell is
+                    "vanilla", is a single-layer rnn from before there were other cells)
     vocab           (V,) uint32 code points
-    param.<name>    the five parameter arrays
+    param.<name>    the parameter arrays (CharRNN.shapes names them)
     train           JSON (optional): step, epoch, pointer, optimizer scalars, training config
-    state.<name>    arrays (optional): optimizer state, every stream's hidden state
+    state.<name>    arrays (optional): optimizer state, every stream's recurrent state
+                    (whatever shape the model's state has)
 """
 import json
+import math
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .model import CharRNN
-from .reference import PARAM_NAMES
+from .npzfile import ArchiveError, PickledData, read_npz
+from .optim import OPTIMIZERS
+from .reference import CELLS
+from .train import SCHEDULES
 from .vocab import Vocab
 
 FORMAT = "rnncore-checkpoint"
@@ -27,6 +33,18 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, foreign, or inconsistent."""
+
+
+class CheckpointWriteError(OSError):
+    """The checkpoint could not be written (disk full, I/O error, read-only file system,
+    quota): the file at its path, if any, is untouched and no temporary file is left."""
+
+    def __init__(self, path, error):
+        super().__init__(error.errno, error.strerror, path)
+        self.message = f"could not write the checkpoint {path} ({error.strerror or error})"
+
+    def __str__(self):
+        return self.message
 
 
 @dataclass
@@ -48,8 +66,9 @@ def save_checkpoint(path, model, train_state=None):
     The file is written to a temporary file in the same directory, flushed and fsync'ed,
     then renamed over `path`: at any moment `path` holds the old or the new checkpoint.
     Non-finite parameters are refused, so a diverged run never overwrites a good file.
+    A failed write raises CheckpointWriteError and leaves the old file as it was.
     """
-    for name in PARAM_NAMES:
+    for name in model.shapes:
         if not np.isfinite(model.params[name]).all():
             raise CheckpointError(f"refusing to save: parameter {name} holds nan or inf")
     arrays = {
@@ -58,7 +77,7 @@ def save_checkpoint(path, model, train_state=None):
         "config": np.array(json.dumps(model.config)),
         "vocab": model.vocab.codepoints,
     }
-    arrays.update({f"param.{name}": model.params[name] for name in PARAM_NAMES})
+    arrays.update({f"param.{name}": model.params[name] for name in model.shapes})
     if train_state is not None:
         train_arrays, train_meta = train_state
         arrays["train"] = np.array(json.dumps(train_meta))
@@ -88,16 +107,15 @@ def load_checkpoint(path):
         raise CheckpointError(f"{path} is not a readable rnncore checkpoint (not an .npz "
                               "archive)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except ValueError as e:
-        if "pickle" in str(e):
-            raise CheckpointError(f"{path} holds pickled data, which rnncore never loads "
-                                  "(it is not an rnncore checkpoint)") from None
-        raise CheckpointError(f"{path} is not a readable rnncore checkpoint ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        arrays = read_npz(path)
+    except PickledData:
+        raise CheckpointError(f"{path} holds pickled data, which rnncore never loads "
+                              "(it is not an rnncore checkpoint)") from None
+    except ArchiveError as e:
         raise CheckpointError(f"{path} is not a readable rnncore checkpoint "
                               f"(truncated or corrupt: {e})") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
     return _checked(path, arrays)
 
 
@@ -123,7 +141,9 @@ def _checked(path, arrays):
         raise CheckpointError(f"{path} has checkpoint format version {int(version)}; this "
                               f"rnncore reads version {VERSION}")
     config = json_entry("config")
-    if not isinstance(config, dict) or config.get("cell") != CharRNN.cell:
+    if isinstance(config, dict) and config.get("cell") == "vanilla":
+        config["cell"] = "rnn"     # what the single-layer tanh cell was called before
+    if not isinstance(config, dict) or config.get("cell") not in CELLS:
         raise CheckpointError(f"{path}: unsupported model configuration {config!r}")
     try:
         vocab = Vocab.from_codepoints(arrays.get("vocab", np.zeros(0, np.int64)))
@@ -132,20 +152,125 @@ def _checked(path, arrays):
     if len(vocab) != config.get("n_vocab"):
         raise CheckpointError(f"{path}: the vocabulary has {len(vocab)} characters, the "
                               f"configuration says {config.get('n_vocab')}")
+    _check_claimed_size(path, config, arrays)
+
+    def build_model():
+        return CharRNN(vocab, config["hidden_size"], dtype=config["dtype"],
+                       cell=config["cell"], num_layers=config.get("num_layers", 1),
+                       dropout=config.get("dropout", 0.0))
+
     try:
-        model = CharRNN(vocab, config["hidden_size"], dtype=config["dtype"])
+        model = build_model()
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: bad model configuration ({e})") from None
     _fill_params(path, model, arrays, "param.")
     best_model = None
     if "state.best.Wxh" in arrays:
-        best_model = CharRNN(vocab, config["hidden_size"], dtype=config["dtype"])
+        best_model = build_model()
         _fill_params(path, best_model, arrays, "state.best.")
     train_meta = json_entry("train") if "train" in arrays else None
     train_arrays = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
     if train_meta is not None and not isinstance(train_meta, dict):
         raise CheckpointError(f"{path}: the training state is malformed")
+    if train_meta is not None:
+        _check_train_state(path, train_meta, train_arrays, model)
     return Checkpoint(model, train_meta, train_arrays, best_model)
+
+
+def _check_claimed_size(path, config, arrays):
+    """A damaged or edited configuration must not make the loader build a model larger
+    than the file: every layer of every cell has at least an (H, H) recurrent matrix."""
+    hidden_size, num_layers = config.get("hidden_size"), config.get("num_layers", 1)
+    if isinstance(hidden_size, int) and hidden_size > 0 and isinstance(num_layers, int) \
+            and num_layers * hidden_size * hidden_size > sum(a.size for a in arrays.values()):
+        raise CheckpointError(f"{path}: the configuration's hidden_size {hidden_size} "
+                              "does not fit the arrays the file holds")
+
+
+def _is_int(value, low=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value, low=None, high=None, low_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        return False
+    if low is not None and (value <= low if low_open else value < low):
+        return False
+    return high is None or value <= high
+
+
+# what `train --resume` accepts for each saved training setting (absent ones default)
+_TRAIN_CONFIG_CHECKS = {
+    "seq_length": lambda v: _is_int(v, 1),
+    "batch_size": lambda v: _is_int(v, 1),
+    "learning_rate": lambda v: _is_number(v, 0, low_open=True),
+    "optimizer": lambda v: v in OPTIMIZERS,
+    "clip": lambda v: v is None or _is_number(v, 0),
+    "clip_norm": lambda v: v is None or _is_number(v, 0, low_open=True),
+    "lr_schedule": lambda v: v in SCHEDULES,
+    "warmup_steps": lambda v: _is_int(v),
+    "lr_decay": lambda v: _is_number(v, 0, 1, low_open=True),
+    "val_fraction": lambda v: _is_number(v, 0) and v < 1,
+    "seed": lambda v: v is None or _is_int(v, low=-2**63),
+    "keep_best": lambda v: isinstance(v, bool),
+}
+
+
+def _check_train_state(path, meta, arrays, model):
+    """Check what `train --resume` reads, so that a damaged or hand-edited training state
+    is a CheckpointError naming the file, not a failure deep inside the run."""
+    def malformed(what):
+        return CheckpointError(f"{path}: the training state is malformed ({what})")
+
+    for key in ("step", "epoch", "pointer"):
+        if not _is_int(meta.get(key)):
+            raise malformed(f"{key} must be an integer >= 0")
+    for key in ("evals_since_best", "corpus_chars"):
+        if key in meta and not _is_int(meta[key]):
+            raise malformed(f"{key} must be an integer >= 0")
+    if "elapsed" in meta and not _is_number(meta["elapsed"], 0):
+        raise malformed("elapsed must be a number >= 0")
+    if "corpus_sha256" in meta and not isinstance(meta["corpus_sha256"], str):
+        raise malformed("corpus_sha256 must be a string")
+    best = meta.get("best")
+    if best is not None and not (isinstance(best, dict) and _is_number(best.get("val_loss"))
+                                 and _is_int(best.get("step"))):
+        raise malformed("best must hold a finite val_loss and a step")
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise malformed("no training configuration")
+    for key, accepted in _TRAIN_CONFIG_CHECKS.items():
+        if key in config and not accepted(config[key]):
+            raise malformed(f"{key} = {config[key]!r}")
+    optimizer = meta.get("optimizer")
+    if not isinstance(optimizer, dict) or optimizer.get("name") not in OPTIMIZERS \
+            or not _is_int(optimizer.get("step_count")):
+        raise malformed("the optimizer's state is not recognised")
+    name = optimizer["name"]
+    if config.get("optimizer", name) != name:
+        raise malformed(f"the optimizer state is {name}'s, the configuration says "
+                        f"{config['optimizer']}")
+    for slot in OPTIMIZERS[name].slots:
+        for param, p in model.params.items():
+            a = arrays.get(f"optim.{slot}.{param}")
+            if a is None or a.shape != p.shape or a.dtype != model.dtype \
+                    or not np.isfinite(a).all():
+                raise malformed(f"optimizer array {slot}.{param} is missing, misshapen "
+                                "or not finite")
+    if "dropout_rng" in meta:
+        try:
+            np.random.default_rng().bit_generator.state = meta["dropout_rng"]
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise malformed(f"the dropout generator's state is not recognised ({e})") \
+                from None
+    hidden = arrays.get("hidden")
+    streams = config.get("batch_size")
+    if hidden is None or hidden.dtype != model.dtype or hidden.ndim < 2 \
+            or hidden.shape[-1] != model.hidden_size \
+            or (streams is not None and hidden.shape[-2] != streams) \
+            or not np.isfinite(hidden).all():
+        raise malformed("the streams' hidden state is missing, misshapen or not finite")
 
 
 def _fill_params(path, model, arrays, prefix):
@@ -186,8 +311,11 @@ def _atomic_savez(path, arrays):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise CheckpointError(f"cannot write {path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp",
-                               dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp",
+                                   dir=directory)
+    except OSError as e:
+        raise CheckpointWriteError(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -197,11 +325,13 @@ def _atomic_savez(path, arrays):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise CheckpointWriteError(path, e) from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(directory, os.O_RDONLY)

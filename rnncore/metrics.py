@@ -17,28 +17,76 @@ def metrics_path(checkpoint_path):
     return (root if ext == ".npz" else os.fspath(checkpoint_path)) + ".metrics.jsonl"
 
 
+class MetricsWriteError(OSError):
+    """The metrics log could not be written (disk full, I/O error, read-only file system,
+    quota); it holds whole lines only, and no temporary file is left."""
+
+    def __init__(self, path, error):
+        super().__init__(error.errno, error.strerror, path)
+        self.message = f"could not write the metrics log {path} ({error.strerror or error})"
+
+    def __str__(self):
+        return self.message
+
+
 class MetricsLog:
+    """Every method raises MetricsWriteError when the file system refuses a write."""
+
     def __init__(self, path):
         self.path = path
 
     def truncate_after(self, step):
         """Drop lines logged after `step` (a resumed run continues from its checkpoint, so
-        lines written after that checkpoint by the interrupted run would be repeated)."""
+        lines written after that checkpoint by the interrupted run would be repeated), and
+        any torn line a killed run left."""
         if not os.path.exists(self.path):
             return
         kept = [line for line in read_metrics(self.path) if line["step"] <= step]
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            if sum(1 for _ in f) == len(kept):
+                return   # nothing to drop: no write, which a full disk would refuse
         tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(line) + "\n" for line in kept)
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(line) + "\n" for line in kept)
+            os.replace(tmp, self.path)
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise MetricsWriteError(self.path, e) from None
 
     def reset(self):
-        if os.path.exists(self.path):
+        try:
             os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise MetricsWriteError(self.path, e) from None
 
     def write(self, record):
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        """Append one line, whole or not at all."""
+        data = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                         0o666)
+        except OSError as e:
+            raise MetricsWriteError(self.path, e) from None
+        size_before = None
+        try:
+            size_before = os.fstat(fd).st_size
+            while data:
+                data = data[os.write(fd, data):]
+        except OSError as e:
+            try:
+                if size_before is not None:
+                    os.ftruncate(fd, size_before)   # no torn line left behind
+            except OSError:
+                pass
+            raise MetricsWriteError(self.path, e) from None
+        finally:
+            os.close(fd)
 
 
 def read_metrics(path):

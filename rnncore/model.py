@@ -1,18 +1,18 @@
 """CharRNN: the model's parameters, and the checked doorway into the compiled kernels.
 
 Everything a caller hands in is validated and converted here (dtype, layout, shape), so
-the kernels in rnncore._kernels only ever see C-contiguous arrays of one float dtype.
+the kernels in rnncore._cells and rnncore._kernels only ever see C-contiguous arrays of one float dtype.
 """
 import numpy as np
 
 try:
-    from . import _kernels
+    from . import _cells, _kernels  # noqa: F401  (_kernels: imported here to fail early)
 except ImportError as e:  # e.g. `import rnncore` from a source checkout that was not built
     raise ImportError(
-        "rnncore's compiled kernels (rnncore._kernels) are not built here: install the "
-        "package (`pip install .`) and import it from outside the source folder, or build "
+        "rnncore's compiled kernels (rnncore._cells, rnncore._kernels) are not built "
+        "here: install the package (`pip install .`) and import it from outside the source folder, or build "
         f"in place with `pip install -e .` ({e})") from None
-from .reference import PARAM_NAMES
+from .reference import CELLS, param_shapes, state_rows
 from .vocab import Vocab
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -31,39 +31,70 @@ def resolve_dtype(dtype):
 
 
 class CharRNN:
-    """A single-layer vanilla RNN language model over the characters of `vocab`.
+    """A character-level language model: a stack of `num_layers` recurrent layers of one
+    cell ("rnn": tanh, "lstm", "gru"; PyTorch's equations) under a linear decoder and a
+    softmax, over the characters of `vocab`.
 
-    params: {"Wxh" (H,V), "Whh" (H,H), "Why" (V,H), "bh" (H,), "by" (V,)}, C-contiguous
-    arrays of `dtype` that may be edited in place.  Weights start as randn * 0.01 drawn
-    from numpy.random.default_rng(seed), biases as zeros.
+    params: C-contiguous arrays of `dtype`, editable in place, named and shaped as
+    rnncore.reference.param_shapes gives (G = 1 / 4 / 3 gate blocks for rnn / lstm / gru):
+        layer 0: Wxh (G·H, V), Whh (G·H, H), bh (G·H,)   [gru: bhn (H,)]
+        layer k: Wxh_l{k} (G·H, H), Whh_l{k} (G·H, H), bh_l{k} (G·H,)   [gru: bhn_l{k}]
+        decoder: Why (V, H), by (V,)
+    The single-layer rnn is the seed's model: Wxh (H,V), Whh (H,H), Why (V,H), bh, by.
+    Start (from numpy.random.default_rng(seed), drawn in float64 then cast, so one seed
+    gives the same start in both dtypes): rnn models draw every weight as randn · 0.01;
+    gated models draw every weight uniform(±1/√H) as PyTorch does.  Biases are zero,
+    except 1.0 on the forget-gate block of every lstm layer.
+    dropout: the probability p of dropping a layer's output (the input of the next layer
+    and of the decoder) while training, with inverted scaling 1/(1-p); never the
+    recurrent connection, and never in loss(), evaluation or generation.
     """
 
-    cell = "vanilla"
-
-    def __init__(self, vocab, hidden_size=64, dtype="float64", seed=None):
+    def __init__(self, vocab, hidden_size=64, dtype="float64", seed=None, cell="rnn",
+                 num_layers=1, dropout=0.0):
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be an rnncore.Vocab, got {type(vocab).__name__}")
         if isinstance(hidden_size, bool) or not isinstance(hidden_size, (int, np.integer)) \
                 or hidden_size < 1:
             raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
+        if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) \
+                or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        try:
+            dropout = float(dropout)
+        except (TypeError, ValueError):
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}") from None
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.vocab = vocab
         self.hidden_size = int(hidden_size)
         self.dtype = resolve_dtype(dtype)
-        V, H = len(vocab), self.hidden_size
-        rng = np.random.default_rng(seed)
-        # drawn in float64 and then cast, so one seed gives the same start in both dtypes
-        self.params = {
-            "Wxh": (rng.standard_normal((H, V)) * 0.01).astype(self.dtype),
-            "Whh": (rng.standard_normal((H, H)) * 0.01).astype(self.dtype),
-            "Why": (rng.standard_normal((V, H)) * 0.01).astype(self.dtype),
-            "bh": np.zeros(H, self.dtype),
-            "by": np.zeros(V, self.dtype),
-        }
-        self._workspaces = {}
+        self.cell, self.num_layers, self.dropout = cell, int(num_layers), dropout
+        # fixed for the model's life; looked up on every call, so computed once
+        self._shapes = param_shapes(cell, len(vocab), self.hidden_size, self.num_layers)
+        self.params = self._initial_params(np.random.default_rng(seed))
+        self._workspaces = {}                      # (B, T) -> bound StackKernel
         self._checked = self._checked_out = None   # arrays last found valid
-        fused = _FUSED[self.dtype]
-        self._window_kernel = _kernels.rnn_window[fused]
-        self._generate_kernel = _kernels.rnn_generate[fused]
+
+    def _initial_params(self, rng):
+        H = self.hidden_size
+        params = {}
+        for name, shape in self.shapes.items():
+            if name.startswith("W"):
+                # drawn in the canonical order, so the single-layer rnn draws Wxh, Whh,
+                # Why exactly as the seed's model did
+                if self.cell == "rnn":
+                    p = rng.standard_normal(shape) * 0.01
+                else:
+                    p = rng.uniform(-1 / np.sqrt(H), 1 / np.sqrt(H), shape)
+            else:
+                p = np.zeros(shape)
+                if self.cell == "lstm" and name.startswith("bh"):
+                    p[H:2 * H] = 1.0               # forget gate (Jozefowicz et al. 2015)
+            params[name] = p.astype(self.dtype)
+        return params
 
     # ---- shapes and configuration -------------------------------------------------
     @property
@@ -72,15 +103,19 @@ class CharRNN:
 
     @property
     def shapes(self):
-        """The shape every parameter must have."""
-        V, H = self.n_vocab, self.hidden_size
-        return {"Wxh": (H, V), "Whh": (H, H), "Why": (V, H), "bh": (H,), "by": (V,)}
+        """The shape every parameter must have, in the canonical order."""
+        return dict(self._shapes)
+
+    @property
+    def param_names(self):
+        return tuple(self.shapes)
 
     @property
     def config(self):
         """What it takes to rebuild this model (JSON-able)."""
         return {"cell": self.cell, "hidden_size": self.hidden_size,
-                "dtype": self.dtype.name, "n_vocab": self.n_vocab}
+                "dtype": self.dtype.name, "n_vocab": self.n_vocab,
+                "num_layers": self.num_layers, "dropout": self.dropout}
 
     def num_parameters(self):
         return sum(int(np.prod(s)) for s in self.shapes.values())
@@ -88,40 +123,69 @@ class CharRNN:
     def zeros_like_params(self):
         return {name: np.zeros(shape, self.dtype) for name, shape in self.shapes.items()}
 
+    def state_shape(self, batch_size=None):
+        """Shape of the recurrent state: (S·L, B, H), or (S·L, H) for batch_size None
+        (1-D inputs); S = 2 for lstm (every layer's h, then every layer's c), else 1; the
+        leading axis is dropped when S·L == 1.  The streams are axis -2."""
+        rows = state_rows(self.cell, self.num_layers)
+        shape = (self.hidden_size,) if batch_size is None else (batch_size, self.hidden_size)
+        return shape if rows == 1 else (rows,) + shape
+
+    def initial_state(self, batch_size=None):
+        """The zero state for `batch_size` streams (None: for 1-D inputs)."""
+        if batch_size is not None:
+            _check_count(batch_size, "batch_size")
+        return np.zeros(self.state_shape(batch_size), self.dtype)
+
+    def dropout_masks(self, rng, batch_size, seq_length):
+        """Scaled dropout masks for one (batch_size, seq_length) window, drawn from the
+        numpy Generator rng: (L, T, B, H) of the model's dtype, each element 0 with
+        probability `dropout`, else 1/(1-dropout).  The streams are axis -2, so the masks
+        of a global batch sliced [..., b0:b1, :] are those of streams b0..b1-1."""
+        _check_count(batch_size, "batch_size")
+        _check_count(seq_length, "seq_length")
+        shape = (self.num_layers, seq_length, batch_size, self.hidden_size)
+        keep = rng.random(shape) >= self.dropout
+        return (keep / (1 - self.dropout)).astype(self.dtype)
+
     def __repr__(self):
         return (f"CharRNN(vocab={self.n_vocab} chars, hidden_size={self.hidden_size}, "
-                f"dtype={self.dtype.name})")
+                f"dtype={self.dtype.name}, cell={self.cell!r}, "
+                f"num_layers={self.num_layers}, dropout={self.dropout})")
 
     # ---- the window's loss and gradients -----------------------------------------
-    def loss_and_grads(self, inputs, targets, h0=None, clip=5.0, out=None):
-        """Loss, gradients and last hidden state of one window, in compiled code.
+    def loss_and_grads(self, inputs, targets, state=None, clip=5.0, out=None,
+                       dropout_masks=None):
+        """Loss, gradients and last recurrent state of one window, in compiled code.
 
         inputs, targets: (T,) or (B,T) integer arrays of character indices in [0, V).
-        h0: (H,) for 1-D inputs, (B,H) for 2-D; None means zeros.
+        state: as state_shape gives for these inputs (what the previous call returned);
+            None means zeros.
         clip: clip every gradient element to [-clip, clip]; None or 0 turns it off.
         out: optional dict of gradient arrays to write into (as zeros_like_params gives).
-        Returns (loss: mean nats per character, grads: dict like params,
-                 h_last: (H,) or (B,H)).
+        dropout_masks: None (no dropout), or (L, T, B, H) scaled masks ((L, T, H) for 1-D
+            inputs), e.g. from dropout_masks().
+        Returns (loss: mean nats per character, grads: dict like params, last state).
         Gradients are of Σ_t mean_b cross-entropy (min-char-rnn's at B=1).
         """
         clip = _check_clip(clip)
-        inputs, targets, single, ws = self._prepare(inputs, targets, h0)
+        inputs, targets, single, kernel = self._prepare(inputs, targets, state)
+        use_masks = self._load_masks(dropout_masks, kernel, single)
         if out is None:
             out = self.zeros_like_params()
-            g = tuple(out[name] for name in PARAM_NAMES)
+            g = tuple(out[name] for name in self._shapes)
         else:
             g = self._check_out(out)
-        loss = self._window_kernel(*self._checked_params(), inputs, targets, ws["hs"],
-                                   ws["probs"], ws["dh_raw"], ws["dh_next"], *g, True, clip)
-        return loss, out, self._h_last(ws, single)
+        if kernel.bound_grads is not g:
+            kernel.bind_grads(g)
+        loss = kernel.run(inputs, targets, True, clip, use_masks)
+        return loss, out, self._last_state(kernel, single)
 
-    def loss(self, inputs, targets, h0=None):
-        """Forward only: (mean nats per character, h_last) for one window."""
-        inputs, targets, single, ws = self._prepare(inputs, targets, h0)
-        g = self._forward_only_grads
-        loss = self._window_kernel(*self._checked_params(), inputs, targets, ws["hs"],
-                                   ws["probs"], ws["dh_raw"], ws["dh_next"], *g, False, 0.0)
-        return loss, self._h_last(ws, single)
+    def loss(self, inputs, targets, state=None):
+        """Forward only, never dropping: (mean nats per character, last state)."""
+        inputs, targets, single, kernel = self._prepare(inputs, targets, state)
+        loss = kernel.run(inputs, targets, False, 0.0, False)
+        return loss, self._last_state(kernel, single)
 
     # ---- generation ----------------------------------------------------------------
     def sample(self, n, prime="", temperature=1.0, top_k=None, seed=None,
@@ -141,6 +205,11 @@ class CharRNN:
         from .sample import generate
         return generate(self, n, prime, greedy=True, skip_unknown=skip_unknown)
 
+    def _generate(self, prime_ids, out, uniforms, greedy, temperature, top_k):
+        """The compiled generation loop (see rnncore.sample.generate)."""
+        kernel = self._kernel(1, 1)
+        kernel.generate(prime_ids, out, uniforms, greedy, temperature, top_k)
+
     # ---- checkpoints -----------------------------------------------------------------
     def save(self, path):
         """Write the model to `path` (.npz, atomically).  See rnncore.checkpoint."""
@@ -148,24 +217,31 @@ class CharRNN:
         save_checkpoint(path, self)
 
     @classmethod
-    def load(cls, path):
-        """Read a model written by save() or by training (its best-validation parameters
-        when the run kept them); checked, never unpickled."""
+    def load(cls, path, latest=False):
+        """Read a model written by save() or by training; checked, never unpickled.
+
+        A run trained with keep_best holds two sets of parameters: this returns the
+        best-validation ones unless latest=True (the ones training stopped with, which
+        resuming continues from).  rnncore.load_checkpoint gives both, and the training
+        state."""
         from .checkpoint import load_checkpoint
-        return load_checkpoint(path).preferred_model
+        ckpt = load_checkpoint(path)
+        return ckpt.model if latest else ckpt.preferred_model
 
     # ---- checks ---------------------------------------------------------------------
     def _checked_params(self):
-        """The five parameter arrays as a tuple, checked for dtype, shape and layout.
+        """The parameter arrays as a tuple in the canonical order, checked for dtype,
+        shape and layout.
 
         The check runs again only when an array has been replaced: editing in place keeps
-        the arrays (and whatever else changes in place, the kernel re-checks shapes).
+        the arrays (and the kernels stay bound to them).
         """
-        arrays = tuple(self.params.get(name) for name in PARAM_NAMES)
-        if self._checked is not None and all(a is b for a, b in zip(arrays, self._checked)):
-            return arrays
-        for name, a in zip(PARAM_NAMES, arrays):
-            shape = self.shapes[name]
+        shapes = self._shapes
+        arrays = tuple(self.params.get(name) for name in shapes)
+        if self._checked is not None and len(arrays) == len(self._checked) and all(
+                a is b for a, b in zip(arrays, self._checked)):
+            return self._checked
+        for (name, shape), a in zip(shapes.items(), arrays):
             if not isinstance(a, np.ndarray):
                 raise TypeError(f"params[{name!r}] must be a numpy array")
             if a.dtype != self.dtype:
@@ -178,13 +254,28 @@ class CharRNN:
         self._checked = arrays
         return arrays
 
-    def _prepare(self, inputs, targets, h0):
-        """Checked (B,T) index arrays, whether they were 1-D, and the window's workspace
-        with h0 loaded into hs[0]."""
+    def _kernel(self, B, T):
+        """The compiled kernel for (B,T) windows, its buffers allocated once and its
+        parameters bound (again only if an array was replaced)."""
+        kernel = self._workspaces.get((B, T))
+        if kernel is None:
+            if len(self._workspaces) >= 4:
+                self._workspaces.clear()
+            kernel = _cells.StackKernel(self.cell, self.num_layers, self.n_vocab,
+                                        self.hidden_size, B, T, self.dtype)
+            self._workspaces[(B, T)] = kernel
+        params = self._checked_params()
+        if kernel.bound_params is not params:
+            kernel.bind_params(params)
+        return kernel
+
+    def _prepare(self, inputs, targets, state):
+        """Checked (B,T) index arrays, whether they were 1-D, and the window's bound
+        kernel with the state loaded."""
         inputs, targets, single = self._check_window(inputs, targets)
-        ws = self._workspace(*inputs.shape)
-        self._load_h0(h0, ws["hs"][0], single, inputs.shape[0])
-        return inputs, targets, single, ws
+        kernel = self._kernel(*inputs.shape)
+        self._load_state(state, kernel.state_in, single, inputs.shape[0])
+        return inputs, targets, single, kernel
 
     def _check_window(self, inputs, targets):
         inputs = _index_array(inputs, "inputs")
@@ -199,26 +290,43 @@ class CharRNN:
             raise ValueError(f"inputs has shape {inputs.shape}: the window is empty")
         return inputs, targets, single
 
-    def _load_h0(self, h0, dest, single, n_streams):
-        if h0 is None:
+    def _load_state(self, state, dest, single, n_streams):
+        """Copy `state` (any layout) into the kernel's (S·L, B, H) state_in."""
+        if state is None:
             dest[...] = 0
             return
-        h0 = np.asarray(h0)
-        if h0.dtype.kind not in "fiu":
-            raise TypeError(f"h0 must be a float array, got dtype {h0.dtype}")
-        want = (self.hidden_size,) if single else (n_streams, self.hidden_size)
-        if h0.shape != want:
-            raise ValueError(f"h0 has shape {h0.shape}, expected {want} "
-                             f"(inputs are {'(T,)' if single else '(B, T)'})")
-        dest[...] = h0  # copies any layout into the contiguous workspace
+        state = np.asarray(state)
+        if state.dtype.kind not in "fiu":
+            raise TypeError(f"state must be a float array, got dtype {state.dtype}")
+        want = self.state_shape(None if single else n_streams)
+        if state.shape != want:
+            raise ValueError(f"state has shape {state.shape}, expected {want} "
+                             f"(inputs are {'(T,)' if single else '(B, T)'}; "
+                             f"{self.cell} with {self.num_layers} layer(s))")
+        dest[...] = state.reshape(dest.shape)
+
+    def _load_masks(self, masks, kernel, single):
+        """Copy the dropout masks into the kernel; whether there are any."""
+        if masks is None:
+            return False
+        masks = np.asarray(masks)
+        if masks.dtype.kind != "f":
+            raise TypeError(f"dropout_masks must be a float array, got dtype {masks.dtype}")
+        L, T, B, H = kernel.masks.shape
+        want = (L, T, H) if single else (L, T, B, H)
+        if masks.shape != want:
+            raise ValueError(f"dropout_masks has shape {masks.shape}, expected {want} "
+                             "(layers, steps, streams, hidden)")
+        kernel.masks[...] = masks.reshape(L, T, B, H)
+        return True
 
     def _check_out(self, out):
-        arrays = tuple(out.get(name) for name in PARAM_NAMES)
-        if self._checked_out is not None and all(
+        shapes = self._shapes
+        arrays = tuple(out.get(name) for name in shapes)
+        if self._checked_out is not None and len(arrays) == len(self._checked_out) and all(
                 a is b for a, b in zip(arrays, self._checked_out)):
-            return arrays
-        for name, a in zip(PARAM_NAMES, arrays):
-            shape = self.shapes[name]
+            return self._checked_out
+        for (name, shape), a in zip(shapes.items(), arrays):
             if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != self.dtype \
                     or not a.flags.c_contiguous or not a.flags.writeable:
                 raise ValueError(f"out[{name!r}] must be a writable C-contiguous "
@@ -226,32 +334,11 @@ class CharRNN:
         self._checked_out = arrays
         return arrays
 
-    def _workspace(self, B, T):
-        """Scratch buffers for a (B,T) window, allocated once and reused."""
-        ws = self._workspaces.get((B, T))
-        if ws is None:
-            if len(self._workspaces) >= 4:
-                self._workspaces.clear()
-            H, V, dt = self.hidden_size, self.n_vocab, self.dtype
-            ws = {"hs": np.zeros((T + 1, B, H), dt), "probs": np.zeros((T, B, V), dt),
-                  "dh_raw": np.zeros((T, B, H), dt), "dh_next": np.zeros((B, H), dt)}
-            self._workspaces[(B, T)] = ws
-        return ws
-
-    @property
-    def _forward_only_grads(self):
-        # the kernel's signature wants gradient views even when it will not touch them
-        g = getattr(self, "_empty_grads", None)
-        if g is None:
-            g = tuple(np.zeros((1,) * len(self.shapes[name]), self.dtype)
-                      for name in PARAM_NAMES)
-            self._empty_grads = g
-        return g
-
-    @staticmethod
-    def _h_last(ws, single):
-        h_last = ws["hs"][-1].copy()
-        return h_last[0] if single else h_last
+    def _last_state(self, kernel, single):
+        state = kernel.state_out[:, 0] if single else kernel.state_out
+        if state.shape[0] == 1:
+            state = state[0]
+        return state.copy()
 
 
 def _index_array(a, name):
@@ -262,6 +349,11 @@ def _index_array(a, name):
     if a.ndim not in (1, 2):
         raise ValueError(f"{name} must be (T,) or (B, T), got shape {a.shape}")
     return np.ascontiguousarray(a, dtype=np.intp)
+
+
+def _check_count(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_clip(clip):

@@ -1,7 +1,7 @@
 """Text generation: feed a prime through the model, then pick characters one at a time.
 
-The whole loop (forward step, softmax, draw) runs in compiled code with a single hidden
-state and no window buffers; Python only draws the uniform numbers up front, so a seed
+The whole loop (every layer's step, softmax, draw) runs in compiled code with one
+stream's state and no window buffers, for every cell and depth; Python only draws the uniform numbers up front, so a seed
 gives the same text every time.
 """
 import numpy as np
@@ -9,7 +9,7 @@ import numpy as np
 
 def generate(model, n, prime="", greedy=True, temperature=1.0, top_k=None, seed=None,
              skip_unknown=False):
-    """n new characters after `prime`, from a fresh (zero) hidden state.
+    """n new characters after `prime`, from a fresh (zero) state; never drops out.
 
     greedy: argmax at every step; otherwise draw from softmax(y / temperature),
     restricted to the top_k most likely characters when top_k is given.
@@ -29,11 +29,8 @@ def generate(model, n, prime="", greedy=True, temperature=1.0, top_k=None, seed=
     elif isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer (or None), got {top_k!r}")
     prime_ids = model.vocab.encode(prime, skip_unknown=skip_unknown).astype(np.intp)
-    V, H = model.n_vocab, model.hidden_size
     uniforms = np.zeros(n) if greedy else np.random.default_rng(seed).random(n)
     out = np.zeros(n, np.intp)
-    h = np.zeros(H, model.dtype)
-    model._generate_kernel(*model._checked_params(), prime_ids, h,
-                           np.zeros(H, model.dtype), np.zeros(V), np.zeros(V), out,
-                           uniforms, greedy, temperature, min(int(top_k), V))
+    model._generate(prime_ids, out, uniforms, greedy, temperature,
+                    min(int(top_k), model.n_vocab))
     return model.vocab.decode(out)

@@ -50,7 +50,7 @@ def evaluate(model, data, window=1024):
     """Statefully predict data[1:] from data[:-1], carrying the hidden state across windows.
 
     Returns {"nats_per_char", "bits_per_char", "perplexity", "chars"} (chars = predictions
-    made).  The forward pass runs in compiled code, one window at a time.
+    made; perplexity inf where it overflows).  The forward pass runs in compiled code, one window at a time.
     """
     data = np.asarray(data)
     n = len(data) - 1
@@ -63,7 +63,56 @@ def evaluate(model, data, window=1024):
         total += loss * (stop - start)
     nats = total / n
     return {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
-            "perplexity": math.exp(nats), "chars": n}
+            "perplexity": perplexity(nats), "chars": n}
+
+
+def perplexity(nats_per_char):
+    """e^loss; inf where a finite loss is too large for a float (above ~709.8 nats/char:
+    a model that has blown up must still be reported, not crash the report)."""
+    try:
+        return math.exp(nats_per_char)
+    except OverflowError:
+        return math.inf
+
+
+# By this step a model that learns anything predicts better than guessing uniformly
+HOPELESS_AFTER_STEPS = 300
+
+
+def uniform_loss(n_vocab):
+    """ln V: the loss in nats/char of giving each of V symbols probability 1/V, which an
+    untrained model starts near and any model that learns anything beats."""
+    return math.log(n_vocab)
+
+
+def worse_than_uniform(loss, n_vocab):
+    """Whether a loss (nats/char) is above ln V: such weights are never worth keeping."""
+    return loss > uniform_loss(n_vocab)
+
+
+class HopelessRunWatch:
+    """Watches a run's logged losses and says, once, if past its first few hundred steps
+    it still does worse than uniform guessing: the model is learning nothing."""
+
+    def __init__(self, n_vocab, after_steps=HOPELESS_AFTER_STEPS):
+        self.n_vocab, self.after_steps = n_vocab, after_steps
+        self.warned = False
+
+    def check(self, step, learning_rate, train_loss=None, val_loss=None):
+        """The warning line (without a program prefix) the first time a loss logged at
+        `step` >= after_steps is above ln V; None otherwise."""
+        if self.warned or step < self.after_steps:
+            return None
+        for which, loss in (("training", train_loss), ("validation", val_loss)):
+            if loss is not None and worse_than_uniform(loss, self.n_vocab):
+                self.warned = True
+                V = self.n_vocab
+                return (f"warning: the {which} loss is {loss:.4g} nats/char at step {step}, "
+                        f"worse than guessing uniformly among the {V} symbols (ln {V} = "
+                        f"{uniform_loss(V):.4f}): the model is learning nothing, most likely "
+                        f"because the learning rate ({learning_rate:g}) is too high; try a "
+                        "lower --learning-rate")
+        return None
 
 
 class TrainingDiverged(ArithmeticError):
@@ -94,12 +143,15 @@ class Trainer:
     learning_rate: the step size; optimizer: 'sgd' | 'adagrad' | 'rmsprop' | 'adam'.
     clip: elementwise gradient clip (None or 0: off); clip_norm: clip the joint L2 norm of
     all gradients (None: off).  `text` is a str, or an integer array already encoded with
-    model.vocab.
+    model.vocab.  seed (default 0, so a run is reproducible): seeds dropout_rng, the
+    generator of the dropout masks (drawn every step when model.dropout > 0; its state is
+    part of state(), so a resumed run draws the same masks).
     """
 
     def __init__(self, model, text, seq_length=10, batch_size=1, learning_rate=1e-2,
                  optimizer="sgd", clip=5.0, clip_norm=None, lr_schedule="constant",
-                 total_steps=None, warmup_steps=0, lr_decay=0.97, **optimizer_options):
+                 total_steps=None, warmup_steps=0, lr_decay=0.97, seed=0,
+                 **optimizer_options):
         if not isinstance(model, CharRNN):
             raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
         _check_positive_int(seq_length, "seq_length")
@@ -141,7 +193,8 @@ class Trainer:
         self.step = 0           # optimizer steps taken
         self.epoch = 0          # completed passes over the streams
         self.pointer = 0        # position within every stream
-        self.hidden = np.zeros((self.batch_size, model.hidden_size), model.dtype)  # (B,H)
+        self.hidden = model.initial_state(self.batch_size)   # (S·L, B, H), streams axis -2
+        self.dropout_rng = np.random.default_rng(seed)
 
     @property
     def stream_length(self):
@@ -169,8 +222,11 @@ class Trainer:
         per char).  Raises TrainingDiverged, before updating, if the loss is not finite.
         learning_rate overrides the schedule for this step."""
         inputs, targets = self.next_window()
+        masks = None
+        if self.model.dropout > 0:
+            masks = self.model.dropout_masks(self.dropout_rng, *inputs.shape)
         loss, grads, h_last = self.model.loss_and_grads(
-            inputs, targets, self.hidden, clip=self.clip, out=self.grads)
+            inputs, targets, self.hidden, clip=self.clip, out=self.grads, dropout_masks=masks)
         if not math.isfinite(loss):
             raise TrainingDiverged(self.step + 1, loss)
         if self.clip_norm is not None:
@@ -209,7 +265,8 @@ class Trainer:
         arrays["hidden"] = self.hidden
         meta = {"step": self.step, "epoch": self.epoch, "pointer": self.pointer,
                 "optimizer": opt_meta, "corpus_chars": int(len(self.data)),
-                "config": self.config}
+                "config": self.config,
+                "dropout_rng": self.dropout_rng.bit_generator.state}
         return arrays, meta
 
     def load_state(self, arrays, meta, same_corpus=True):
@@ -221,6 +278,8 @@ class Trainer:
             {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")},
             meta["optimizer"])
         self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        if "dropout_rng" in meta:
+            self.dropout_rng.bit_generator.state = meta["dropout_rng"]
         hidden = arrays["hidden"]
         same_streams = (same_corpus and int(meta.get("corpus_chars", -1)) == len(self.data)
                         and hidden.shape == self.hidden.shape

@@ -1,23 +1,41 @@
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 
-RNNCORE = shutil.which("rnncore")
+
+def _installed_script():
+    """The `rnncore` console script of this interpreter's installation: beside the
+    interpreter (a venv's bin, also when that venv is not activated), else on PATH."""
+    for folder in (os.path.dirname(sys.executable), sysconfig.get_path("scripts")):
+        found = shutil.which("rnncore", path=folder)
+        if found:
+            return found
+    return shutil.which("rnncore")
+
+
+RNNCORE = _installed_script()
+
+
+def rnncore_command(script=True):
+    """argv prefix that starts rnncore: the console script when installed, else
+    `python -m rnncore` with the interpreter running the tests."""
+    return [RNNCORE] if script and RNNCORE else [sys.executable, "-m", "rnncore"]
 
 
 def run(*args, cwd, timeout=120, script=True):
     """Run the installed console script (or `python -m rnncore`) in a subprocess."""
-    cmd = [RNNCORE] if script and RNNCORE else [sys.executable, "-m", "rnncore"]
-    return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(rnncore_command(script) + [str(a) for a in args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
 
 
-def assert_clean_error(proc, match, status=None):
-    """A non-zero exit with one `rnncore: error:` line naming the problem, no traceback."""
-    assert proc.returncode != 0, proc.stdout
-    if status is not None:
-        assert proc.returncode == status
+def assert_clean_error(proc, match, status=1):
+    """Exit status `status` (README: 1 for bad input, 2 for a bad argument) with one
+    `rnncore: error:` line naming the problem, and no traceback."""
+    assert proc.returncode == status, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr
     errors = [l for l in proc.stderr.splitlines() if "error:" in l]
     assert len(errors) == 1, proc.stderr

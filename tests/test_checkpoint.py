@@ -13,7 +13,7 @@ import pytest
 
 import rnncore
 from rnncore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from cli_helpers import RNNCORE, SMALL, assert_clean_error, corpus, digest, run
+from cli_helpers import SMALL, assert_clean_error, corpus, digest, rnncore_command, run
 
 
 def trained(tmp_path, steps=20, extra=()):
@@ -301,8 +301,8 @@ def test_row_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_row_interrupt_saves_a_consistent_checkpoint(tmp_path):
     big = corpus(tmp_path, "to be or not to be, that is the question. " * 400)
     out = tmp_path / "m.npz"
-    proc = subprocess.Popen([RNNCORE, "train", big, "--out", out, "--steps", "10000000",
-                             "--hidden-size", "32", "--checkpoint-every", "1000000"],
+    proc = subprocess.Popen([*rnncore_command(), "train", big, "--out", out, "--steps",
+                             "10000000", "--hidden-size", "32", "--checkpoint-every", "1000000"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.time() + 60
@@ -331,8 +331,8 @@ def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(tmp_path):
     rng = np.random.default_rng(0)
     steps_seen, killed_mid_write = set(), 0
     for trial in range(12):
-        proc = subprocess.Popen([RNNCORE, "train", text, "--out", out, "--steps", "100000000",
-                                 "--resume", "--checkpoint-every", "1"], cwd=tmp_path,
+        proc = subprocess.Popen([*rnncore_command(), "train", text, "--out", out, "--steps",
+                                 "100000000", "--resume", "--checkpoint-every", "1"], cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         proc.stdout.readline()  # the resume line: it is saving continuously from here on
         time.sleep(rng.uniform(0.0, 0.3))

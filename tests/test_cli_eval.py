@@ -75,8 +75,8 @@ def test_keep_best_stores_the_best_validation_model(tmp_path):
                                cwd=tmp_path).stdout)
     eval_latest = json.loads(run("eval", out, tmp_path / "corpus.txt", "--json", "--latest",
                                  cwd=tmp_path).stdout)
-    if best["step"] != 100:
-        assert eval_best != eval_latest
+    assert best["step"] != 100, "the scenario must have a best step before the last"
+    assert eval_best != eval_latest
 
 
 def test_patience_stops_early(tmp_path):

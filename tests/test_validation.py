@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore import _kernels
+from rnncore import _cells, _kernels
 from conftest import random_model
 
 
@@ -12,10 +12,10 @@ def model():
     return random_model(6, 4, seed=0)
 
 
-def test_inputs_transposed_to_time_major_are_caught_through_h0(model):
+def test_inputs_transposed_to_time_major_are_caught_through_the_state(model):
     x = np.zeros((3, 2), int)  # a (T,B) array where (B,T) was meant
-    with pytest.raises(ValueError, match=r"h0 has shape \(2, 4\), expected \(3, 4\)"):
-        model.loss_and_grads(x, x, h0=np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"state has shape \(2, 4\), expected \(3, 4\)"):
+        model.loss_and_grads(x, x, state=np.zeros((2, 4)))
 
 
 def test_float_indices_are_rejected(model):
@@ -47,7 +47,7 @@ def test_mismatched_targets_and_bad_rank(model):
         model.loss_and_grads(np.zeros((1, 2, 3), int), np.zeros((1, 2, 3), int))
 
 
-def test_h0_of_any_layout_is_accepted(model):
+def test_state_of_any_layout_is_accepted(model):
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 6, (3, 5)), rng.integers(0, 6, (3, 5))
     h0 = rng.uniform(-1, 1, (3, 4))
@@ -60,11 +60,11 @@ def test_h0_of_any_layout_is_accepted(model):
     assert model.loss_and_grads(x, y, h0.astype(np.float32))[0] == pytest.approx(expected, rel=1e-6)
 
 
-def test_bad_h0(model):
-    with pytest.raises(ValueError, match=r"h0 has shape \(5,\), expected \(4,\)"):
-        model.loss_and_grads([0], [1], h0=np.zeros(5))
-    with pytest.raises(TypeError, match="h0 must be a float array"):
-        model.loss_and_grads([0], [1], h0=np.array(["a"] * 4))
+def test_bad_state(model):
+    with pytest.raises(ValueError, match=r"state has shape \(5,\), expected \(4,\)"):
+        model.loss_and_grads([0], [1], state=np.zeros(5))
+    with pytest.raises(TypeError, match="state must be a float array"):
+        model.loss_and_grads([0], [1], state=np.array(["a"] * 4))
 
 
 def test_bad_clip(model):
@@ -80,10 +80,11 @@ def test_replaced_parameter_of_wrong_dtype_or_shape(model):
     model.params["Whh"] = np.zeros((4, 5))
     with pytest.raises(ValueError, match=r"params\['Whh'\] has shape \(4, 5\)"):
         model.loss_and_grads([0], [1])
-    model.params["Whh"] = np.asfortranarray(np.ones((4, 4)))[:, :]
-    model.params["Whh"] = np.ones((4, 8))[:, ::2]
-    with pytest.raises(ValueError, match="C-contiguous"):
-        model.loss_and_grads([0], [1])
+    for not_c_contiguous in (np.asfortranarray(np.arange(16.0).reshape(4, 4)),
+                             np.ones((4, 8))[:, ::2]):
+        model.params["Whh"] = not_c_contiguous
+        with pytest.raises(ValueError, match="C-contiguous"):
+            model.loss_and_grads([0], [1])
 
 
 def test_bad_model_arguments():
@@ -99,18 +100,31 @@ def test_bad_model_arguments():
 
 
 def test_kernel_entry_checks_shapes_before_nogil():
-    # called directly, bypassing the model: the kernel itself still refuses bad shapes
+    # called directly, bypassing the model: the kernel itself still refuses bad arrays
     m = random_model(5, 3)
-    p = m.params
-    ws = m._workspace(1, 2)
-    g = m.zeros_like_params()
-    args = [p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"]]
+    p = tuple(m.params.values())
+    kernel = _cells.StackKernel("rnn", 1, 5, 3, 1, 2, np.float64)
     x = np.zeros((1, 2), np.intp)
-    with pytest.raises(ValueError, match="hs has shape"):
-        _kernels.rnn_window(*args, x, x, np.zeros((2, 1, 3)), ws["probs"], ws["dh_raw"],
-                            ws["dh_next"], *g.values())
-    with pytest.raises(ValueError, match="Why has shape"):
-        _kernels.rnn_window(p["Wxh"], p["Whh"], np.zeros((4, 3)), p["bh"], p["by"], x, x,
-                            ws["hs"], ws["probs"], ws["dh_raw"], ws["dh_next"], *g.values())
+    with pytest.raises(ValueError, match="bind_params"):
+        kernel.run(x, x, False)
+    with pytest.raises(ValueError, match=r"parameter Why must be a C-contiguous float64 "
+                                         r"array of shape \(5, 3\)"):
+        kernel.bind_params(p[:2] + (np.zeros((4, 3)),) + p[3:])
+    frozen = tuple(a.copy() for a in p)
+    for a in frozen:
+        a.flags.writeable = False
+    kernel.bind_params(frozen)  # read-only parameters are fine
+    with pytest.raises(ValueError, match="gradient Wxh must be a writable"):
+        kernel.bind_grads(frozen)
+    kernel.bind_params(p)
+    with pytest.raises(ValueError, match=r"inputs has shape \(1, 3\), this kernel runs "
+                                         r"\(1, 2\) windows"):
+        kernel.run(np.zeros((1, 3), np.intp), x, False)
+    with pytest.raises(ValueError, match=r"targets\[0, 1\] = 5 is not a character index"):
+        kernel.run(x, np.array([[0, 5]]), False)
+    with pytest.raises(ValueError, match="cell must be one of"):
+        _cells.StackKernel("vanilla", 1, 5, 3, 1, 2, np.float64)
+    with pytest.raises(ValueError, match="seq_length must be >= 1"):
+        _cells.StackKernel("gru", 1, 5, 3, 1, 0, np.float64)
     with pytest.raises(ValueError, match="grad has 3 elements"):
         _kernels.sgd_update(np.zeros(4), np.zeros(3), 0.1)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnncore import _kernels
+from rnncore import _cells, _kernels
 from rnncore.about import version_report
 
 TESTS = Path(__file__).resolve().parent
@@ -66,7 +66,8 @@ def test_elementwise_rejects_bad_input():
 
 def test_the_maths_path_is_reported():
     report = version_report()
-    assert _kernels.MATHS in report and "BLAS:" in report
+    assert _cells.MATHS in report and "BLAS:" in report
+    assert _kernels.MATHS == _cells.MATHS  # each module chooses for itself, alike
     setting = os.environ.get("RNNCORE_VECMATH", "")
     if _kernels.MATHS.startswith("scalar libm (built without libmvec"):
         assert not _kernels.USES_LIBMVEC  # RNNCORE_LIBMVEC=0 or not x86-64 glibc: one path
@@ -88,7 +89,7 @@ def run_tests_with(setting, *paths):
                     reason="this run already forces one maths path")
 @pytest.mark.parametrize("setting", ["scalar", "no-tanh"])
 def test_kernel_tests_pass_on_the_other_maths_paths(setting):
-    result = run_tests_with(setting, "test_kernels.py", "test_vecmath.py")
+    result = run_tests_with(setting, "test_kernels.py", "test_cells.py", "test_vecmath.py")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 

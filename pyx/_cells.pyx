@@ -1,0 +1,805 @@
+# cython: language_level=3
+"""Compiled kernels of every cell (rnn, lstm, gru) and depth: the window's forward pass,
+loss and backward pass over a stack of layers, and generation.
+
+Layout of this file, top to bottom:
+  1. One step of one layer, any cell (shared by the window and by generation).
+  2. The window: the stack forward, softmax cross-entropy, the stack backward.
+  3. Generation helpers (logits of one stream, the draw).
+  4. StackKernel: a model's parameters and gradients bound once, and the scratch buffers
+     of one (B, T) window shape, so a call hands over two index arrays and nothing else.
+
+Sizes in comments: V vocabulary, H hidden units, B streams, T time steps, L layers,
+G gate blocks (1 rnn, 4 lstm, 3 gru).  Equations, gate order and bias placement are
+PyTorch's (see rnncore/reference.py, the numpy twin of everything here).
+
+Storage the window needs (T·B rows, time-major, every buffer C-contiguous):
+  hs   (L, T+1, B, H)  every layer's h; hs[k, 0] is the state carried in
+  cs   (L, T+1, B, H)  lstm's c
+  pre  (L, T, B, G·H)  input projections Wxh·x + bh, then the activated gates in place
+                       (rnn: none; its pre-activation is written into hs[k, 1:] directly)
+  aux  (L, T, B, H)    lstm: tanh(c');  gru: Whh_n·h + bhn (both needed by the backward)
+  ys   (L, T, B, H)    with dropout: masks ⊙ h, the input of the layer above / the decoder
+  probs (T, B, V)      logits, then probabilities, then dy
+  da   (T, B, G·H)     one layer's gradient at the input-side pre-activations
+  da_h (T, B, G·H)     gru only: at the hidden-side ones (its n block is da's ⊙ r)
+  dH   (2, T, B, H)    dloss/d(layer output), for the layer being run and the one below
+"""
+import numpy as np
+
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from libc.math cimport exp, log
+from libc.stdlib cimport qsort
+from libc.string cimport memset, memcpy
+from cython cimport floating
+
+from kernel_maths cimport (blas_int, gemm_rm, gemv_rm, rows_times_wt, rows_times_w,
+                           tanh_inplace, sigmoid_inplace, max_of, exp_shift_sum,
+                           clip_values, vecmath_choice)
+
+#: This module's maths path (vecmath.c chooses per module, at import): what
+#: `rnncore --version` reports, since the cells' tanh, sigmoid and exp run here
+MATHS, USES_LIBMVEC = vecmath_choice()
+
+cdef enum:
+    RNN = 0
+    LSTM = 1
+    GRU = 2
+
+CELL_CODES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+cdef struct Window:
+    # sizes and switches
+    int cell
+    Py_ssize_t L, V, H, B, T, G
+    bint use_masks
+    const Py_ssize_t *inputs       # (B, T)
+    const Py_ssize_t *targets      # (B, T)
+    # per layer k: parameters and their gradients (bhn, dbhn: gru only, else NULL)
+    void **Wxh
+    void **Whh
+    void **bh
+    void **bhn
+    void **dWxh
+    void **dWhh
+    void **dbh
+    void **dbhn
+    void *Why
+    void *by
+    void *dWhy
+    void *dby
+    # buffers, see the module docstring (unused ones NULL)
+    void *hs
+    void *cs
+    void *pre
+    void *aux
+    void *ys
+    void *masks                    # (L, T, B, H)
+    void *probs
+    void *rec                      # (B, G·H) gru's recurrent products of one step
+    void *da
+    void *da_h
+    void *dH
+    void *dh_next                  # (B, H)
+    void *dc_next                  # (B, H)
+    void *state_in                 # (S·L, B, H)
+    void *state_out                # (S·L, B, H)
+
+
+# ---------------------------------------------------------------------------------------
+# 1. One step of one layer.
+# ---------------------------------------------------------------------------------------
+
+cdef void cell_step(int cell, Py_ssize_t B, Py_ssize_t H, const floating *Whh,
+                    const floating *bhn, const floating *h_prev, const floating *c_prev,
+                    floating *pre, floating *rec, floating *h_out, floating *c_out,
+                    floating *aux) noexcept nogil:
+    """One step of B streams of one layer.
+
+    pre (B, G·H): Wxh·x + bh on entry; on return the activated gates (lstm σ(i) σ(f)
+        tanh(g) σ(o), gru r u n; rnn: h' itself).
+    h_prev, c_prev (B, H) -> h_out, c_out (B, H); each pair may be the same array (an
+        element is read before it is written).  rnn may have h_out == pre.
+    aux (B, H) receives lstm's tanh(c') / gru's Whh_n·h + bhn.  rec (B, G·H): gru scratch.
+    c_prev, c_out: lstm only; bhn, rec: gru only.
+    """
+    cdef Py_ssize_t b, i, j, GH
+    cdef floating *z
+    cdef const floating *hp
+    if cell == RNN:
+        # h' = tanh(pre + h·Whhᵀ)
+        rows_times_wt(B, H, H, h_prev, Whh, <floating> 1.0, pre)
+        tanh_inplace(pre, B * H)
+        if h_out != pre:
+            memcpy(h_out, pre, B * H * sizeof(floating))
+    elif cell == LSTM:
+        GH = 4 * H
+        # z = pre + h·Whhᵀ, all four gates in one product
+        rows_times_wt(B, GH, H, h_prev, Whh, <floating> 1.0, pre)
+        for b in range(B):
+            z = pre + b * GH
+            sigmoid_inplace(z, 2 * H)                  # i, f
+            tanh_inplace(z + 2 * H, H)                 # g
+            sigmoid_inplace(z + 3 * H, H)              # o
+            for i in range(H):
+                j = b * H + i
+                # c' = f⊙c + i⊙g
+                c_out[j] = z[H + i] * c_prev[j] + z[i] * z[2 * H + i]
+        memcpy(aux, c_out, B * H * sizeof(floating))
+        tanh_inplace(aux, B * H)
+        for b in range(B):
+            z = pre + b * GH
+            for i in range(H):
+                # h' = o⊙tanh(c')
+                h_out[b * H + i] = z[3 * H + i] * aux[b * H + i]
+    else:
+        GH = 3 * H
+        # rec = h·Whhᵀ: the three recurrent products in one (linear before reset)
+        rows_times_wt(B, GH, H, h_prev, Whh, <floating> 0.0, rec)
+        for b in range(B):
+            z = pre + b * GH
+            hp = rec + b * GH
+            for i in range(2 * H):
+                z[i] += hp[i]
+            sigmoid_inplace(z, 2 * H)                  # r, u
+            for i in range(H):
+                # n's pre-activation: Wxh_n·x + bh_n + r⊙(Whh_n·h + bhn)
+                aux[b * H + i] = hp[2 * H + i] + bhn[i]
+                z[2 * H + i] += z[i] * aux[b * H + i]
+            tanh_inplace(z + 2 * H, H)                 # n
+            for i in range(H):
+                j = b * H + i
+                # h' = (1-u)⊙n + u⊙h
+                h_out[j] = (1 - z[H + i]) * z[2 * H + i] + z[H + i] * h_prev[j]
+
+
+# ---------------------------------------------------------------------------------------
+# 2. The window.
+# ---------------------------------------------------------------------------------------
+
+cdef inline floating *layer_input(Window *w, floating *hs, Py_ssize_t k) noexcept nogil:
+    """(T·B, H) input of layer k+1 (or of the decoder when k = L-1): layer k's output,
+    dropped out when masks are in use."""
+    cdef Py_ssize_t BH = w.B * w.H
+    if w.use_masks:
+        return (<floating *> w.ys) + k * w.T * BH
+    return hs + k * (w.T + 1) * BH + BH
+
+
+cdef double stack_forward(Window *w, floating *hs) noexcept nogil:
+    """Every layer over the whole window, then the decoder and the loss.  hs is w.hs.
+    Leaves the probabilities in w.probs; returns the summed cross-entropy in nats."""
+    cdef Py_ssize_t L = w.L, V = w.V, H = w.H, B = w.B, T = w.T
+    cdef Py_ssize_t GH = w.G * H, BH = B * H, TB = T * B, TBH = T * B * H
+    cdef Py_ssize_t k, t, b, i, x, rows = (2 if w.cell == LSTM else 1) * L
+    cdef const floating *Wxh
+    cdef const floating *bh
+    cdef floating *hs_k
+    cdef floating *cs_k
+    cdef floating *pre_k
+    cdef floating *aux_k
+    cdef floating *P
+    cdef floating *y_k
+    cdef const floating *m_k
+    cdef floating *state_in = <floating *> w.state_in
+    cdef floating *state_out = <floating *> w.state_out
+    cdef floating *probs = <floating *> w.probs
+    for k in range(L):
+        Wxh = <const floating *> w.Wxh[k]
+        bh = <const floating *> w.bh[k]
+        hs_k = hs + k * (T + 1) * BH
+        cs_k = (<floating *> w.cs) + k * (T + 1) * BH if w.cell == LSTM else NULL
+        aux_k = (<floating *> w.aux) + k * TBH if w.cell != RNN else NULL
+        pre_k = hs_k + BH if w.cell == RNN else (<floating *> w.pre) + k * TB * GH
+        memcpy(hs_k, state_in + k * BH, BH * sizeof(floating))
+        if cs_k != NULL:
+            memcpy(cs_k, state_in + (L + k) * BH, BH * sizeof(floating))
+        # the input projection of the whole window, pre (T·B, G·H) = Wxh·x + bh
+        if k == 0:
+            for t in range(T):
+                for b in range(B):
+                    x = w.inputs[b * T + t]
+                    P = pre_k + (t * B + b) * GH
+                    # Wxh·onehot(x) is column x of Wxh
+                    for i in range(GH):
+                        P[i] = Wxh[i * V + x] + bh[i]
+        else:
+            for i in range(TB):
+                memcpy(pre_k + i * GH, bh, GH * sizeof(floating))
+            gemm_rm(False, True, <blas_int> TB, <blas_int> GH, <blas_int> H,
+                    <floating> 1.0, layer_input(w, hs, k - 1), <blas_int> H, Wxh,
+                    <blas_int> H, <floating> 1.0, pre_k, <blas_int> GH)
+        for t in range(T):
+            cell_step(w.cell, B, H, <const floating *> w.Whh[k],
+                      <const floating *> w.bhn[k], hs_k + t * BH,
+                      cs_k + t * BH if cs_k != NULL else NULL, pre_k + t * B * GH,
+                      <floating *> w.rec, hs_k + (t + 1) * BH,
+                      cs_k + (t + 1) * BH if cs_k != NULL else NULL,
+                      aux_k + t * BH if aux_k != NULL else NULL)
+        memcpy(state_out + k * BH, hs_k + T * BH, BH * sizeof(floating))
+        if cs_k != NULL:
+            memcpy(state_out + (L + k) * BH, cs_k + T * BH, BH * sizeof(floating))
+        if w.use_masks:
+            # inverted dropout on the layer's output (the recurrent h is kept whole)
+            y_k = (<floating *> w.ys) + k * TBH
+            m_k = (<const floating *> w.masks) + k * TBH
+            P = hs_k + BH
+            for i in range(TBH):
+                y_k[i] = P[i] * m_k[i]
+    # one GEMM for the whole window: logits (TB,V) = Y (TB,H) · Whyᵀ + by
+    for i in range(TB):
+        memcpy(probs + i * V, w.by, V * sizeof(floating))
+    gemm_rm(False, True, <blas_int> TB, <blas_int> V, <blas_int> H, <floating> 1.0,
+            layer_input(w, hs, L - 1), <blas_int> H, <const floating *> w.Why, <blas_int> H,
+            <floating> 1.0, probs, <blas_int> V)
+    return softmax_xent_rows(TB, V, probs, w.targets, B, T)
+
+
+cdef double softmax_xent_rows(Py_ssize_t n_rows, Py_ssize_t V, floating *logits,
+                              const Py_ssize_t *targets_bt, Py_ssize_t B,
+                              Py_ssize_t T) noexcept nogil:
+    """Turn each row of logits (T·B rows, row t*B+b) into probabilities in place and
+    return the summed cross-entropy -log p[target] in nats.  targets_bt is (B, T).
+
+    Subtracting the row max first keeps exp() finite for any finite logits; the target's
+    log-probability is taken as (y - max) - log(sum), never as log of a rounded p.
+    """
+    cdef Py_ssize_t r, j, t, b, target
+    cdef double row_max, total, loss = 0.0
+    cdef floating inv_total
+    cdef floating *y
+    for r in range(n_rows):
+        t = r // B
+        b = r - t * B
+        target = targets_bt[b * T + t]
+        y = logits + r * V
+        row_max = max_of(y, V)
+        # -log p[target] = log Σ exp(y - max) - (y[target] - max)
+        loss -= y[target] - row_max
+        total = exp_shift_sum(y, V, row_max)
+        loss += log(total)
+        inv_total = <floating> (1.0 / total)
+        for j in range(V):
+            y[j] *= inv_total
+    return loss
+
+
+cdef void cell_step_backward(Window *w, Py_ssize_t k, Py_ssize_t t, floating *hs,
+                             floating *dH, floating *da, floating *da_h) noexcept nogil:
+    """Step t of layer k backwards: from dH[t] (dloss/dh_t from above) and w.dh_next,
+    w.dc_next (from step t+1), the gradients at the pre-activations da[t] (input side)
+    and da_h[t] (hidden side; the same array as da except for gru).  Leaves in w.dh_next
+    the part of dloss/dh_{t-1} that does not go through Whh (gru's u⊙dh; 0 otherwise) and
+    in w.dc_next dloss/dc_{t-1} (lstm)."""
+    cdef Py_ssize_t H = w.H, B = w.B, GH = w.G * H, BH = B * H
+    cdef Py_ssize_t b, i, j
+    cdef floating *dh_next = <floating *> w.dh_next
+    cdef floating *dc_next = <floating *> w.dc_next
+    cdef floating *dh_t = dH + t * BH
+    cdef const floating *h_t
+    cdef const floating *z
+    cdef const floating *tc
+    cdef const floating *c_prev
+    cdef const floating *hn
+    cdef const floating *h_prev
+    cdef floating *dz
+    cdef floating *dzh
+    cdef floating dh, dc, gi, gf, gg, go, r, u, n, dan
+    if w.cell == RNN:
+        # in place: da = (1 - h²) ⊙ (dH[t] + dh_next)
+        h_t = hs + k * (w.T + 1) * BH + (t + 1) * BH
+        for i in range(BH):
+            dh_t[i] = (1 - h_t[i] * h_t[i]) * (dh_t[i] + dh_next[i])
+    elif w.cell == LSTM:
+        tc = (<const floating *> w.aux) + (k * w.T + t) * BH
+        c_prev = (<const floating *> w.cs) + k * (w.T + 1) * BH + t * BH
+        for b in range(B):
+            z = (<const floating *> w.pre) + ((k * w.T + t) * B + b) * GH
+            dz = da + (t * B + b) * GH
+            for i in range(H):
+                j = b * H + i
+                gi, gf, gg, go = z[i], z[H + i], z[2 * H + i], z[3 * H + i]
+                dh = dh_t[j] + dh_next[j]
+                dc = dc_next[j] + dh * go * (1 - tc[j] * tc[j])
+                dz[i] = dc * gg * gi * (1 - gi)
+                dz[H + i] = dc * c_prev[j] * gf * (1 - gf)
+                dz[2 * H + i] = dc * gi * (1 - gg * gg)
+                dz[3 * H + i] = dh * tc[j] * go * (1 - go)
+                dc_next[j] = dc * gf
+    else:
+        hn = (<const floating *> w.aux) + (k * w.T + t) * BH
+        h_prev = hs + k * (w.T + 1) * BH + t * BH
+        for b in range(B):
+            z = (<const floating *> w.pre) + ((k * w.T + t) * B + b) * GH
+            dz = da + (t * B + b) * GH
+            dzh = da_h + (t * B + b) * GH
+            for i in range(H):
+                j = b * H + i
+                r, u, n = z[i], z[H + i], z[2 * H + i]
+                dh = dh_t[j] + dh_next[j]
+                dan = dh * (1 - u) * (1 - n * n)
+                dz[2 * H + i] = dan
+                dz[H + i] = dh * (h_prev[j] - n) * u * (1 - u)
+                dz[i] = dan * hn[j] * r * (1 - r)
+                dzh[i] = dz[i]
+                dzh[H + i] = dz[H + i]
+                dzh[2 * H + i] = dan * r
+                dh_next[j] = dh * u                    # h' = ... + u⊙h
+
+
+cdef void stack_backward(Window *w, floating *hs) noexcept nogil:
+    """Backprop through time over the window and every layer, after stack_forward.
+    Gradients are of Σ_t mean_b cross-entropy; every gradient array is overwritten."""
+    cdef Py_ssize_t L = w.L, V = w.V, H = w.H, B = w.B, T = w.T
+    cdef Py_ssize_t GH = w.G * H, BH = B * H, TB = T * B, TBH = T * B * H
+    cdef Py_ssize_t k, t, b, i, j, x
+    cdef floating inv_B = <floating> (1.0 / B)
+    cdef floating *probs = <floating *> w.probs
+    cdef floating *dby = <floating *> w.dby
+    cdef floating *dH = <floating *> w.dH            # this layer's
+    cdef floating *dH_below = dH + TBH
+    cdef floating *swap
+    cdef floating *da
+    cdef floating *da_h
+    cdef floating *dy
+    cdef floating *dWxh
+    cdef floating *dbh
+    cdef floating *dbhn
+    cdef const floating *m_k
+    cdef floating *dh_next = <floating *> w.dh_next
+    # dy = (p - onehot(target)) / B
+    for t in range(T):
+        for b in range(B):
+            dy = probs + (t * B + b) * V
+            dy[w.targets[b * T + t]] -= 1
+            for j in range(V):
+                dy[j] *= inv_B
+    # dWhy (V,H) = dyᵀ (V,TB) · Y (TB,H)
+    gemm_rm(True, False, <blas_int> V, <blas_int> H, <blas_int> TB, <floating> 1.0,
+            probs, <blas_int> V, layer_input(w, hs, L - 1), <blas_int> H, <floating> 0.0,
+            <floating *> w.dWhy, <blas_int> H)
+    memset(dby, 0, V * sizeof(floating))
+    for i in range(TB):
+        for j in range(V):
+            dby[j] += probs[i * V + j]
+    # dloss/dY, all steps at once: dH (TB,H) = dy (TB,V) · Why (V,H)
+    gemm_rm(False, False, <blas_int> TB, <blas_int> H, <blas_int> V, <floating> 1.0,
+            probs, <blas_int> V, <const floating *> w.Why, <blas_int> H, <floating> 0.0,
+            dH, <blas_int> H)
+    k = L - 1
+    while k >= 0:
+        if w.use_masks:
+            m_k = (<const floating *> w.masks) + k * TBH
+            for i in range(TBH):
+                dH[i] *= m_k[i]
+        # rnn's gradient at the pre-activation replaces dH in place
+        da = dH if w.cell == RNN else <floating *> w.da
+        da_h = <floating *> w.da_h if w.cell == GRU else da
+        memset(dh_next, 0, BH * sizeof(floating))
+        if w.cell == LSTM:
+            memset(w.dc_next, 0, BH * sizeof(floating))
+        t = T - 1
+        while t >= 0:
+            cell_step_backward(w, k, t, hs, dH, da, da_h)
+            if t > 0:
+                # dh_next (B,H) += da_h[t] (B,G·H) · Whh (G·H,H)
+                rows_times_w(B, GH, H, da_h + t * B * GH, <const floating *> w.Whh[k],
+                             <floating> 1.0 if w.cell == GRU else <floating> 0.0, dh_next)
+            t -= 1
+        # dWhh (G·H,H) = da_hᵀ (G·H,TB) · hs[k, :T] (TB,H)
+        gemm_rm(True, False, <blas_int> GH, <blas_int> H, <blas_int> TB, <floating> 1.0,
+                da_h, <blas_int> GH, hs + k * (T + 1) * BH, <blas_int> H, <floating> 0.0,
+                <floating *> w.dWhh[k], <blas_int> H)
+        dWxh = <floating *> w.dWxh[k]
+        dbh = <floating *> w.dbh[k]
+        memset(dbh, 0, GH * sizeof(floating))
+        if k == 0:
+            # dbh = Σ rows da; dWxh[:, x] += da[t, b] (the one-hot input)
+            memset(dWxh, 0, GH * V * sizeof(floating))
+            for t in range(T):
+                for b in range(B):
+                    x = w.inputs[b * T + t]
+                    dy = da + (t * B + b) * GH
+                    for i in range(GH):
+                        dbh[i] += dy[i]
+                        dWxh[i * V + x] += dy[i]
+        else:
+            for i in range(TB):
+                dy = da + i * GH
+                for j in range(GH):
+                    dbh[j] += dy[j]
+            # dWxh (G·H,H) = daᵀ (G·H,TB) · X (TB,H);  dH below (TB,H) = da · Wxh
+            gemm_rm(True, False, <blas_int> GH, <blas_int> H, <blas_int> TB, <floating> 1.0,
+                    da, <blas_int> GH, layer_input(w, hs, k - 1), <blas_int> H,
+                    <floating> 0.0, dWxh, <blas_int> H)
+            gemm_rm(False, False, <blas_int> TB, <blas_int> H, <blas_int> GH, <floating> 1.0,
+                    da, <blas_int> GH, <const floating *> w.Wxh[k], <blas_int> H,
+                    <floating> 0.0, dH_below, <blas_int> H)
+            swap = dH
+            dH = dH_below
+            dH_below = swap
+        if w.cell == GRU:
+            # dbhn = Σ rows of da_h's n block
+            dbhn = <floating *> w.dbhn[k]
+            memset(dbhn, 0, H * sizeof(floating))
+            for i in range(TB):
+                dy = da_h + i * GH + 2 * H
+                for j in range(H):
+                    dbhn[j] += dy[j]
+        k -= 1
+
+
+cdef void clip_all(Window *w, floating limit) noexcept nogil:
+    cdef Py_ssize_t k, H = w.H, GH = w.G * w.H
+    for k in range(w.L):
+        clip_values(<floating *> w.dWxh[k], GH * (w.V if k == 0 else H), limit)
+        clip_values(<floating *> w.dWhh[k], GH * H, limit)
+        clip_values(<floating *> w.dbh[k], GH, limit)
+        if w.cell == GRU:
+            clip_values(<floating *> w.dbhn[k], H, limit)
+    clip_values(<floating *> w.dWhy, w.V * H, limit)
+    clip_values(<floating *> w.dby, w.V, limit)
+
+
+cdef double run_window(Window *w, floating *hs, bint compute_grads,
+                       double clip) noexcept nogil:
+    cdef double loss = stack_forward(w, hs)
+    if compute_grads:
+        stack_backward(w, hs)
+        if clip > 0:
+            clip_all(w, <floating> clip)
+    return loss
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Generation: one stream, one character at a time.
+# ---------------------------------------------------------------------------------------
+
+cdef void stack_step(Window *w, Py_ssize_t x, floating *h, floating *c, floating *pre,
+                     floating *rec, floating *aux) noexcept nogil:
+    """Feed character x through every layer of one stream, in place.
+    h, c (L, H): every layer's state; pre (G·H,), rec (G·H,), aux (H,) scratch."""
+    cdef Py_ssize_t k, i, V = w.V, H = w.H, GH = w.G * w.H
+    cdef const floating *Wxh
+    cdef const floating *bh
+    for k in range(w.L):
+        Wxh = <const floating *> w.Wxh[k]
+        bh = <const floating *> w.bh[k]
+        if k == 0:
+            for i in range(GH):
+                pre[i] = Wxh[i * V + x] + bh[i]
+        else:
+            # pre = Wxh·h_below + bh
+            memcpy(pre, bh, GH * sizeof(floating))
+            gemv_rm(False, <blas_int> GH, <blas_int> H, <floating> 1.0, Wxh, <blas_int> H,
+                    h + (k - 1) * H, <floating> 1.0, pre)
+        cell_step(w.cell, 1, H, <const floating *> w.Whh[k], <const floating *> w.bhn[k],
+                  h + k * H, c + k * H if c != NULL else NULL, pre, rec, h + k * H,
+                  c + k * H if c != NULL else NULL, aux)
+
+
+cdef void output_logits(Py_ssize_t V, Py_ssize_t H, const floating *Why,
+                        const floating *by, const floating *h,
+                        double *logits) noexcept nogil:
+    """logits (V,) = Why·h + by, widened to double for the sampler."""
+    cdef Py_ssize_t j, i
+    cdef double acc
+    for j in range(V):
+        acc = by[j]
+        for i in range(H):
+            acc += Why[j * H + i] * h[i]
+        logits[j] = acc
+
+
+cdef int cmp_double_desc(const void *a, const void *b) noexcept nogil:
+    cdef double x = (<const double *> a)[0]
+    cdef double y = (<const double *> b)[0]
+    return (x < y) - (x > y)
+
+
+cdef Py_ssize_t choose_char(Py_ssize_t V, double *logits, double *work, bint greedy,
+                            double temperature, Py_ssize_t top_k,
+                            double u) noexcept nogil:
+    """Pick the next character from logits (V,): argmax when greedy, else a draw from
+    softmax(logits / temperature) restricted to the top_k largest (0 = all), using the
+    uniform number u in [0, 1).  logits is overwritten."""
+    cdef Py_ssize_t j, best = 0
+    cdef double threshold, row_max, total, acc
+    for j in range(1, V):
+        if logits[j] > logits[best]:
+            best = j
+    if greedy:
+        return best
+    threshold = -1e308
+    if 0 < top_k < V:
+        memcpy(work, logits, V * sizeof(double))
+        qsort(work, V, sizeof(double), cmp_double_desc)
+        threshold = work[top_k - 1]
+    row_max = logits[best]
+    total = 0.0
+    for j in range(V):
+        if logits[j] >= threshold:
+            logits[j] = exp((logits[j] - row_max) / temperature)
+        else:
+            logits[j] = 0.0
+        total += logits[j]
+    acc = 0.0
+    u *= total
+    for j in range(V):
+        acc += logits[j]
+        if logits[j] > 0 and u < acc:
+            return j
+    return best  # only reached through rounding in the last bin
+
+
+cdef void generate_chars(Window *w, floating *h, floating *c, floating *pre,
+                         floating *rec, floating *aux, const Py_ssize_t *prime,
+                         Py_ssize_t n_prime, Py_ssize_t *out, Py_ssize_t n,
+                         const double *uniforms, double *logits, double *work,
+                         bint greedy, double temperature, Py_ssize_t top_k) noexcept nogil:
+    cdef Py_ssize_t i, ch
+    cdef floating *h_top = h + (w.L - 1) * w.H
+    for i in range(n_prime):
+        stack_step(w, prime[i], h, c, pre, rec, aux)
+    for i in range(n):
+        output_logits(w.V, w.H, <const floating *> w.Why, <const floating *> w.by, h_top,
+                      logits)
+        ch = choose_char(w.V, logits, work, greedy, temperature, top_k,
+                         0.0 if greedy else uniforms[i])
+        out[i] = ch
+        stack_step(w, ch, h, c, pre, rec, aux)
+
+
+# ---------------------------------------------------------------------------------------
+# 4. The bound kernel.
+# ---------------------------------------------------------------------------------------
+
+cdef inline void *data_pointer(object a):
+    return <void *> <size_t> a.ctypes.data
+
+
+cdef int check_indices(const Py_ssize_t[:, ::1] a, Py_ssize_t V, str name) except -1:
+    cdef Py_ssize_t i, j
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            if a[i, j] < 0 or a[i, j] >= V:
+                raise ValueError(
+                    f"{name}[{i}, {j}] = {a[i, j]} is not a character index in [0, {V})")
+    return 0
+
+
+def expected_shapes(cell, Py_ssize_t n_vocab, Py_ssize_t hidden_size, Py_ssize_t num_layers):
+    """{name: shape} of the parameters, in rnncore.reference.param_shapes's order."""
+    from rnncore.reference import param_shapes
+    return param_shapes(cell, n_vocab, hidden_size, num_layers)
+
+
+cdef class StackKernel:
+    """The compiled window and generation of one model: cell, depth, sizes and dtype fixed,
+    parameters and gradient arrays bound once (bind_params / bind_grads), and the scratch
+    buffers of (batch_size, seq_length) windows owned here.
+
+    The caller writes the carried state into `state_in` (S·L, B, H) and, for dropout,
+    the scaled masks into `masks` (L, T, B, H); run() leaves the last state in
+    `state_out`.  Arrays bound must stay alive and keep their shapes: the model rebinds
+    whenever it replaces one.
+    """
+    cdef Window w
+    cdef bint is_double
+    cdef void **layer_pointers                  # 8 arrays of L pointers, see Window
+    cdef readonly str cell
+    cdef readonly Py_ssize_t num_layers, n_vocab, hidden_size, batch_size, seq_length
+    cdef readonly object dtype
+    cdef readonly object state_in, state_out, masks
+    cdef readonly object bound_params, bound_grads
+    cdef object buffers
+
+    def __cinit__(self, str cell, Py_ssize_t num_layers, Py_ssize_t n_vocab,
+                  Py_ssize_t hidden_size, Py_ssize_t batch_size, Py_ssize_t seq_length,
+                  dtype):
+        cdef Py_ssize_t L = num_layers, V = n_vocab, H = hidden_size
+        cdef Py_ssize_t B = batch_size, T = seq_length, G
+        self.layer_pointers = NULL
+        if cell not in CELL_CODES:
+            raise ValueError(f"cell must be one of rnn, lstm, gru, got {cell!r}")
+        for name, value in (("num_layers", num_layers), ("n_vocab", n_vocab),
+                            ("hidden_size", hidden_size), ("batch_size", batch_size),
+                            ("seq_length", seq_length)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        dt = np.dtype(dtype)
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be float32 or float64, got {dt}")
+        self.cell, self.dtype, self.is_double = cell, dt, dt == np.float64
+        self.num_layers, self.n_vocab, self.hidden_size = num_layers, n_vocab, hidden_size
+        self.batch_size, self.seq_length = batch_size, seq_length
+        G = GATES[cell]
+        self.layer_pointers = <void **> PyMem_Malloc(8 * L * sizeof(void *))
+        if self.layer_pointers == NULL:
+            raise MemoryError()
+        memset(self.layer_pointers, 0, 8 * L * sizeof(void *))
+        cdef Window *w = &self.w
+        w.cell, w.L, w.V, w.H, w.B, w.T, w.G = CELL_CODES[cell], L, V, H, B, T, G
+        w.use_masks = False
+        cdef void **lp = self.layer_pointers
+        w.Wxh = lp
+        w.Whh = lp + L
+        w.bh = lp + 2 * L
+        w.bhn = lp + 3 * L
+        w.dWxh = lp + 4 * L
+        w.dWhh = lp + 5 * L
+        w.dbh = lp + 6 * L
+        w.dbhn = lp + 7 * L
+        rows = (2 if cell == "lstm" else 1) * L
+        shapes = {"hs": (L, T + 1, B, H), "ys": (L, T, B, H), "masks": (L, T, B, H),
+                  "probs": (T, B, V), "dH": (2, T, B, H), "dh_next": (B, H),
+                  "state_in": (rows, B, H), "state_out": (rows, B, H)}
+        if cell == "lstm":
+            shapes.update(cs=(L, T + 1, B, H), dc_next=(B, H))
+        if cell != "rnn":
+            shapes.update(pre=(L, T, B, G * H), aux=(L, T, B, H), da=(T, B, G * H))
+        if cell == "gru":
+            shapes.update(rec=(B, G * H), da_h=(T, B, G * H))
+        self.buffers = {name: np.zeros(shape, dt) for name, shape in shapes.items()}
+        w.hs = self.buffer_pointer("hs")
+        w.cs = self.buffer_pointer("cs")
+        w.pre = self.buffer_pointer("pre")
+        w.aux = self.buffer_pointer("aux")
+        w.ys = self.buffer_pointer("ys")
+        w.masks = self.buffer_pointer("masks")
+        w.probs = self.buffer_pointer("probs")
+        w.rec = self.buffer_pointer("rec")
+        w.da = self.buffer_pointer("da")
+        w.da_h = self.buffer_pointer("da_h")
+        w.dH = self.buffer_pointer("dH")
+        w.dh_next = self.buffer_pointer("dh_next")
+        w.dc_next = self.buffer_pointer("dc_next")
+        w.state_in = self.buffer_pointer("state_in")
+        w.state_out = self.buffer_pointer("state_out")
+        self.state_in = self.buffers["state_in"]
+        self.state_out = self.buffers["state_out"]
+        self.masks = self.buffers["masks"]
+        self.bound_params = self.bound_grads = None
+
+    def __dealloc__(self):
+        PyMem_Free(self.layer_pointers)
+
+    cdef void *buffer_pointer(self, str name):
+        """The data of scratch buffer `name`; NULL for one this cell does not use."""
+        a = self.buffers.get(name)
+        return NULL if a is None else data_pointer(a)
+
+    def _checked_arrays(self, arrays, str what, bint writable):
+        names = expected_shapes(self.cell, self.n_vocab, self.hidden_size, self.num_layers)
+        if len(arrays) != len(names):
+            raise ValueError(f"{what}: expected {len(names)} arrays ({', '.join(names)}), "
+                             f"got {len(arrays)}")
+        for a, (name, shape) in zip(arrays, names.items()):
+            if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != self.dtype \
+                    or not a.flags.c_contiguous or (writable and not a.flags.writeable):
+                got = f"shape {a.shape} {a.dtype}" if isinstance(a, np.ndarray) \
+                    else type(a).__name__
+                raise ValueError(f"{what} {name} must be a{' writable' if writable else ''} "
+                                 f"C-contiguous {self.dtype.name} array of shape {shape}, "
+                                 f"got {got}")
+        return dict(zip(names, arrays))
+
+    cdef void point_at(self, dict named, void **Wxh, void **Whh, void **bh, void **bhn,
+                       void **Why, void **by):
+        """Fill the per-layer pointer arrays (and the decoder's two) from checked arrays."""
+        cdef Py_ssize_t k
+        for k in range(self.num_layers):
+            s = "" if k == 0 else f"_l{k}"
+            Wxh[k] = data_pointer(named["Wxh" + s])
+            Whh[k] = data_pointer(named["Whh" + s])
+            bh[k] = data_pointer(named["bh" + s])
+            bhn[k] = data_pointer(named["bhn" + s]) if self.cell == "gru" else NULL
+        Why[0] = data_pointer(named["Why"])
+        by[0] = data_pointer(named["by"])
+
+    def bind_params(self, tuple arrays):
+        """Bind the parameter arrays, in param_shapes's order (checked once, here)."""
+        named = self._checked_arrays(arrays, "parameter", False)
+        self.point_at(named, self.w.Wxh, self.w.Whh, self.w.bh, self.w.bhn, &self.w.Why,
+                      &self.w.by)
+        self.bound_params = arrays
+
+    def bind_grads(self, tuple arrays):
+        """Bind the gradient output arrays, in param_shapes's order (checked once, here)."""
+        named = self._checked_arrays(arrays, "gradient", True)
+        self.point_at(named, self.w.dWxh, self.w.dWhh, self.w.dbh, self.w.dbhn,
+                      &self.w.dWhy, &self.w.dby)
+        self.bound_grads = arrays
+
+    def run(self, const Py_ssize_t[:, ::1] inputs, const Py_ssize_t[:, ::1] targets,
+            bint compute_grads=True, double clip=0.0, bint use_masks=False):
+        """Forward (and, if compute_grads, backward) over one window.
+
+        inputs, targets: (B, T) character indices in [0, V).  The state carried in is
+        read from state_in; the last state is left in state_out.  With use_masks, every
+        layer's output is multiplied by `masks` (already scaled).  Gradients (of
+        Σ_t mean_b cross-entropy) overwrite the bound gradient arrays; clip > 0 clips them
+        elementwise to [-clip, clip].  Returns the mean cross-entropy, nats per character.
+        """
+        cdef Py_ssize_t B = self.batch_size, T = self.seq_length
+        if self.bound_params is None or (compute_grads and self.bound_grads is None):
+            raise ValueError("bind_params (and bind_grads for gradients) before run")
+        if inputs.shape[0] != B or inputs.shape[1] != T:
+            raise ValueError(f"inputs has shape ({inputs.shape[0]}, {inputs.shape[1]}), "
+                             f"this kernel runs ({B}, {T}) windows")
+        if targets.shape[0] != B or targets.shape[1] != T:
+            raise ValueError(f"targets has shape ({targets.shape[0]}, {targets.shape[1]}), "
+                             f"expected ({B}, {T})")
+        if not clip >= 0:
+            raise ValueError(f"clip must be >= 0, got {clip}")
+        check_indices(inputs, self.n_vocab, "inputs")
+        check_indices(targets, self.n_vocab, "targets")
+        self.w.inputs = &inputs[0, 0]
+        self.w.targets = &targets[0, 0]
+        self.w.use_masks = use_masks
+        cdef double loss
+        with nogil:
+            if self.is_double:
+                loss = run_window(&self.w, <double *> self.w.hs, compute_grads, clip)
+            else:
+                loss = run_window(&self.w, <float *> self.w.hs, compute_grads, clip)
+        self.w.inputs = self.w.targets = NULL
+        return loss / (B * T)
+
+    def generate(self, const Py_ssize_t[::1] prime, Py_ssize_t[::1] out,
+                 const double[::1] uniforms, bint greedy=True, double temperature=1.0,
+                 Py_ssize_t top_k=0):
+        """Feed the prime through one stream from the zero state, then generate len(out)
+        characters into out.  With an empty prime the first character is predicted from
+        the zero state.  uniforms (len(out),): one number in [0, 1) per sampled character
+        (unused if greedy).  Never drops out."""
+        cdef Py_ssize_t V = self.n_vocab, H = self.hidden_size, L = self.num_layers
+        cdef Py_ssize_t n = out.shape[0], n_prime = prime.shape[0], i
+        if self.bound_params is None:
+            raise ValueError("bind_params before generate")
+        if not greedy:
+            if uniforms.shape[0] != n:
+                raise ValueError(f"uniforms has shape ({uniforms.shape[0]},), expected ({n},)")
+            if not temperature > 0:
+                raise ValueError(f"temperature must be > 0, got {temperature}")
+        for i in range(n_prime):
+            if prime[i] < 0 or prime[i] >= V:
+                raise ValueError(f"prime[{i}] = {prime[i]} is not a character index in "
+                                 f"[0, {V})")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        if n == 0:
+            return
+        cdef Py_ssize_t G = GATES[self.cell]
+        # one stream's state and scratch: h (L,H), c (L,H), pre, rec (G·H,), aux (H,)
+        scratch = np.zeros((2 * L + 2 * G + 1) * H, self.dtype)
+        cdef double[::1] logits = np.zeros(V)
+        cdef double[::1] work = np.zeros(V)
+        cdef const double *u = NULL
+        cdef const Py_ssize_t *prime_ptr = NULL
+        if uniforms.shape[0] > 0:
+            u = &uniforms[0]
+        if n_prime > 0:
+            prime_ptr = &prime[0]
+        cdef char *base = <char *> data_pointer(scratch)
+        cdef Py_ssize_t item = self.dtype.itemsize
+        cdef void *h = base
+        cdef void *c = NULL
+        if self.cell == "lstm":
+            c = base + L * H * item
+        cdef void *pre = base + 2 * L * H * item
+        cdef void *rec = base + (2 * L + G) * H * item
+        cdef void *aux = base + (2 * L + 2 * G) * H * item
+        with nogil:
+            if self.is_double:
+                generate_chars(&self.w, <double *> h, <double *> c, <double *> pre,
+                               <double *> rec, <double *> aux, prime_ptr,
+                               n_prime, &out[0], n, u, &logits[0], &work[0], greedy,
+                               temperature, top_k)
+            else:
+                generate_chars(&self.w, <float *> h, <float *> c, <float *> pre,
+                               <float *> rec, <float *> aux, prime_ptr,
+                               n_prime, &out[0], n, u, &logits[0], &work[0], greedy,
+                               temperature, top_k)
