@@ -93,10 +93,11 @@ def test_kernel_tests_pass_on_the_other_maths_paths(setting):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
-def test_an_unknown_setting_fails_the_import_clearly():
+def test_an_unknown_setting_fails_the_import_clearly(tmp_path):
     env = dict(os.environ, RNNCORE_VECMATH="avx9")
+    # cwd: not a source folder, whose unbuilt rnncore/ `python -c` would import instead
     result = subprocess.run([sys.executable, "-c", "import rnncore._kernels"], env=env,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode != 0
     assert ("ValueError: RNNCORE_VECMATH=avx9 is not understood: use libmvec, no-tanh or "
             "scalar") in result.stderr

