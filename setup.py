@@ -1,32 +1,34 @@
-"""Only what pyproject.toml cannot say: the compiled kernels.
+"""Only what pyproject.toml cannot say: the compiled kernels and how they are built.
 
-RNNCORE_CYTHON_DEBUG=1 builds them with bounds and initialisation checks on, for a test
-run that hunts for indexing bugs; the normal build leaves every check to the Python-visible
-wrappers, which validate before entering nogil code.
+Every extension module is listed in KERNEL_MODULES and built the same way: with
+pyx/vecmath.c (the run-time choice of libmvec, see pyx/vecmath.h) and the same flags.
 
-RNNCORE_LIBMVEC=0 turns off glibc's vector tanh/exp (pyx/vecmath.h), which is used by
-default where it exists: x86-64 Linux, glibc >= 2.35, gcc.
+Release builds (the default) are optimised, carry no debug information, are stripped, and
+name no folder of the build machine (no RUNPATH), so that `auditwheel repair` can tag the
+wheel manylinux (README, "Building the wheel").
+
+RNNCORE_CYTHON_DEBUG=1 builds them with bounds and initialisation checks on and with
+debug information, unstripped, for a test run that hunts for indexing bugs; the normal
+build leaves every check to the Python-visible wrappers, which validate before entering
+nogil code.
+
+RNNCORE_LIBMVEC=0 builds the loops of pyx/vecmath.h with scalar libm only (no vector ABI);
+RNNCORE_VECMATH=scalar does the same at run time without rebuilding.
 """
 import os
 import platform
 import sys
-import sysconfig
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
-
-def libmvec_available():
-    if os.environ.get("RNNCORE_LIBMVEC", "1") == "0":
-        return False
-    if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "AMD64"):
-        return False
-    lib, version = platform.libc_ver()
-    if lib != "glibc" or tuple(int(p) for p in version.split(".")[:2]) < (2, 35):
-        return False
-    compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or ""
-    return "clang" not in compiler  # clang does not map `omp declare simd` onto libmvec
-
+# every compiled module, built alike (everything below); they share pyx/kernel_maths.pxd,
+# pyx/vecmath.h, and each links its own copy of pyx/vecmath.c
+KERNEL_MODULES = {
+    "rnncore._kernels": "pyx/_kernels.pyx",   # optimizer updates
+    "rnncore._cells": "pyx/_cells.pyx",       # every cell's window and generation
+}
 
 debug = os.environ.get("RNNCORE_CYTHON_DEBUG") == "1"
 directives = {
@@ -37,25 +39,48 @@ directives = {
     "cdivision": True,
 }
 
-# -fno-math-errno: libm calls need not set errno, so gcc may inline sqrt and vectorise
-compile_args = ["-O3", "-fno-math-errno"]
-macros, libraries = [], []
-if libmvec_available():
-    compile_args.append("-fopenmp-simd")
-    macros.append(("RNNCORE_USE_LIBMVEC", "1"))
-    libraries.append("mvec")
+# -fno-math-errno: libm calls need not set errno, so gcc may inline sqrt and vectorise;
+# -fopenmp-simd: the `omp simd` loops of vecmath.h, without the OpenMP runtime
+compile_args = ["-O3", "-fno-math-errno", "-fopenmp-simd"]
+link_args, macros, libraries = [], [], []
+if not debug:
+    compile_args.append("-g0")  # Python's own CFLAGS say -g
+    link_args.append("-s")
+if os.environ.get("RNNCORE_LIBMVEC", "1") == "0":
+    macros.append(("RNNCORE_NO_LIBMVEC", "1"))
+if sys.platform.startswith("linux"):
+    libraries.append("dl")  # dlopen, in libdl before glibc 2.34 (in libc since)
+    if platform.machine() == "x86_64" and platform.libc_ver()[0] == "glibc":
+        compile_args += ["-include", "pyx/glibc_compat.h"]
 
-# every compiled module, built alike; they share pyx/kernel_maths.pxd and pyx/vecmath.h
-KERNEL_MODULES = {
-    "rnncore._kernels": "pyx/_kernels.pyx",   # optimizer updates
-    "rnncore._cells": "pyx/_cells.pyx",       # every cell's window and generation
-}
+
+class BuildWithoutRunpath(build_ext):
+    """Python's LDSHARED carries its configure-time -Wl,-rpath,<its lib folder> (a
+    --enable-shared build): a folder of the build machine that would end up in the
+    module's RUNPATH.  The module needs none: libpython is already loaded."""
+
+    def build_extensions(self):
+        for attr in ("linker_so", "linker_so_cxx"):
+            command = getattr(self.compiler, attr, None)
+            if command:
+                setattr(self.compiler, attr,
+                        [a for a in command if not a.startswith(("-Wl,-rpath", "-Wl,-R"))])
+        super().build_extensions()
+
 
 extensions = [
-    Extension(name, sources=[source], include_dirs=["pyx"], define_macros=macros,
-              libraries=libraries, extra_compile_args=compile_args)
-    for name, source in KERNEL_MODULES.items()
+    Extension(
+        name,
+        sources=[pyx, "pyx/vecmath.c"],
+        include_dirs=["pyx"],
+        define_macros=macros,
+        libraries=libraries,
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+    for name, pyx in KERNEL_MODULES.items()
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,
-                            include_path=["pyx"]))
+                            include_path=["pyx"]),
+      cmdclass={"build_ext": BuildWithoutRunpath})

@@ -35,7 +35,11 @@ from cython cimport floating
 
 from kernel_maths cimport (blas_int, gemm_rm, gemv_rm, rows_times_wt, rows_times_w,
                            tanh_inplace, sigmoid_inplace, max_of, exp_shift_sum,
-                           clip_values)
+                           clip_values, vecmath_choice)
+
+#: This module's maths path (vecmath.c chooses per module, at import): what
+#: `rnncore --version` reports, since the cells' tanh, sigmoid and exp run here
+MATHS, USES_LIBMVEC = vecmath_choice(True)
 
 cdef enum:
     RNN = 0

@@ -8,10 +8,12 @@ pyx/kernel_maths.pxd.  Each update is one validating ``def`` and one ``nogil`` l
 from cython cimport floating
 from libc.math cimport sqrt
 
-from kernel_maths cimport rnncore_uses_libmvec
+from kernel_maths cimport (exp_shift_sum, max_of, sigmoid_inplace, tanh_inplace,
+                           vecmath_choice)
 
-#: True when tanh/exp/sigmoid run on glibc's vector maths (see vecmath.h)
-USES_LIBMVEC = bool(rnncore_uses_libmvec)
+#: Which maths tanh/exp/sigmoid run on in this process, e.g. "libmvec (tanh, exp), AVX-512
+#: loops", and whether that is glibc's vector maths (libmvec) at all: chosen at import
+MATHS, USES_LIBMVEC = vecmath_choice(False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -74,3 +76,24 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
             m[i] = <floating> (beta1 * m[i] + (1 - beta1) * grad[i])
             v[i] = <floating> (beta2 * v[i] + (1 - beta2) * grad[i] * grad[i])
             param[i] -= <floating> (lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps))
+
+
+def elementwise(str function, floating[::1] x):
+    """Apply one of vecmath.h's in-place functions to x, for the tests of every maths path:
+    "tanh", "sigmoid", or "exp" (x = exp(x - max x); returns Σ x).  Returns None or the sum."""
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int which = ("tanh", "sigmoid", "exp").index(function) if function in (
+        "tanh", "sigmoid", "exp") else -1
+    if which < 0:
+        raise ValueError(f"unknown elementwise function {function!r}: tanh, sigmoid or exp")
+    if n == 0:
+        raise ValueError("elementwise: x is empty")
+    cdef double total = 0.0
+    with nogil:
+        if which == 0:
+            tanh_inplace(&x[0], n)
+        elif which == 1:
+            sigmoid_inplace(&x[0], n)
+        else:
+            total = exp_shift_sum(&x[0], n, max_of(&x[0], n))
+    return total if which == 2 else None

@@ -19,7 +19,10 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 ctypedef int blas_int  # scipy's cython_blas takes C int sizes (LP64)
 
 cdef extern from "vecmath.h" nogil:
-    const int rnncore_uses_libmvec
+    # the run-time choice of libmvec or scalar libm, made per module (vecmath.c)
+    const char *rnncore_vecmath_describe()
+    int rnncore_vecmath_uses_libmvec()
+    const char *rnncore_vecmath_setting_error()
     void rnncore_tanh_d(double *x, Py_ssize_t n)
     void rnncore_tanh_f(float *x, Py_ssize_t n)
     void rnncore_sigmoid_d(double *x, Py_ssize_t n)
@@ -118,3 +121,15 @@ cdef inline void clip_values(floating *a, Py_ssize_t n, floating limit) noexcept
         rnncore_clip_d(a, n, limit)
     else:
         rnncore_clip_f(a, n, limit)
+
+
+cdef inline tuple vecmath_choice(bint warn):
+    """(description, uses libmvec) of this module's maths path, chosen now (vecmath.c).
+    An RNNCORE_VECMATH it does not understand gives the scalar path and, where `warn`
+    (one module of the package), one line on stderr: a traceback at import would reach
+    the user of every command."""
+    if warn and rnncore_vecmath_setting_error() != NULL:
+        import sys
+        sys.stderr.write(f"rnncore: warning: {rnncore_vecmath_setting_error().decode()}; "
+                         "using scalar libm\n")
+    return rnncore_vecmath_describe().decode(), bool(rnncore_vecmath_uses_libmvec())

@@ -9,7 +9,7 @@ import math
 import os
 import sys
 
-from . import __version__
+from .about import ReportVersion
 from .checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint
 from .corpus import CorpusError, read_corpus
 from .lock import CheckpointInUse
@@ -86,7 +86,7 @@ def nonnegative_float(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="rnncore", description="Character-level RNN language models, fast on a CPU.")
-    parser.add_argument("--version", action="version", version=f"rnncore {__version__}")
+    parser.add_argument("--version", action=ReportVersion)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = sub.add_parser("demo", help="train on one sentence and complete it",
