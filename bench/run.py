@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import rnncore
+from blas_report import gemm_peak   # bench/ is this script's folder
 from rnncore import _kernels, reference
 from rnncore.train import Trainer
 
@@ -223,22 +224,6 @@ def bench_window(V, H, B, T, dtype, threads, repeats, budget, use_torch, cell="r
     return row
 
 
-def gemm_peak(dtype, threads, n=512, repeats=5):
-    """GFLOP/s of scipy's BLAS gemm on n×n matrices, the ceiling for the kernels."""
-    from scipy.linalg import blas
-    gemm = blas.dgemm if dtype == "float64" else blas.sgemm
-    a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, n)).astype(dtype))
-    with blas_threads(threads):
-        gemm(1.0, a, a)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for _ in range(5):
-                gemm(1.0, a, a)
-            times.append((time.perf_counter() - t0) / 5)
-    return 2 * n ** 3 / float(np.median(times)) / 1e9
-
-
 def bench_generation(hidden_sizes, n_chars, repeats):
     rows = []
     vocab = rnncore.Vocab([chr(0x100 + i) for i in range(65)])
@@ -260,7 +245,8 @@ def bench_trainer(corpus_path, steps, threads):
     """End-to-end `Trainer` throughput with the CLI's defaults."""
     if corpus_path is not None and Path(corpus_path).exists():
         text = Path(corpus_path).read_text(encoding="utf-8")
-        source = str(corpus_path)
+        # records in docs/ name files relative to the repository, never by absolute path
+        source = os.path.relpath(corpus_path, Path(__file__).resolve().parent.parent)
     else:
         rng = np.random.default_rng(0)
         words = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(2, 9)))

@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from blas_report import gemm_peak, scipy_blas   # bench/ is this script's folder
+
 V_GENERATED = 65     # symbols in the generated corpus, as in tinyshakespeare
 
 
@@ -102,6 +104,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seq-length", type=int, default=50)
     ap.add_argument("--steps", type=int, default=300, help="steps per measured run")
+    ap.add_argument("--runs", type=int, default=5,
+                    help="runs of each configuration, interleaved (median)")
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=50, help="all-reduce repetitions")
     ap.add_argument("--corpus", help="text file (default: 2 MB generated in a temp dir)")
@@ -125,14 +129,18 @@ def main():
     rows = []
     for H in args.hidden:
         common = (corpus, out, H, args.batch_size, args.seq_length, args.steps)
-        one_1 = train_rate(cli, *common, threads=1)
-        one_r = train_rate(cli, *common, threads=R)
-        ranks = train_rate([mpiexec, "-n", str(R), *cli], *common, threads=1,
-                           distributed=True)
+        runs = {"one_1": [], "one_r": [], "ranks": []}
+        for _ in range(args.runs):   # interleaved, so a slow moment hits all three alike
+            runs["one_1"].append(train_rate(cli, *common, threads=1))
+            runs["one_r"].append(train_rate(cli, *common, threads=R))
+            runs["ranks"].append(train_rate([mpiexec, "-n", str(R), *cli], *common,
+                                            threads=1, distributed=True))
+        one_1, one_r, ranks = (float(np.median(runs[k])) for k in ("one_1", "one_r", "ranks"))
         rows.append({"H": H, "parameters": parameters(H), "B": args.batch_size,
                      "T": args.seq_length, "one_process_1_thread": one_1,
                      f"one_process_{R}_threads": one_r, f"{R}_ranks": ranks,
-                     "speedup_vs_best_one_process": ranks / max(one_1, one_r)})
+                     "speedup_vs_best_one_process": ranks / max(one_1, one_r),
+                     "runs_chars_per_s": runs})
         print(json.dumps(rows[-1]), flush=True)
     sizes = [parameters(H) + 3 for H in args.hidden]   # + loss and two stop requests
     proc = subprocess.run([mpiexec, "-n", str(R), sys.executable, os.path.abspath(__file__),
@@ -145,7 +153,11 @@ def main():
         row["allreduce_us"] = allreduce[str(n)] * 1e6
         row["gradient_bytes"] = 4 * n
     result = {"command": " ".join(sys.argv), "ranks": R, "dtype": "float32", "rows": rows,
-              "corpus": args.corpus or "generated text (2 MB, 65 symbols)"}
+              "runs": args.runs, "statistic": "median chars/s over the runs",
+              "corpus": args.corpus or "generated text (2 MB, 65 symbols)",
+              "blas": scipy_blas(),
+              "sgemm_peak_gflops": {f"{t}_threads": gemm_peak("float32", t)
+                                    for t in sorted({1, R})}}
     table = markdown(result)
     print(table)
     if args.json:
@@ -159,7 +171,10 @@ def main():
 
 def markdown(result):
     R = result["ranks"]
-    lines = [f"| H | parameters | B | T | 1 process, 1 thread (chars/s) | 1 process, {R} threads "
+    kernels = ", ".join(f"{b['library']} {b['architecture']}" for b in result["blas"])
+    peaks = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in
+                      result["sgemm_peak_gflops"].items())
+    lines = [f"BLAS kernels: {kernels}; sgemm peak (512×512), GFLOP/s: {peaks}", "",f"| H | parameters | B | T | 1 process, 1 thread (chars/s) | 1 process, {R} threads "
              f"| {R} ranks × 1 thread | × best 1 process | all-reduce µs (bytes) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:

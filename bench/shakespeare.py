@@ -254,7 +254,9 @@ def main():
         corpus, train_data, val_data, s, args.minutes * 60, args.eval_every, out_dir, log)
     sample = best_model.sample(600, prime="ROMEO:\n", temperature=0.8, seed=1)
     (out_dir / "sample.txt").write_text("ROMEO:\n" + sample + "\n", encoding="utf-8")
-    summary = {"settings": s, "corpus": args.corpus, "chars": len(corpus),
+    # records in docs/ name files relative to the repository, never by absolute path
+    corpus_name = os.path.relpath(args.corpus, Path(__file__).resolve().parent.parent)
+    summary = {"settings": s, "corpus": corpus_name, "chars": len(corpus),
                "train_chars": len(train_data), "val_chars": len(val_data),
                "rnncore": {**rn_time, "best_val_nats": best["val_loss"],
                            "best_val_bits": best["val_loss"] / LN2,

@@ -1,0 +1,32 @@
+"""What every benchmark report says about the BLAS it ran on: the kernels scipy's OpenBLAS
+chose (threadpoolctl's `architecture`: SkylakeX means AVX-512, Haswell AVX2) and the GEMM
+peak measured in the same run, the ceiling the kernels' GFLOP/s are read against."""
+import time
+
+import numpy as np
+
+
+def scipy_blas():
+    """[{library, file, architecture, num_threads}] of the BLAS pools loaded now."""
+    from scipy.linalg import blas  # noqa: F401 (loads scipy's BLAS, the kernels' one)
+    from threadpoolctl import threadpool_info
+    return [{"library": p.get("internal_api"), "file": p["filepath"].rsplit("/", 1)[-1],
+             "architecture": p.get("architecture"), "num_threads": p.get("num_threads")}
+            for p in threadpool_info() if p.get("user_api") == "blas"]
+
+
+def gemm_peak(dtype, threads, n=512, repeats=5):
+    """GFLOP/s of scipy's BLAS gemm on n×n matrices with `threads` threads (median)."""
+    from scipy.linalg import blas
+    from threadpoolctl import threadpool_limits
+    gemm = blas.dgemm if dtype == "float64" else blas.sgemm
+    a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, n)).astype(dtype))
+    with threadpool_limits(limits=threads, user_api="blas"):
+        gemm(1.0, a, a)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(5):
+                gemm(1.0, a, a)
+            times.append((time.perf_counter() - t0) / 5)
+    return 2 * n ** 3 / float(np.median(times)) / 1e9
