@@ -1,7 +1,7 @@
 """Only what pyproject.toml cannot say: the compiled kernels and how they are built.
 
 Every extension module is listed in KERNEL_MODULES and built the same way: with
-pyx/vecmath.c (the run-time choice of libmvec, see pyx/vecmath.h) and the same flags.
+csrc/vecmath.c (the run-time choice of libmvec, see pyx/vecmath.h) and the same flags.
 
 Release builds (the default) are optimised, carry no debug information, are stripped, and
 name no folder of the build machine (no RUNPATH), so that `auditwheel repair` can tag the
@@ -24,7 +24,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 # every compiled module, built alike (everything below); they share pyx/kernel_maths.pxd,
-# pyx/vecmath.h, and each links its own copy of pyx/vecmath.c
+# pyx/vecmath.h, and each links its own copy of csrc/vecmath.c
 KERNEL_MODULES = {
     "rnncore._kernels": "pyx/_kernels.pyx",   # optimizer updates
     "rnncore._cells": "pyx/_cells.pyx",       # every cell's window and generation
@@ -71,7 +71,7 @@ class BuildWithoutRunpath(build_ext):
 extensions = [
     Extension(
         name,
-        sources=[pyx, "pyx/vecmath.c"],
+        sources=[pyx, "csrc/vecmath.c"],
         include_dirs=["pyx"],
         define_macros=macros,
         libraries=libraries,

@@ -88,7 +88,7 @@ def test_the_sdist_holds_the_sources_and_the_tests(release):
     with tarfile.open(release["sdist"]) as sdist:
         names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
     for needed in ("setup.py", "pyproject.toml", "README.md", "pyx/_kernels.pyx",
-                   "pyx/vecmath.h", "pyx/vecmath.c", "pyx/glibc_compat.h",
+                   "pyx/vecmath.h", "csrc/vecmath.c", "pyx/glibc_compat.h",
                    "tools/build_wheel.py", "tests/conftest.py", "tests/test_kernels.py"):
         assert needed in names
 

@@ -5,7 +5,7 @@ repaired by auditwheel to a manylinux tag.  Prints each file with its size, and 
     python tools/build_wheel.py [--out dist]
 
 On x86-64 the tag asked for is manylinux_2_12 (manylinux2010): the extension references
-nothing newer than glibc 2.2.5 (pyx/glibc_compat.h, pyx/vecmath.c), and its IFUNC-dispatched
+nothing newer than glibc 2.2.5 (pyx/glibc_compat.h, csrc/vecmath.c), and its IFUNC-dispatched
 loops need glibc 2.11, which rules out manylinux1.  Elsewhere auditwheel picks the tag.
 """
 import argparse
