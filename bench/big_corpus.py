@@ -73,7 +73,8 @@ def main():
     if not os.path.exists(small):
         generate(small, int(1e6), seed=1)
     rnncore = [sys.executable, "-m", "rnncore", "train"]
-    common = ["--steps", str(args.steps), "--hidden-size", "128", "--batch-size", "16",
+    common = ["--steps", str(args.steps), "--cell", "rnn", "--num-layers", "1", "--dropout", "0",
+              "--hidden-size", "128", "--batch-size", "16",
               "--seq-length", "50", "--val-fraction", "0.0001", "--eval-every", str(args.steps),
               "--force", "--checkpoint-every", str(args.steps)]
     results = {}

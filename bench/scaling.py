@@ -59,6 +59,7 @@ def train_rate(prefix, corpus, out, hidden, batch, seq, steps, threads, distribu
     """chars/s that `rnncore train` logs at its last step (prefix: the command, e.g.
     under mpiexec with distributed=True)."""
     cmd = [*prefix, "train", corpus, "--out", out, "--force", "--steps", str(steps),
+           "--cell", "rnn", "--num-layers", "1", "--dropout", "0",   # the measured model
            "--hidden-size", str(hidden), "--batch-size", str(batch), "--seq-length", str(seq),
            "--dtype", "float32", "--val-fraction", "0", "--print-every", str(steps),
            "--checkpoint-every", str(10 * steps), "--threads", str(threads)]

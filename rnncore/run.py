@@ -59,12 +59,12 @@ class Option:
 
 
 TRAIN_OPTIONS = (
-    Option("cell", "rnn", "choice", "recurrent cell: rnn (tanh), lstm or gru", "fixed",
+    Option("cell", "gru", "choice", "recurrent cell: rnn (tanh), lstm or gru", "fixed",
            choices=CELLS, model=True),
-    Option("num_layers", 1, "positive_int", "stacked recurrent layers", "fixed", model=True),
-    Option("hidden_size", 128, "positive_int", "hidden units (of every layer)", "fixed",
+    Option("num_layers", 2, "positive_int", "stacked recurrent layers", "fixed", model=True),
+    Option("hidden_size", 256, "positive_int", "hidden units (of every layer)", "fixed",
            model=True),
-    Option("dropout", 0.0, "fraction", "drop each layer's output with this probability while "
+    Option("dropout", 0.1, "fraction", "drop each layer's output with this probability while "
            "training (inverted dropout, never on the recurrent connection)", "fixed",
            model=True),
     Option("dtype", "float32", "choice", "parameter precision", "fixed",
@@ -407,8 +407,8 @@ class TrainingRun:
             f"{len(self.val_data):,} validation), {model.n_vocab} symbols",
             f"model: {model.cell} {model.num_layers}x{model.hidden_size}"
             f"{f' (dropout {model.dropout:g})' if model.dropout else ''}, "
-            f"{model.num_parameters():,} parameters, {model.dtype.name}; "
-            f"{s['optimizer']} lr {s['learning_rate']:g} ({s['lr_schedule']})",
+            f"{model.num_parameters():,} parameters, {model.dtype.name}",
+            f"optimizer: {s['optimizer']} lr {s['learning_rate']:g} ({s['lr_schedule']})",
             f"{s['batch_size']} stream(s) x {s['seq_length']} steps{ranks}, "
             f"{t.steps_per_epoch:,} steps per epoch; {budget}",
             f"losses in nats/char (train: mean of the last {self.print_every} steps, val: "
