@@ -96,7 +96,8 @@ def plot(summaries, metrics_paths, path):
                     line[0].set_color(color)
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("validation loss (bits/char)")
-    ax.set_ylim(top=3.0)
+    low = min(min(line.get_ydata()) for line in ax.get_lines())
+    ax.set_ylim(low - 0.03, low + 0.7)    # the late part, where the runs differ
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("tinyshakespeare, last 10% held out, 2 cores")
