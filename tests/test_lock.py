@@ -1,5 +1,6 @@
 """One writer per checkpoint: the lock itself, and two real training processes on one --out."""
 import os
+import select
 import signal
 import subprocess
 import time
@@ -44,7 +45,9 @@ def test_an_unwritable_directory_is_an_oserror_not_a_lock(tmp_path):
 
 # ---- two real processes ---------------------------------------------------------------------
 def _start_holder(tmp_path, text, out, *extra):
-    """A training process that runs until stopped, writing nothing after its start."""
+    """A training process that runs until stopped, writing nothing after its start: it
+    holds the lock and has printed its header, so its set-up (which probes the directory
+    with a temporary file) is over."""
     proc = subprocess.Popen([*rnncore_command(), "train", text, "--out", out, *SMALL, *FOREVER,
                              *extra], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -52,12 +55,24 @@ def _start_holder(tmp_path, text, out, *extra):
     while time.time() < deadline and proc.poll() is None:
         try:
             if open(lock_path(out)).read() == f"{proc.pid}\n":
-                return proc
+                break
         except FileNotFoundError:
             pass
         time.sleep(0.02)
-    proc.kill()
-    raise AssertionError(f"the first run never took the lock: {proc.communicate()}")
+    else:
+        proc.kill()
+        raise AssertionError(f"the first run never took the lock: {proc.communicate()}")
+    fd, seen = proc.stdout.fileno(), b"\n"   # read raw: a text reader would buffer ahead
+    while b"\ncorpus " not in seen and select.select([fd], [], [],
+                                                      max(0.0, deadline - time.time()))[0]:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        seen += chunk
+    if b"\ncorpus " not in seen or proc.poll() is not None:
+        proc.kill()
+        raise AssertionError(f"the first run never started training: {proc.communicate()}")
+    return proc
 
 
 def _snapshot(directory):
