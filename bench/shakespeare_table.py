@@ -10,10 +10,9 @@ validation curves (rnncore's and PyTorch's) go into the plot.  Prints the Markdo
 """
 import argparse
 import json
-import math
 from pathlib import Path
 
-LN2 = math.log(2.0)
+from rnncore.metrics import LN2
 
 
 def metrics_beside(summary_path):
@@ -50,10 +49,8 @@ def per_step_text(summary):
 
 def near_best_text(summary):
     """rnncore's and PyTorch's time to best + 0.01 nats, a level both runs reach."""
-    levels = summary["comparison"]["time_to_level"]
-    best = summary["rnncore"]["best_val_nats"]
-    key = min(levels, key=lambda k: abs(float(k) - (best + 0.01)))
-    level = levels[key]
+    key = f"{summary['rnncore']['best_val_nats'] + 0.01:.4f}"   # as shakespeare.py keys it
+    level = summary["comparison"]["time_to_level"][key]
     if level["torch_s"] is None:
         return f"≤ {key}: {level['rnncore_s']:.0f} s / not reached"
     return (f"≤ {key}: {level['rnncore_s']:.0f} / {level['torch_s']:.0f} s "

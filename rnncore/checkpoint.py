@@ -85,14 +85,20 @@ def save_checkpoint(path, model, train_state=None):
     write_atomically(os.fspath(path), lambda f: np.savez(f, **arrays))
 
 
+def require_file(path, file_noun, path_noun):
+    """CheckpointError "<file_noun> not found: path" or "<path_noun> path is a directory:
+    path" unless `path` names an existing file."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"{file_noun} not found: {path}")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path_noun} path is a directory: {path}")
+
+
 def load_checkpoint(path):
     """Read and check a checkpoint; return a Checkpoint.  Raises CheckpointError naming
     the problem for a missing, truncated, foreign, pickle-bearing or mismatched file."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if os.path.isdir(path):
-        raise CheckpointError(f"checkpoint path is a directory: {path}")
+    require_file(path, "checkpoint", "checkpoint")
     try:
         with open(path, "rb") as f:
             magic = f.read(6)

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from .checkpoint import CheckpointError, write_atomically
+from .checkpoint import CheckpointError, require_file, write_atomically
 from .model import CharRNN
 from .reference import CELLS, layer_suffix
 from .vocab import Vocab
@@ -89,10 +89,7 @@ def load_safetensors(path):
     the same names and metadata).  Raises CheckpointError naming what is wrong."""
     st = _safetensors()
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"model file not found: {path}")
-    if os.path.isdir(path):
-        raise CheckpointError(f"model path is a directory: {path}")
+    require_file(path, "model file", "model")
     try:
         with st.safe_open(path, framework="np") as f:
             meta = f.metadata() or {}

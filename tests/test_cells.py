@@ -24,6 +24,16 @@ def gated_model(cell, L, V, H, dtype="float64", seed=0, scale=0.5, dropout=0.0):
     return model
 
 
+def saved_small_model(path, cell):
+    """A 2-layer model of `cell` (8 units, weights as gated_model's) over the characters of
+    'the cat sat on a mat.', saved at path; returns path."""
+    vocab = rnncore.Vocab.from_text("the cat sat on a mat.")
+    model = gated_model(cell, 2, len(vocab), 8, seed=1, scale=0.9)
+    model.vocab = vocab
+    model.save(path)
+    return path
+
+
 def assert_close(a, b, rtol, name):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     assert a.shape == b.shape, f"{name}: shape {a.shape} != {b.shape}"

@@ -8,18 +8,13 @@ import pytest
 import rnncore
 from cli_helpers import RNNCORE, assert_clean_error, run
 from rnncore import cli
-from test_cells import gated_model
+from test_cells import saved_small_model
 
 
 @pytest.fixture
 def ckpt(tmp_path):
     """A small saved 2-layer LSTM over 'the cat sat on a mat.' characters."""
-    vocab = rnncore.Vocab.from_text("the cat sat on a mat.")
-    model = gated_model("lstm", 2, len(vocab), 8, seed=1, scale=0.9)
-    model.vocab = vocab
-    path = tmp_path / "m.npz"
-    model.save(path)
-    return path
+    return saved_small_model(tmp_path / "m.npz", "lstm")
 
 
 def sample_out(capsys, *args):

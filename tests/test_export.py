@@ -8,7 +8,7 @@ import pytest
 import rnncore
 from cli_helpers import assert_clean_error, run
 from rnncore import export, reference
-from test_cells import gated_model
+from test_cells import gated_model, saved_small_model
 
 safetensors = pytest.importorskip("safetensors")
 
@@ -175,11 +175,8 @@ def test_bad_files_are_named(tmp_path):
 
 
 def test_cli_export_then_sample_and_eval(tmp_path):
-    vocab = rnncore.Vocab.from_text("the cat sat on a mat.")
-    model = gated_model("gru", 2, len(vocab), 8, seed=1, scale=0.9)
-    model.vocab = vocab
-    ckpt = tmp_path / "m.npz"
-    model.save(ckpt)
+    ckpt = saved_small_model(tmp_path / "m.npz", "gru")
+    model = rnncore.CharRNN.load(ckpt)
     out = tmp_path / "m.safetensors"
     proc = run("export", ckpt, out, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
