@@ -117,3 +117,11 @@ def test_big_corpus_script_ignores_a_source_folder_in_the_working_directory(tmp_
     assert result["steps"] == 2 and result["corpus_bytes"] >= 1.1e6
     runs = [v for k, v in result.items() if k.endswith("corpus") or "corpus," in k]
     assert len(runs) == 3 and all(r["peak_rss_mb"] > 0 for r in runs)
+
+
+def test_window_loop_reports_a_median(tmp_path):
+    proc = run_script("window_loop.py", "--cell", "gru", "--num-layers", "2", "--hidden-size",
+                      "8", "--batch-size", "3", "--seconds", "0.2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("gru 2x8 B=3 float64, 1 thread(s): median ")
+    assert "µs a window over" in proc.stdout
