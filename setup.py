@@ -23,11 +23,13 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# every compiled module, built alike (everything below); they share pyx/kernel_maths.pxd,
-# pyx/vecmath.h, and each links its own copy of csrc/vecmath.c
+# every compiled module and the hand-written C it links, built alike (everything below);
+# they share pyx/kernel_maths.pxd and pyx/vecmath.h, and each links its own copy of
+# csrc/vecmath.c
 KERNEL_MODULES = {
-    "rnncore._kernels": "pyx/_kernels.pyx",   # optimizer updates
-    "rnncore._cells": "pyx/_cells.pyx",       # every cell's window and generation
+    "rnncore._kernels": ["pyx/_kernels.pyx"],                        # optimizer updates
+    # every cell's window and generation, on the thread team and the micro-kernel
+    "rnncore._cells": ["pyx/_cells.pyx", "csrc/team.c", "csrc/gemm.c"],
 }
 
 debug = os.environ.get("RNNCORE_CYTHON_DEBUG") == "1"
@@ -49,6 +51,8 @@ if not debug:
 if os.environ.get("RNNCORE_LIBMVEC", "1") == "0":
     macros.append(("RNNCORE_NO_LIBMVEC", "1"))
 if sys.platform.startswith("linux"):
+    compile_args.append("-pthread")   # the thread team (csrc/team.c)
+    link_args.append("-pthread")
     libraries.append("dl")  # dlopen, in libdl before glibc 2.34 (in libc since)
     if platform.machine() == "x86_64" and platform.libc_ver()[0] == "glibc":
         compile_args += ["-include", "pyx/glibc_compat.h"]
@@ -71,14 +75,14 @@ class BuildWithoutRunpath(build_ext):
 extensions = [
     Extension(
         name,
-        sources=[pyx, "csrc/vecmath.c"],
-        include_dirs=["pyx"],
+        sources=sources + ["csrc/vecmath.c"],
+        include_dirs=["pyx", "csrc"],
         define_macros=macros,
         libraries=libraries,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
-    for name, pyx in KERNEL_MODULES.items()
+    for name, sources in KERNEL_MODULES.items()
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,

@@ -1,663 +1,149 @@
 # cython: language_level=3
-"""Compiled kernels of every cell (rnn, lstm, gru) and depth: the window's forward pass,
-loss and backward pass over a stack of layers, and generation.
+"""Compiled kernels of every cell (rnn, lstm, gru) and depth: the training window (forward,
+softmax cross-entropy, backward, clipping) and generation (feeding, sampling, beam search),
+run on the process's thread team.
 
-Layout of this file, top to bottom:
-  1. One step of one layer, any cell (shared by the window and by generation).
-  2. The window: the stack forward, softmax cross-entropy, the stack backward.
-  3. Generation helpers (logits of one stream, the draw).
-  4. StackKernel: a model's parameters and gradients bound once, and the scratch buffers
-     of one (B, T) window shape, so a call hands over two index arrays and nothing else.
-
-Sizes in comments: V vocabulary, H hidden units, B streams, T time steps, L layers,
-G gate blocks (1 rnn, 4 lstm, 3 gru).  Equations, gate order and bias placement are
-PyTorch's (see rnncore/reference.py, the numpy twin of everything here).
-
-Storage the window needs (T·B rows, time-major, every buffer C-contiguous):
-  hs   (L, T+1, B, H)  every layer's h; hs[k, 0] is the state carried in
-  cs   (L, T+1, B, H)  lstm's c
-  pre  (L, T, B, G·H)  input projections Wxh·x + bh, then the activated gates in place
-                       (rnn: none; its pre-activation is written into hs[k, 1:] directly)
-  aux  (L, T, B, H)    lstm: tanh(c');  gru: Whh_n·h + bhn (both needed by the backward)
-  ys   (L, T, B, H)    with dropout: masks ⊙ h, the input of the layer above / the decoder
-  probs (T, B, V)      logits, then probabilities, then dy
-  da   (T, B, G·H)     one layer's gradient at the input-side pre-activations
-  da_h (T, B, G·H)     gru only: at the hidden-side ones (its n block is da's ⊙ r)
-  dH   (2, T, B, H)    dloss/d(layer output), for the layer being run and the one below
+This module holds what Python sees: StackKernel, which checks and binds a model's arrays
+and owns the buffers of one (B, T) window shape, and the team's settings.  The work is in
+the .pxd files it cimports, each a layer of the design:
+  team.pxd      csrc/team.c: the persistent thread team, its phases and tiles
+  gemm.pxd      csrc/gemm.c: the register-blocked micro-kernel over packed panels
+  step.pxd      one step of one layer as tiles of hidden units, and weight packing
+  window.pxd    the window as one program of phases
+  generate.pxd  generation as programs of phases
+  kernel_maths.pxd  the vectorised tanh, sigmoid, exp (pyx/vecmath.h, csrc/vecmath.c)
+Every operation is written once over `floating`; the dtype picks, once per call, which of
+the two compiled programs (and tile functions) the team runs: the table `PROGRAMS` below.
 """
+import os
+
 import numpy as np
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from libc.math cimport exp, log
-from libc.stdlib cimport qsort
-from libc.string cimport memset, memcpy
-from cython cimport floating
+from libc.string cimport memset
 
-from kernel_maths cimport (blas_int, gemm_rm, gemv_rm, rows_times_wt, rows_times_w,
-                           tanh_inplace, sigmoid_inplace, max_of, exp_shift_sum,
-                           clip_values, vecmath_choice)
+from gemm cimport (rnncore_gemm_isa, rnncore_gemm_setting_error, rnncore_gemm_lanes_f,
+                   rnncore_gemm_lanes_d, rnncore_gemm_mr_f, rnncore_gemm_mr_d)
+from generate cimport (Gen, GenJob, Candidate, gen_tile, steps_program, beam_program)
+from kernel_maths cimport vecmath_choice
+from step cimport (Net, RNN, LSTM, GRU, ceil_div, padded, forward_scratch,
+                   backward_scratch)
+from team cimport (RNNCORE_MAX_THREADS, rnncore_crew, rnncore_program, rnncore_tile,
+                   rnncore_team_set_size, rnncore_team_size, rnncore_team_run,
+                   rnncore_team_steals, rnncore_team_sleeps)
+from window cimport Window, Job, window_tile, window_program
 
 #: This module's maths path (vecmath.c chooses per module, at import): what
 #: `rnncore --version` reports, since the cells' tanh, sigmoid and exp run here
 MATHS, USES_LIBMVEC = vecmath_choice(True)
 
-cdef enum:
-    RNN = 0
-    LSTM = 1
-    GRU = 2
+if rnncore_gemm_setting_error() != NULL:
+    import sys
+    sys.stderr.write(f"rnncore: warning: {rnncore_gemm_setting_error().decode()}; using "
+                     f"{rnncore_gemm_isa().decode()}\n")
+
+#: Which micro-kernel the products run on: "avx512", "avx2" or "generic" (csrc/gemm.h)
+MICROKERNEL = rnncore_gemm_isa().decode()
 
 CELL_CODES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
-
-cdef struct Window:
-    # sizes and switches
-    int cell
-    Py_ssize_t L, V, H, B, T, G
-    bint use_masks
-    const Py_ssize_t *inputs       # (B, T)
-    const Py_ssize_t *targets      # (B, T)
-    # per layer k: parameters and their gradients (bhn, dbhn: gru only, else NULL)
-    void **Wxh
-    void **Whh
-    void **bh
-    void **bhn
-    void **dWxh
-    void **dWhh
-    void **dbh
-    void **dbhn
-    void *Why
-    void *by
-    void *dWhy
-    void *dby
-    # buffers, see the module docstring (unused ones NULL)
-    void *hs
-    void *cs
-    void *pre
-    void *aux
-    void *ys
-    void *masks                    # (L, T, B, H)
-    void *probs
-    void *rec                      # (B, G·H) gru's recurrent products of one step
-    void *da
-    void *da_h
-    void *dH
-    void *dh_next                  # (B, H)
-    void *dc_next                  # (B, H)
-    void *state_in                 # (S·L, B, H)
-    void *state_out                # (S·L, B, H)
+#: Below this many multiply-adds in a step of one layer (B·G·H·H), a call runs on one
+#: thread: handing a step over between cores costs more than splitting it saves.
+cdef Py_ssize_t min_parallel_work = 1 << 17
 
 
 # ---------------------------------------------------------------------------------------
-# 1. One step of one layer.
+# The team's settings.
 # ---------------------------------------------------------------------------------------
 
-cdef void cell_step(int cell, Py_ssize_t B, Py_ssize_t H, const floating *Whh,
-                    const floating *bhn, const floating *h_prev, const floating *c_prev,
-                    floating *pre, floating *rec, floating *h_out, floating *c_out,
-                    floating *aux) noexcept nogil:
-    """One step of B streams of one layer.
+def set_num_threads(int n):
+    """Size the team (the calling thread included) that every compiled call runs on."""
+    if not 1 <= n <= RNNCORE_MAX_THREADS:
+        raise ValueError(f"the number of threads must be 1 to {RNNCORE_MAX_THREADS}, got {n}")
+    with nogil:
+        rnncore_team_set_size(n)
 
-    pre (B, G·H): Wxh·x + bh on entry; on return the activated gates (lstm σ(i) σ(f)
-        tanh(g) σ(o), gru r u n; rnn: h' itself).
-    h_prev, c_prev (B, H) -> h_out, c_out (B, H); each pair may be the same array (an
-        element is read before it is written).  rnn may have h_out == pre.
-    aux (B, H) receives lstm's tanh(c') / gru's Whh_n·h + bhn.  rec (B, G·H): gru scratch.
-    c_prev, c_out: lstm only; bhn, rec: gru only.
-    """
-    cdef Py_ssize_t b, i, j, GH
-    cdef floating *z
-    cdef const floating *hp
-    if cell == RNN:
-        # h' = tanh(pre + h·Whhᵀ)
-        rows_times_wt(B, H, H, h_prev, Whh, <floating> 1.0, pre)
-        tanh_inplace(pre, B * H)
-        if h_out != pre:
-            memcpy(h_out, pre, B * H * sizeof(floating))
-    elif cell == LSTM:
-        GH = 4 * H
-        # z = pre + h·Whhᵀ, all four gates in one product
-        rows_times_wt(B, GH, H, h_prev, Whh, <floating> 1.0, pre)
-        for b in range(B):
-            z = pre + b * GH
-            sigmoid_inplace(z, 2 * H)                  # i, f
-            tanh_inplace(z + 2 * H, H)                 # g
-            sigmoid_inplace(z + 3 * H, H)              # o
-            for i in range(H):
-                j = b * H + i
-                # c' = f⊙c + i⊙g
-                c_out[j] = z[H + i] * c_prev[j] + z[i] * z[2 * H + i]
-        memcpy(aux, c_out, B * H * sizeof(floating))
-        tanh_inplace(aux, B * H)
-        for b in range(B):
-            z = pre + b * GH
-            for i in range(H):
-                # h' = o⊙tanh(c')
-                h_out[b * H + i] = z[3 * H + i] * aux[b * H + i]
+
+def get_num_threads():
+    return rnncore_team_size()
+
+
+def set_min_parallel_work(Py_ssize_t n):
+    """Calls whose steps are smaller than n multiply-adds run on one thread (0: every call
+    uses the whole team; for tests and benchmarks)."""
+    global min_parallel_work
+    min_parallel_work = max(n, 0)
+
+
+def team_stats():
+    """(tiles taken from another worker, sleeps inside a run) since the process started."""
+    return int(rnncore_team_steals()), int(rnncore_team_sleeps())
+
+
+# ---------------------------------------------------------------------------------------
+# The float/double dispatch, written once: each operation's program and tile per dtype.
+# ---------------------------------------------------------------------------------------
+
+cdef enum:
+    FEED = 0
+    SAMPLE = 1
+    BEAM = 2
+
+cdef struct GenCall:
+    Gen *g
+    Py_ssize_t n_steps
+    int op
+
+cdef void window_tile_f(void *job, long tile, int thread) noexcept nogil:
+    window_tile(<float *> NULL, <Job *> job, tile, thread)
+
+cdef void window_tile_d(void *job, long tile, int thread) noexcept nogil:
+    window_tile(<double *> NULL, <Job *> job, tile, thread)
+
+cdef void window_f(void *w, rnncore_crew *crew) noexcept nogil:
+    window_program(<float *> NULL, <Window *> w, crew, window_tile_f)
+
+cdef void window_d(void *w, rnncore_crew *crew) noexcept nogil:
+    window_program(<double *> NULL, <Window *> w, crew, window_tile_d)
+
+cdef void gen_tile_f(void *job, long tile, int thread) noexcept nogil:
+    gen_tile(<float *> NULL, <GenJob *> job, tile, thread)
+
+cdef void gen_tile_d(void *job, long tile, int thread) noexcept nogil:
+    gen_tile(<double *> NULL, <GenJob *> job, tile, thread)
+
+cdef void generate_f(void *arg, rnncore_crew *crew) noexcept nogil:
+    cdef GenCall *c = <GenCall *> arg
+    if c.op == BEAM:
+        beam_program(<float *> NULL, c.g, c.n_steps, crew, gen_tile_f)
     else:
-        GH = 3 * H
-        # rec = h·Whhᵀ: the three recurrent products in one (linear before reset)
-        rows_times_wt(B, GH, H, h_prev, Whh, <floating> 0.0, rec)
-        for b in range(B):
-            z = pre + b * GH
-            hp = rec + b * GH
-            for i in range(2 * H):
-                z[i] += hp[i]
-            sigmoid_inplace(z, 2 * H)                  # r, u
-            for i in range(H):
-                # n's pre-activation: Wxh_n·x + bh_n + r⊙(Whh_n·h + bhn)
-                aux[b * H + i] = hp[2 * H + i] + bhn[i]
-                z[2 * H + i] += z[i] * aux[b * H + i]
-            tanh_inplace(z + 2 * H, H)                 # n
-            for i in range(H):
-                j = b * H + i
-                # h' = (1-u)⊙n + u⊙h
-                h_out[j] = (1 - z[H + i]) * z[2 * H + i] + z[H + i] * h_prev[j]
+        steps_program(<float *> NULL, c.g, c.n_steps, c.op == SAMPLE, crew, gen_tile_f)
 
-
-# ---------------------------------------------------------------------------------------
-# 2. The window.
-# ---------------------------------------------------------------------------------------
-
-cdef inline floating *layer_input(Window *w, floating *hs, Py_ssize_t k) noexcept nogil:
-    """(T·B, H) input of layer k+1 (or of the decoder when k = L-1): layer k's output,
-    dropped out when masks are in use."""
-    cdef Py_ssize_t BH = w.B * w.H
-    if w.use_masks:
-        return (<floating *> w.ys) + k * w.T * BH
-    return hs + k * (w.T + 1) * BH + BH
-
-
-cdef double stack_forward(Window *w, floating *hs) noexcept nogil:
-    """Every layer over the whole window, then the decoder and the loss.  hs is w.hs.
-    Leaves the probabilities in w.probs; returns the summed cross-entropy in nats."""
-    cdef Py_ssize_t L = w.L, V = w.V, H = w.H, B = w.B, T = w.T
-    cdef Py_ssize_t GH = w.G * H, BH = B * H, TB = T * B, TBH = T * B * H
-    cdef Py_ssize_t k, t, b, i, x, rows = (2 if w.cell == LSTM else 1) * L
-    cdef const floating *Wxh
-    cdef const floating *bh
-    cdef floating *hs_k
-    cdef floating *cs_k
-    cdef floating *pre_k
-    cdef floating *aux_k
-    cdef floating *P
-    cdef floating *y_k
-    cdef const floating *m_k
-    cdef floating *state_in = <floating *> w.state_in
-    cdef floating *state_out = <floating *> w.state_out
-    cdef floating *probs = <floating *> w.probs
-    for k in range(L):
-        Wxh = <const floating *> w.Wxh[k]
-        bh = <const floating *> w.bh[k]
-        hs_k = hs + k * (T + 1) * BH
-        cs_k = (<floating *> w.cs) + k * (T + 1) * BH if w.cell == LSTM else NULL
-        aux_k = (<floating *> w.aux) + k * TBH if w.cell != RNN else NULL
-        pre_k = hs_k + BH if w.cell == RNN else (<floating *> w.pre) + k * TB * GH
-        memcpy(hs_k, state_in + k * BH, BH * sizeof(floating))
-        if cs_k != NULL:
-            memcpy(cs_k, state_in + (L + k) * BH, BH * sizeof(floating))
-        # the input projection of the whole window, pre (T·B, G·H) = Wxh·x + bh
-        if k == 0:
-            for t in range(T):
-                for b in range(B):
-                    x = w.inputs[b * T + t]
-                    P = pre_k + (t * B + b) * GH
-                    # Wxh·onehot(x) is column x of Wxh
-                    for i in range(GH):
-                        P[i] = Wxh[i * V + x] + bh[i]
-        else:
-            for i in range(TB):
-                memcpy(pre_k + i * GH, bh, GH * sizeof(floating))
-            gemm_rm(False, True, <blas_int> TB, <blas_int> GH, <blas_int> H,
-                    <floating> 1.0, layer_input(w, hs, k - 1), <blas_int> H, Wxh,
-                    <blas_int> H, <floating> 1.0, pre_k, <blas_int> GH)
-        for t in range(T):
-            cell_step(w.cell, B, H, <const floating *> w.Whh[k],
-                      <const floating *> w.bhn[k], hs_k + t * BH,
-                      cs_k + t * BH if cs_k != NULL else NULL, pre_k + t * B * GH,
-                      <floating *> w.rec, hs_k + (t + 1) * BH,
-                      cs_k + (t + 1) * BH if cs_k != NULL else NULL,
-                      aux_k + t * BH if aux_k != NULL else NULL)
-        memcpy(state_out + k * BH, hs_k + T * BH, BH * sizeof(floating))
-        if cs_k != NULL:
-            memcpy(state_out + (L + k) * BH, cs_k + T * BH, BH * sizeof(floating))
-        if w.use_masks:
-            # inverted dropout on the layer's output (the recurrent h is kept whole)
-            y_k = (<floating *> w.ys) + k * TBH
-            m_k = (<const floating *> w.masks) + k * TBH
-            P = hs_k + BH
-            for i in range(TBH):
-                y_k[i] = P[i] * m_k[i]
-    # one GEMM for the whole window: logits (TB,V) = Y (TB,H) · Whyᵀ + by
-    for i in range(TB):
-        memcpy(probs + i * V, w.by, V * sizeof(floating))
-    gemm_rm(False, True, <blas_int> TB, <blas_int> V, <blas_int> H, <floating> 1.0,
-            layer_input(w, hs, L - 1), <blas_int> H, <const floating *> w.Why, <blas_int> H,
-            <floating> 1.0, probs, <blas_int> V)
-    return softmax_xent_rows(TB, V, probs, w.targets, B, T)
-
-
-cdef double softmax_xent_rows(Py_ssize_t n_rows, Py_ssize_t V, floating *logits,
-                              const Py_ssize_t *targets_bt, Py_ssize_t B,
-                              Py_ssize_t T) noexcept nogil:
-    """Turn each row of logits (T·B rows, row t*B+b) into probabilities in place and
-    return the summed cross-entropy -log p[target] in nats.  targets_bt is (B, T).
-
-    Subtracting the row max first keeps exp() finite for any finite logits; the target's
-    log-probability is taken as (y - max) - log(sum), never as log of a rounded p.
-    """
-    cdef Py_ssize_t r, j, t, b, target
-    cdef double row_max, total, loss = 0.0
-    cdef floating inv_total
-    cdef floating *y
-    for r in range(n_rows):
-        t = r // B
-        b = r - t * B
-        target = targets_bt[b * T + t]
-        y = logits + r * V
-        row_max = max_of(y, V)
-        # -log p[target] = log Σ exp(y - max) - (y[target] - max)
-        loss -= y[target] - row_max
-        total = exp_shift_sum(y, V, row_max)
-        loss += log(total)
-        inv_total = <floating> (1.0 / total)
-        for j in range(V):
-            y[j] *= inv_total
-    return loss
-
-
-cdef void cell_step_backward(Window *w, Py_ssize_t k, Py_ssize_t t, floating *hs,
-                             floating *dH, floating *da, floating *da_h) noexcept nogil:
-    """Step t of layer k backwards: from dH[t] (dloss/dh_t from above) and w.dh_next,
-    w.dc_next (from step t+1), the gradients at the pre-activations da[t] (input side)
-    and da_h[t] (hidden side; the same array as da except for gru).  Leaves in w.dh_next
-    the part of dloss/dh_{t-1} that does not go through Whh (gru's u⊙dh; 0 otherwise) and
-    in w.dc_next dloss/dc_{t-1} (lstm)."""
-    cdef Py_ssize_t H = w.H, B = w.B, GH = w.G * H, BH = B * H
-    cdef Py_ssize_t b, i, j
-    cdef floating *dh_next = <floating *> w.dh_next
-    cdef floating *dc_next = <floating *> w.dc_next
-    cdef floating *dh_t = dH + t * BH
-    cdef const floating *h_t
-    cdef const floating *z
-    cdef const floating *tc
-    cdef const floating *c_prev
-    cdef const floating *hn
-    cdef const floating *h_prev
-    cdef floating *dz
-    cdef floating *dzh
-    cdef floating dh, dc, gi, gf, gg, go, r, u, n, dan
-    if w.cell == RNN:
-        # in place: da = (1 - h²) ⊙ (dH[t] + dh_next)
-        h_t = hs + k * (w.T + 1) * BH + (t + 1) * BH
-        for i in range(BH):
-            dh_t[i] = (1 - h_t[i] * h_t[i]) * (dh_t[i] + dh_next[i])
-    elif w.cell == LSTM:
-        tc = (<const floating *> w.aux) + (k * w.T + t) * BH
-        c_prev = (<const floating *> w.cs) + k * (w.T + 1) * BH + t * BH
-        for b in range(B):
-            z = (<const floating *> w.pre) + ((k * w.T + t) * B + b) * GH
-            dz = da + (t * B + b) * GH
-            for i in range(H):
-                j = b * H + i
-                gi, gf, gg, go = z[i], z[H + i], z[2 * H + i], z[3 * H + i]
-                dh = dh_t[j] + dh_next[j]
-                dc = dc_next[j] + dh * go * (1 - tc[j] * tc[j])
-                dz[i] = dc * gg * gi * (1 - gi)
-                dz[H + i] = dc * c_prev[j] * gf * (1 - gf)
-                dz[2 * H + i] = dc * gi * (1 - gg * gg)
-                dz[3 * H + i] = dh * tc[j] * go * (1 - go)
-                dc_next[j] = dc * gf
+cdef void generate_d(void *arg, rnncore_crew *crew) noexcept nogil:
+    cdef GenCall *c = <GenCall *> arg
+    if c.op == BEAM:
+        beam_program(<double *> NULL, c.g, c.n_steps, crew, gen_tile_d)
     else:
-        hn = (<const floating *> w.aux) + (k * w.T + t) * BH
-        h_prev = hs + k * (w.T + 1) * BH + t * BH
-        for b in range(B):
-            z = (<const floating *> w.pre) + ((k * w.T + t) * B + b) * GH
-            dz = da + (t * B + b) * GH
-            dzh = da_h + (t * B + b) * GH
-            for i in range(H):
-                j = b * H + i
-                r, u, n = z[i], z[H + i], z[2 * H + i]
-                dh = dh_t[j] + dh_next[j]
-                dan = dh * (1 - u) * (1 - n * n)
-                dz[2 * H + i] = dan
-                dz[H + i] = dh * (h_prev[j] - n) * u * (1 - u)
-                dz[i] = dan * hn[j] * r * (1 - r)
-                dzh[i] = dz[i]
-                dzh[H + i] = dz[H + i]
-                dzh[2 * H + i] = dan * r
-                dh_next[j] = dh * u                    # h' = ... + u⊙h
-
-
-cdef void stack_backward(Window *w, floating *hs) noexcept nogil:
-    """Backprop through time over the window and every layer, after stack_forward.
-    Gradients are of Σ_t mean_b cross-entropy; every gradient array is overwritten."""
-    cdef Py_ssize_t L = w.L, V = w.V, H = w.H, B = w.B, T = w.T
-    cdef Py_ssize_t GH = w.G * H, BH = B * H, TB = T * B, TBH = T * B * H
-    cdef Py_ssize_t k, t, b, i, j, x
-    cdef floating inv_B = <floating> (1.0 / B)
-    cdef floating *probs = <floating *> w.probs
-    cdef floating *dby = <floating *> w.dby
-    cdef floating *dH = <floating *> w.dH            # this layer's
-    cdef floating *dH_below = dH + TBH
-    cdef floating *swap
-    cdef floating *da
-    cdef floating *da_h
-    cdef floating *dy
-    cdef floating *dWxh
-    cdef floating *dbh
-    cdef floating *dbhn
-    cdef const floating *m_k
-    cdef floating *dh_next = <floating *> w.dh_next
-    # dy = (p - onehot(target)) / B
-    for t in range(T):
-        for b in range(B):
-            dy = probs + (t * B + b) * V
-            dy[w.targets[b * T + t]] -= 1
-            for j in range(V):
-                dy[j] *= inv_B
-    # dWhy (V,H) = dyᵀ (V,TB) · Y (TB,H)
-    gemm_rm(True, False, <blas_int> V, <blas_int> H, <blas_int> TB, <floating> 1.0,
-            probs, <blas_int> V, layer_input(w, hs, L - 1), <blas_int> H, <floating> 0.0,
-            <floating *> w.dWhy, <blas_int> H)
-    memset(dby, 0, V * sizeof(floating))
-    for i in range(TB):
-        for j in range(V):
-            dby[j] += probs[i * V + j]
-    # dloss/dY, all steps at once: dH (TB,H) = dy (TB,V) · Why (V,H)
-    gemm_rm(False, False, <blas_int> TB, <blas_int> H, <blas_int> V, <floating> 1.0,
-            probs, <blas_int> V, <const floating *> w.Why, <blas_int> H, <floating> 0.0,
-            dH, <blas_int> H)
-    k = L - 1
-    while k >= 0:
-        if w.use_masks:
-            m_k = (<const floating *> w.masks) + k * TBH
-            for i in range(TBH):
-                dH[i] *= m_k[i]
-        # rnn's gradient at the pre-activation replaces dH in place
-        da = dH if w.cell == RNN else <floating *> w.da
-        da_h = <floating *> w.da_h if w.cell == GRU else da
-        memset(dh_next, 0, BH * sizeof(floating))
-        if w.cell == LSTM:
-            memset(w.dc_next, 0, BH * sizeof(floating))
-        t = T - 1
-        while t >= 0:
-            cell_step_backward(w, k, t, hs, dH, da, da_h)
-            if t > 0:
-                # dh_next (B,H) += da_h[t] (B,G·H) · Whh (G·H,H)
-                rows_times_w(B, GH, H, da_h + t * B * GH, <const floating *> w.Whh[k],
-                             <floating> 1.0 if w.cell == GRU else <floating> 0.0, dh_next)
-            t -= 1
-        # dWhh (G·H,H) = da_hᵀ (G·H,TB) · hs[k, :T] (TB,H)
-        gemm_rm(True, False, <blas_int> GH, <blas_int> H, <blas_int> TB, <floating> 1.0,
-                da_h, <blas_int> GH, hs + k * (T + 1) * BH, <blas_int> H, <floating> 0.0,
-                <floating *> w.dWhh[k], <blas_int> H)
-        dWxh = <floating *> w.dWxh[k]
-        dbh = <floating *> w.dbh[k]
-        memset(dbh, 0, GH * sizeof(floating))
-        if k == 0:
-            # dbh = Σ rows da; dWxh[:, x] += da[t, b] (the one-hot input)
-            memset(dWxh, 0, GH * V * sizeof(floating))
-            for t in range(T):
-                for b in range(B):
-                    x = w.inputs[b * T + t]
-                    dy = da + (t * B + b) * GH
-                    for i in range(GH):
-                        dbh[i] += dy[i]
-                        dWxh[i * V + x] += dy[i]
-        else:
-            for i in range(TB):
-                dy = da + i * GH
-                for j in range(GH):
-                    dbh[j] += dy[j]
-            # dWxh (G·H,H) = daᵀ (G·H,TB) · X (TB,H);  dH below (TB,H) = da · Wxh
-            gemm_rm(True, False, <blas_int> GH, <blas_int> H, <blas_int> TB, <floating> 1.0,
-                    da, <blas_int> GH, layer_input(w, hs, k - 1), <blas_int> H,
-                    <floating> 0.0, dWxh, <blas_int> H)
-            gemm_rm(False, False, <blas_int> TB, <blas_int> H, <blas_int> GH, <floating> 1.0,
-                    da, <blas_int> GH, <const floating *> w.Wxh[k], <blas_int> H,
-                    <floating> 0.0, dH_below, <blas_int> H)
-            swap = dH
-            dH = dH_below
-            dH_below = swap
-        if w.cell == GRU:
-            # dbhn = Σ rows of da_h's n block
-            dbhn = <floating *> w.dbhn[k]
-            memset(dbhn, 0, H * sizeof(floating))
-            for i in range(TB):
-                dy = da_h + i * GH + 2 * H
-                for j in range(H):
-                    dbhn[j] += dy[j]
-        k -= 1
-
-
-cdef void clip_all(Window *w, floating limit) noexcept nogil:
-    cdef Py_ssize_t k, H = w.H, GH = w.G * w.H
-    for k in range(w.L):
-        clip_values(<floating *> w.dWxh[k], GH * (w.V if k == 0 else H), limit)
-        clip_values(<floating *> w.dWhh[k], GH * H, limit)
-        clip_values(<floating *> w.dbh[k], GH, limit)
-        if w.cell == GRU:
-            clip_values(<floating *> w.dbhn[k], H, limit)
-    clip_values(<floating *> w.dWhy, w.V * H, limit)
-    clip_values(<floating *> w.dby, w.V, limit)
-
-
-cdef double run_window(Window *w, floating *hs, bint compute_grads,
-                       double clip) noexcept nogil:
-    cdef double loss = stack_forward(w, hs)
-    if compute_grads:
-        stack_backward(w, hs)
-        if clip > 0:
-            clip_all(w, <floating> clip)
-    return loss
+        steps_program(<double *> NULL, c.g, c.n_steps, c.op == SAMPLE, crew, gen_tile_d)
 
 
 # ---------------------------------------------------------------------------------------
-# 3. Generation: B streams advanced together, one character each per step.
-# ---------------------------------------------------------------------------------------
-# A generation state is (S·L, B, H), the model's state layout: rows 0..L-1 every layer's h
-# (so h is (L, B, H)), then for lstm rows L..2L-1 every layer's c.  Scratch for B streams:
-# pre and rec (B, G·H), aux (B, H).  At B = 1 every BLAS call is a gemv, so one stream
-# gives the same numbers whether it is sampled alone or searched with a beam of width 1.
-
-cdef void stack_step_rows(Window *w, Py_ssize_t B, const Py_ssize_t *xs, floating *h,
-                          floating *c, floating *pre, floating *rec,
-                          floating *aux) noexcept nogil:
-    """Feed character xs[b] to stream b (b < B) through every layer, in place.
-    h, c (L, B, H): every layer's state (c: lstm only, else NULL)."""
-    cdef Py_ssize_t k, b, i, x, V = w.V, H = w.H, GH = w.G * w.H, BH = B * w.H
-    cdef const floating *Wxh
-    cdef const floating *bh
-    cdef floating *P
-    for k in range(w.L):
-        Wxh = <const floating *> w.Wxh[k]
-        bh = <const floating *> w.bh[k]
-        if k == 0:
-            for b in range(B):
-                x = xs[b]
-                P = pre + b * GH
-                # Wxh·onehot(x) + bh: column x of Wxh
-                for i in range(GH):
-                    P[i] = Wxh[i * V + x] + bh[i]
-        else:
-            # pre (B, G·H) = h_below (B, H) · Wxhᵀ + bh
-            for b in range(B):
-                memcpy(pre + b * GH, bh, GH * sizeof(floating))
-            rows_times_wt(B, GH, H, h + (k - 1) * BH, Wxh, <floating> 1.0, pre)
-        cell_step(w.cell, B, H, <const floating *> w.Whh[k], <const floating *> w.bhn[k],
-                  h + k * BH, c + k * BH if c != NULL else NULL, pre, rec, h + k * BH,
-                  c + k * BH if c != NULL else NULL, aux)
-
-
-cdef void output_logits(Py_ssize_t V, Py_ssize_t H, const floating *Why,
-                        const floating *by, const floating *h,
-                        double *logits) noexcept nogil:
-    """logits (V,) = Why·h + by for one stream, widened to double for the sampler."""
-    cdef Py_ssize_t j, i
-    cdef double acc
-    for j in range(V):
-        acc = by[j]
-        for i in range(H):
-            acc += Why[j * H + i] * h[i]
-        logits[j] = acc
-
-
-cdef int cmp_double_desc(const void *a, const void *b) noexcept nogil:
-    cdef double x = (<const double *> a)[0]
-    cdef double y = (<const double *> b)[0]
-    return (x < y) - (x > y)
-
-
-cdef Py_ssize_t choose_char(Py_ssize_t V, double *logits, double *work, bint greedy,
-                            double temperature, Py_ssize_t top_k,
-                            double u) noexcept nogil:
-    """Pick the next character from logits (V,): argmax when greedy (the first of equal
-    maxima), else a draw from softmax(logits / temperature) restricted to the top_k
-    largest (0 = all), using the uniform number u in [0, 1).  logits is overwritten."""
-    cdef Py_ssize_t j, best = 0
-    cdef double threshold, row_max, total, acc
-    for j in range(1, V):
-        if logits[j] > logits[best]:
-            best = j
-    if greedy:
-        return best
-    threshold = -1e308
-    if 0 < top_k < V:
-        memcpy(work, logits, V * sizeof(double))
-        qsort(work, V, sizeof(double), cmp_double_desc)
-        threshold = work[top_k - 1]
-    row_max = logits[best]
-    total = 0.0
-    for j in range(V):
-        if logits[j] >= threshold:
-            logits[j] = exp((logits[j] - row_max) / temperature)
-        else:
-            logits[j] = 0.0
-        total += logits[j]
-    acc = 0.0
-    u *= total
-    for j in range(V):
-        acc += logits[j]
-        if logits[j] > 0 and u < acc:
-            return j
-    return best  # only reached through rounding in the last bin
-
-
-cdef void sample_steps(Window *w, Py_ssize_t B, floating *state, floating *pre,
-                       floating *rec, floating *aux, Py_ssize_t *out, Py_ssize_t n,
-                       const double *uniforms, double *logits, double *work, bint greedy,
-                       double temperature, Py_ssize_t top_k) noexcept nogil:
-    """n steps of B streams: each step picks every stream's next character from its top
-    layer's h, writes it to out[i, b] (out is (n, B)), and feeds it, so the state always
-    holds every character picked.  uniforms (n, B): unused when greedy."""
-    cdef Py_ssize_t i, b, BH = B * w.H
-    cdef floating *c = state + w.L * BH if w.cell == LSTM else NULL
-    cdef floating *h_top = state + (w.L - 1) * BH
-    for i in range(n):
-        for b in range(B):
-            output_logits(w.V, w.H, <const floating *> w.Why, <const floating *> w.by,
-                          h_top + b * w.H, logits)
-            out[i * B + b] = choose_char(w.V, logits, work, greedy, temperature, top_k,
-                                         0.0 if greedy else uniforms[i * B + b])
-        stack_step_rows(w, B, out + i * B, state, c, pre, rec, aux)
-
-
-cdef struct Candidate:
-    double score        # total log-probability of the beam's characters and this one
-    double logit        # this character's logit: breaks ties as greedy does (see below)
-    Py_ssize_t index    # beam · V + character
-
-
-cdef int cmp_candidates(const void *a, const void *b) noexcept nogil:
-    """Best first: higher score, then higher logit, then lower index.  At width 1 every
-    candidate extends the same beam, and score = s + (logit - logsumexp) never decreases
-    as the logit grows, so this order puts greedy's argmax (its first maximum) first even
-    where rounding makes two scores equal."""
-    cdef const Candidate *x = <const Candidate *> a
-    cdef const Candidate *y = <const Candidate *> b
-    if x.score != y.score:
-        return -1 if x.score > y.score else 1
-    if x.logit != y.logit:
-        return -1 if x.logit > y.logit else 1
-    return (x.index > y.index) - (x.index < y.index)
-
-
-cdef Py_ssize_t beam_steps(Window *w, Py_ssize_t K, Py_ssize_t n, floating *cur,
-                           floating *nxt, floating *pre, floating *rec, floating *aux,
-                           double *scores, double *logits, Candidate *cands,
-                           Py_ssize_t *chars, Py_ssize_t *parents,
-                           Py_ssize_t *out) noexcept nogil:
-    """Beam search of width K for n characters, from the one-stream state in cur.
-
-    cur, nxt (S·L, K, H): the live beams' states, used as (S·L, m, H) for m live beams;
-    scores (K,): their total log-probabilities (nats); cands (K·V,); chars, parents
-    (n, K): the character each beam took at each step and the beam it extended.  Every
-    step scores each live beam's V continuations by log-softmax, keeps the K best
-    (sorted), gathers their parents' states and advances them as one batch of streams.
-    Writes the surviving beams' characters to out (K, n), best first, and returns how
-    many there are (min(K, V**n))."""
-    cdef Py_ssize_t V = w.V, H = w.H, L = w.L, rows = (2 if w.cell == LSTM else 1) * w.L
-    cdef Py_ssize_t m = 1, m_new, i, b, j, r, nc, p
-    cdef double row_max, total, lse
-    cdef floating *swap
-    scores[0] = 0.0
-    for i in range(n):
-        nc = 0
-        for b in range(m):
-            output_logits(V, H, <const floating *> w.Why, <const floating *> w.by,
-                          cur + ((L - 1) * m + b) * H, logits)
-            row_max = logits[0]
-            for j in range(1, V):
-                if logits[j] > row_max:
-                    row_max = logits[j]
-            total = 0.0
-            for j in range(V):
-                total += exp(logits[j] - row_max)
-            # log p[j] = logits[j] - logsumexp(logits)
-            lse = row_max + log(total)
-            for j in range(V):
-                cands[nc].score = scores[b] + (logits[j] - lse)
-                cands[nc].logit = logits[j]
-                cands[nc].index = b * V + j
-                nc += 1
-        qsort(cands, nc, sizeof(Candidate), cmp_candidates)
-        m_new = K if nc > K else nc
-        for b in range(m_new):
-            parents[i * K + b] = cands[b].index // V
-            chars[i * K + b] = cands[b].index % V
-            scores[b] = cands[b].score
-        if i == n - 1:
-            m = m_new
-            break
-        # every kept beam starts from its parent's state, then takes its character
-        for r in range(rows):
-            for b in range(m_new):
-                memcpy(nxt + (r * m_new + b) * H, cur + (r * m + parents[i * K + b]) * H,
-                       H * sizeof(floating))
-        stack_step_rows(w, m_new, chars + i * K, nxt,
-                        nxt + L * m_new * H if w.cell == LSTM else NULL, pre, rec, aux)
-        swap = cur
-        cur = nxt
-        nxt = swap
-        m = m_new
-    # follow each surviving beam back through its parents
-    for b in range(m):
-        p = b
-        i = n - 1
-        while i >= 0:
-            out[b * n + i] = chars[i * K + p]
-            p = parents[i * K + p]
-            i -= 1
-    return m
-
-
-# ---------------------------------------------------------------------------------------
-# 4. The bound kernel.
+# Buffers.
 # ---------------------------------------------------------------------------------------
 
 cdef inline void *data_pointer(object a):
     return <void *> <size_t> a.ctypes.data
+
+
+def aligned_zeros(shape, dtype, Py_ssize_t slack=0):
+    """Zeros of `shape` starting on a 64-byte boundary, with `slack` more values behind
+    the last one (a product may read whole vectors past a row's end)."""
+    dt = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.zeros(count + slack + 64 // dt.itemsize, dt)
+    start = (-raw.ctypes.data % 64) // dt.itemsize
+    return raw[start:start + count].reshape(shape)
 
 
 cdef int check_indices(const Py_ssize_t[:, ::1] a, Py_ssize_t V, str name) except -1:
@@ -678,30 +164,41 @@ def expected_shapes(cell, Py_ssize_t n_vocab, Py_ssize_t hidden_size, Py_ssize_t
 
 cdef class StackKernel:
     """The compiled window and generation of one model: cell, depth, sizes and dtype fixed,
-    parameters and gradient arrays bound once (bind_params / bind_grads), and the scratch
-    buffers of (batch_size, seq_length) windows owned here.
+    parameters and gradient arrays bound once (bind_params / bind_grads), and the buffers
+    of (batch_size, seq_length) windows owned here.
 
     The caller writes the carried state into `state_in` (S·L, B, H) and, for dropout,
     the scaled masks into `masks` (L, T, B, H); run() leaves the last state in
     `state_out`.  Arrays bound must stay alive and keep their shapes: the model rebinds
-    whenever it replaces one.
+    whenever it replaces one.  `threads`: None lets each call choose (the whole team, or
+    one thread for steps too small to split); a number caps it.  The results are the same
+    bits whatever the number of threads.
     """
+    cdef Net net
     cdef Window w
     cdef bint is_double
-    cdef void **layer_pointers                  # 8 arrays of L pointers, see Window
+    cdef void **layer_pointers                  # 12 arrays of L pointers, see Net
+    cdef void **grad_pointers                   # the gradient arrays, for clipping
+    cdef Py_ssize_t *grad_sizes
+    cdef rnncore_program window_run
+    cdef rnncore_program generate_run
     cdef readonly str cell
     cdef readonly Py_ssize_t num_layers, n_vocab, hidden_size, batch_size, seq_length
     cdef readonly object dtype
     cdef readonly object state_in, state_out, masks
     cdef readonly object bound_params, bound_grads
-    cdef object buffers
+    cdef public object threads
+    cdef object buffers, packed, scratch, dscratch
+    cdef Py_ssize_t scratch_threads
 
     def __cinit__(self, str cell, Py_ssize_t num_layers, Py_ssize_t n_vocab,
                   Py_ssize_t hidden_size, Py_ssize_t batch_size, Py_ssize_t seq_length,
                   dtype):
         cdef Py_ssize_t L = num_layers, V = n_vocab, H = hidden_size
-        cdef Py_ssize_t B = batch_size, T = seq_length, G
+        cdef Py_ssize_t B = batch_size, T = seq_length, G, W, k
         self.layer_pointers = NULL
+        self.grad_pointers = NULL
+        self.grad_sizes = NULL
         if cell not in CELL_CODES:
             raise ValueError(f"cell must be one of rnn, lstm, gru, got {cell!r}")
         for name, value in (("num_layers", num_layers), ("n_vocab", n_vocab),
@@ -715,34 +212,88 @@ cdef class StackKernel:
         self.cell, self.dtype, self.is_double = cell, dt, dt == np.float64
         self.num_layers, self.n_vocab, self.hidden_size = num_layers, n_vocab, hidden_size
         self.batch_size, self.seq_length = batch_size, seq_length
+        self.threads = None
+        self.window_run = window_d if self.is_double else window_f
+        self.generate_run = generate_d if self.is_double else generate_f
         G = GATES[cell]
-        self.layer_pointers = <void **> PyMem_Malloc(8 * L * sizeof(void *))
-        if self.layer_pointers == NULL:
+        W = rnncore_gemm_lanes_d() if self.is_double else rnncore_gemm_lanes_f()
+        cdef Net *n = &self.net
+        n.cell, n.L, n.V, n.H, n.G, n.GH = CELL_CODES[cell], L, V, H, G, G * H
+        n.W, n.NC = W, 4 * W
+        if cell == "rnn":               # one gate: a tile is 4 vectors of units
+            n.UW, n.NVF = 4 * W, 4
+        else:                           # a tile is one vector of units, every gate
+            n.UW, n.NVF = W, G
+        n.n_uf = ceil_div(H, n.UW)
+        n.n_ub = ceil_div(H, n.NC)
+        n.n_gp = ceil_div(G * H, n.NC)
+        n.n_vp = ceil_div(V, n.NC)
+        n.RT = 16 * (rnncore_gemm_mr_d(4) if self.is_double else rnncore_gemm_mr_f(4))
+        n.RTD = max(1, min(n.RT, 65536 // (n.n_vp * n.NC)))
+        self.layer_pointers = <void **> PyMem_Malloc(12 * L * sizeof(void *))
+        self.grad_pointers = <void **> PyMem_Malloc((4 * L + 2) * sizeof(void *))
+        self.grad_sizes = <Py_ssize_t *> PyMem_Malloc((4 * L + 2) * sizeof(Py_ssize_t))
+        if self.layer_pointers == NULL or self.grad_pointers == NULL or self.grad_sizes == NULL:
             raise MemoryError()
-        memset(self.layer_pointers, 0, 8 * L * sizeof(void *))
-        cdef Window *w = &self.w
-        w.cell, w.L, w.V, w.H, w.B, w.T, w.G = CELL_CODES[cell], L, V, H, B, T, G
-        w.use_masks = False
+        memset(self.layer_pointers, 0, 12 * L * sizeof(void *))
         cdef void **lp = self.layer_pointers
-        w.Wxh = lp
-        w.Whh = lp + L
-        w.bh = lp + 2 * L
-        w.bhn = lp + 3 * L
-        w.dWxh = lp + 4 * L
-        w.dWhh = lp + 5 * L
-        w.dbh = lp + 6 * L
-        w.dbhn = lp + 7 * L
-        rows = (2 if cell == "lstm" else 1) * L
+        n.Wxh, n.Whh, n.bh, n.bhn = lp, lp + L, lp + 2 * L, lp + 3 * L
+        n.dWxh, n.dWhh, n.dbh, n.dbhn = lp + 4 * L, lp + 5 * L, lp + 6 * L, lp + 7 * L
+        n.Pf, n.Pb, n.Px, n.Pd = lp + 8 * L, lp + 9 * L, lp + 10 * L, lp + 11 * L
+        self._allocate_packed()
+        self._allocate_window()
+        self.bound_params = self.bound_grads = None
+        self.scratch = self.dscratch = None
+        self.scratch_threads = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.layer_pointers)
+        PyMem_Free(self.grad_pointers)
+        PyMem_Free(self.grad_sizes)
+
+    def _allocate_packed(self):
+        """The packed weights (step.pxd's docstring), rebuilt from the parameters by every
+        call."""
+        cdef Net *n = &self.net
+        cdef Py_ssize_t k, L = n.L, H = n.H, GH = n.GH, NC = n.NC, V = n.V
+        dt = self.dtype
+        packed = {"E": aligned_zeros((V, GH), dt), "Pyt": aligned_zeros((n.n_vp, H, NC), dt),
+                  "Py": aligned_zeros((n.n_ub, V, NC), dt)}
+        for k in range(L):
+            packed[f"Pf{k}"] = aligned_zeros((n.n_uf, H, n.NVF * n.W), dt)
+            packed[f"Pb{k}"] = aligned_zeros((n.n_ub, GH, NC), dt)
+            n.Pf[k] = data_pointer(packed[f"Pf{k}"])
+            n.Pb[k] = data_pointer(packed[f"Pb{k}"])
+            if k > 0:
+                packed[f"Px{k}"] = aligned_zeros((n.n_gp, H, NC), dt)
+                packed[f"Pd{k}"] = aligned_zeros((n.n_ub, GH, NC), dt)
+                n.Px[k] = data_pointer(packed[f"Px{k}"])
+                n.Pd[k] = data_pointer(packed[f"Pd{k}"])
+        n.E = data_pointer(packed["E"])
+        n.Pyt = data_pointer(packed["Pyt"])
+        n.Py = data_pointer(packed["Py"])
+        self.packed = packed
+
+    def _allocate_window(self):
+        """The buffers of one (B, T) window (window.pxd's docstring)."""
+        cdef Window *w = &self.w
+        cdef Net *n = &self.net
+        cdef Py_ssize_t L = n.L, V = n.V, H = n.H, GH = n.GH
+        cdef Py_ssize_t B = self.batch_size, T = self.seq_length
+        rows = (2 if self.cell == "lstm" else 1) * L
         shapes = {"hs": (L, T + 1, B, H), "ys": (L, T, B, H), "masks": (L, T, B, H),
-                  "probs": (T, B, V), "dH": (2, T, B, H), "dh_next": (B, H),
-                  "state_in": (rows, B, H), "state_out": (rows, B, H)}
-        if cell == "lstm":
+                  "probs": (T, B, V), "dH": (2, T, B, H), "state_in": (rows, B, H),
+                  "state_out": (rows, B, H), "loss": (T * B,)}
+        if self.cell == "lstm":
             shapes.update(cs=(L, T + 1, B, H), dc_next=(B, H))
-        if cell != "rnn":
-            shapes.update(pre=(L, T, B, G * H), aux=(L, T, B, H), da=(T, B, G * H))
-        if cell == "gru":
-            shapes.update(rec=(B, G * H), da_h=(T, B, G * H))
-        self.buffers = {name: np.zeros(shape, dt) for name, shape in shapes.items()}
+        if self.cell != "rnn":
+            shapes.update(pre=(L, T, B, GH), aux=(L, T, B, H), da=(T, B, GH))
+        if self.cell == "gru":
+            shapes.update(da_h=(T, B, GH), dh_carry=(B, H))
+        self.buffers = {name: aligned_zeros(shape, np.float64 if name == "loss" else self.dtype,
+                                            n.W) for name, shape in shapes.items()}
+        w.net = n
+        w.B, w.T = B, T
         w.hs = self.buffer_pointer("hs")
         w.cs = self.buffer_pointer("cs")
         w.pre = self.buffer_pointer("pre")
@@ -750,27 +301,51 @@ cdef class StackKernel:
         w.ys = self.buffer_pointer("ys")
         w.masks = self.buffer_pointer("masks")
         w.probs = self.buffer_pointer("probs")
-        w.rec = self.buffer_pointer("rec")
         w.da = self.buffer_pointer("da")
         w.da_h = self.buffer_pointer("da_h")
         w.dH = self.buffer_pointer("dH")
-        w.dh_next = self.buffer_pointer("dh_next")
+        w.dh_carry = self.buffer_pointer("dh_carry")
         w.dc_next = self.buffer_pointer("dc_next")
         w.state_in = self.buffer_pointer("state_in")
         w.state_out = self.buffer_pointer("state_out")
+        w.loss = <double *> self.buffer_pointer("loss")
+        w.grads_at, w.grad_sizes, w.n_grads = self.grad_pointers, self.grad_sizes, 0
         self.state_in = self.buffers["state_in"]
         self.state_out = self.buffers["state_out"]
         self.masks = self.buffers["masks"]
-        self.bound_params = self.bound_grads = None
-
-    def __dealloc__(self):
-        PyMem_Free(self.layer_pointers)
 
     cdef void *buffer_pointer(self, str name):
-        """The data of scratch buffer `name`; NULL for one this cell does not use."""
+        """The data of buffer `name`; NULL for one this cell does not use."""
         a = self.buffers.get(name)
         return NULL if a is None else data_pointer(a)
 
+    # ---- threads and scratch -------------------------------------------------------------
+    cdef int threads_for(self, Py_ssize_t B):
+        """How many threads a call of B streams may use (see `threads`)."""
+        cdef Py_ssize_t H = self.hidden_size, work = B * GATES[self.cell] * H * H
+        team = rnncore_team_size()
+        if self.threads is not None:
+            return max(1, min(int(self.threads), team))
+        return team if work >= min_parallel_work else 1
+
+    cdef void reserve_scratch(self, int threads, Py_ssize_t B):
+        """Per-thread scratch for `threads` workers and calls of up to B streams."""
+        cdef Net *n = &self.net
+        cdef Py_ssize_t size = max(forward_scratch(n, max(B, self.batch_size)),
+                                   backward_scratch(n, self.batch_size), n.RT * n.NC,
+                                   n.RTD * n.n_vp * n.NC)
+        size = padded(size)
+        if self.scratch is not None and threads <= self.scratch_threads and \
+                size <= self.scratch.shape[1]:
+            return
+        threads = max(threads, self.scratch_threads)
+        self.scratch = aligned_zeros((threads, size), self.dtype)
+        self.dscratch = np.zeros((threads, 2 * n.V))
+        self.scratch_threads = threads
+        self.w.scratch = data_pointer(self.scratch)
+        self.w.scratch_size = size
+
+    # ---- binding ---------------------------------------------------------------------------
     def _checked_arrays(self, arrays, str what, bint writable):
         names = expected_shapes(self.cell, self.n_vocab, self.hidden_size, self.num_layers)
         if len(arrays) != len(names):
@@ -802,17 +377,23 @@ cdef class StackKernel:
     def bind_params(self, tuple arrays):
         """Bind the parameter arrays, in param_shapes's order (checked once, here)."""
         named = self._checked_arrays(arrays, "parameter", False)
-        self.point_at(named, self.w.Wxh, self.w.Whh, self.w.bh, self.w.bhn, &self.w.Why,
-                      &self.w.by)
+        self.point_at(named, self.net.Wxh, self.net.Whh, self.net.bh, self.net.bhn,
+                      &self.net.Why, &self.net.by)
         self.bound_params = arrays
 
     def bind_grads(self, tuple arrays):
         """Bind the gradient output arrays, in param_shapes's order (checked once, here)."""
+        cdef Py_ssize_t i
         named = self._checked_arrays(arrays, "gradient", True)
-        self.point_at(named, self.w.dWxh, self.w.dWhh, self.w.dbh, self.w.dbhn,
-                      &self.w.dWhy, &self.w.dby)
+        self.point_at(named, self.net.dWxh, self.net.dWhh, self.net.dbh, self.net.dbhn,
+                      &self.net.dWhy, &self.net.dby)
+        for i, a in enumerate(arrays):
+            self.grad_pointers[i] = data_pointer(a)
+            self.grad_sizes[i] = a.size
+        self.w.n_grads = len(arrays)
         self.bound_grads = arrays
 
+    # ---- the window ------------------------------------------------------------------------
     def run(self, const Py_ssize_t[:, ::1] inputs, const Py_ssize_t[:, ::1] targets,
             bint compute_grads=True, double clip=0.0, bint use_masks=False):
         """Forward (and, if compute_grads, backward) over one window.
@@ -823,7 +404,7 @@ cdef class StackKernel:
         Σ_t mean_b cross-entropy) overwrite the bound gradient arrays; clip > 0 clips them
         elementwise to [-clip, clip].  Returns the mean cross-entropy, nats per character.
         """
-        cdef Py_ssize_t B = self.batch_size, T = self.seq_length
+        cdef Py_ssize_t B = self.batch_size, T = self.seq_length, r
         if self.bound_params is None or (compute_grads and self.bound_grads is None):
             raise ValueError("bind_params (and bind_grads for gradients) before run")
         if inputs.shape[0] != B or inputs.shape[1] != T:
@@ -836,18 +417,24 @@ cdef class StackKernel:
             raise ValueError(f"clip must be >= 0, got {clip}")
         check_indices(inputs, self.n_vocab, "inputs")
         check_indices(targets, self.n_vocab, "targets")
-        self.w.inputs = &inputs[0, 0]
-        self.w.targets = &targets[0, 0]
-        self.w.use_masks = use_masks
-        cdef double loss
+        cdef int threads = self.threads_for(B)
+        self.reserve_scratch(threads, B)
+        threads = min(threads, self.scratch_threads)
+        cdef Window *w = &self.w
+        w.inputs = &inputs[0, 0]
+        w.targets = &targets[0, 0]
+        w.use_masks = use_masks
+        w.grads = compute_grads
+        w.clip = clip
+        cdef double loss = 0.0
         with nogil:
-            if self.is_double:
-                loss = run_window(&self.w, <double *> self.w.hs, compute_grads, clip)
-            else:
-                loss = run_window(&self.w, <float *> self.w.hs, compute_grads, clip)
-        self.w.inputs = self.w.targets = NULL
+            rnncore_team_run(self.window_run, w, threads)
+            for r in range(B * T):
+                loss += w.loss[r]
+        w.inputs = w.targets = NULL
         return loss / (B * T)
 
+    # ---- generation ------------------------------------------------------------------------
     def check_state(self, state, Py_ssize_t batch_size=-1):
         """A generation state (S·L, B, H) of this kernel's dtype, C-contiguous and writable
         (B == batch_size unless batch_size is -1); returns B."""
@@ -862,15 +449,53 @@ cdef class StackKernel:
             raise ValueError(f"state holds {state.shape[1]} stream(s), expected {batch_size}")
         return state.shape[1]
 
-    def _scratch(self, Py_ssize_t B):
-        """pre, rec (B, G·H) and aux (B, H) for B streams, in one array."""
-        return np.zeros((2 * GATES[self.cell] + 1) * B * self.hidden_size, self.dtype)
+    cdef object prepare_gen(self, Gen *g, object state, Py_ssize_t B):
+        """Fill g for B streams of `state`; returns the arrays it points into (keep them
+        alive through the call)."""
+        if self.bound_params is None:
+            raise ValueError("bind_params before generating")
+        rows = (2 if self.cell == "lstm" else 1) * self.num_layers
+        other = np.zeros((rows, B, self.hidden_size), self.dtype)
+        pre = np.zeros((B, GATES[self.cell] * self.hidden_size), self.dtype)
+        memset(g, 0, sizeof(Gen))
+        g.net = &self.net
+        g.B = B
+        g.state = data_pointer(state)
+        g.other = data_pointer(other)
+        g.pre = data_pointer(pre)
+        g.scratch = data_pointer(self.scratch)
+        g.scratch_size = self.w.scratch_size
+        g.dscratch = <double *> data_pointer(self.dscratch)
+        return other, pre
+
+    cdef int gen_threads(self, Py_ssize_t B):
+        cdef int threads = self.threads_for(B)
+        self.reserve_scratch(threads, B)
+        return min(threads, self.scratch_threads)
+
+    def advance(self, const Py_ssize_t[:, ::1] chars, state):
+        """Feed chars[i, b] to stream b of `state` (S·L, B, H) at step i, for every row i
+        of chars (n, B), in place.  Never drops out."""
+        cdef Py_ssize_t B = self.check_state(state), n = chars.shape[0]
+        if chars.shape[1] != B:
+            raise ValueError(f"chars has shape ({n}, {chars.shape[1]}), expected ({n}, {B})")
+        check_indices(chars, self.n_vocab, "chars")
+        if n == 0:
+            return
+        cdef Gen g
+        cdef GenCall call
+        cdef int threads = self.gen_threads(B)
+        keep = self.prepare_gen(&g, state, B)
+        g.chars = &chars[0, 0]
+        call.g, call.n_steps, call.op = &g, n, FEED
+        with nogil:
+            rnncore_team_run(self.generate_run, &call, threads)
 
     def feed(self, const Py_ssize_t[::1] chars, state):
         """Feed the characters `chars` in order to every stream of `state` (S·L, B, H),
         in place.  Never drops out."""
-        cdef Py_ssize_t B = self.check_state(state), n = chars.shape[0], i, b
-        cdef Py_ssize_t V = self.n_vocab, GH = GATES[self.cell] * self.hidden_size
+        cdef Py_ssize_t B = self.check_state(state), n = chars.shape[0], i
+        cdef Py_ssize_t V = self.n_vocab
         if self.bound_params is None:
             raise ValueError("bind_params before feed")
         for i in range(n):
@@ -879,28 +504,8 @@ cdef class StackKernel:
                                  f"[0, {V})")
         if n == 0:
             return
-        scratch = self._scratch(B)
-        xs = np.empty(B, np.intp)
-        cdef Py_ssize_t[::1] x = xs
-        cdef char *base = <char *> data_pointer(scratch)
-        cdef char *s = <char *> data_pointer(state)
-        cdef Py_ssize_t item = self.dtype.itemsize, L = self.num_layers
-        cdef Py_ssize_t BH = B * self.hidden_size
-        cdef bint lstm = self.cell == "lstm"
-        with nogil:
-            for i in range(n):
-                for b in range(B):
-                    x[b] = chars[i]
-                if self.is_double:
-                    stack_step_rows(&self.w, B, &x[0], <double *> s,
-                                    <double *> (s + L * BH * item) if lstm else NULL,
-                                    <double *> base, <double *> (base + B * GH * item),
-                                    <double *> (base + 2 * B * GH * item))
-                else:
-                    stack_step_rows(&self.w, B, &x[0], <float *> s,
-                                    <float *> (s + L * BH * item) if lstm else NULL,
-                                    <float *> base, <float *> (base + B * GH * item),
-                                    <float *> (base + 2 * B * GH * item))
+        self.advance(np.ascontiguousarray(np.broadcast_to(
+            np.asarray(chars)[:, None], (n, B))), state)
 
     def sample(self, state, Py_ssize_t[:, ::1] out, const double[:, ::1] uniforms,
                bint greedy=True, double temperature=1.0, Py_ssize_t top_k=0):
@@ -910,7 +515,6 @@ cdef class StackKernel:
         predicted from the state as given.  uniforms (n, B): one number in [0, 1) per
         character, unused if greedy.  Never drops out."""
         cdef Py_ssize_t B = self.check_state(state), n = out.shape[0]
-        cdef Py_ssize_t V = self.n_vocab, GH = GATES[self.cell] * self.hidden_size
         if self.bound_params is None:
             raise ValueError("bind_params before sample")
         if out.shape[1] != B:
@@ -925,24 +529,16 @@ cdef class StackKernel:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
         if n == 0:
             return
-        scratch = self._scratch(B)
-        cdef double[::1] logits = np.zeros(V)
-        cdef double[::1] work = np.zeros(V)
-        cdef const double *u = NULL if greedy else &uniforms[0, 0]
-        cdef char *base = <char *> data_pointer(scratch)
-        cdef void *s = data_pointer(state)
-        cdef Py_ssize_t item = self.dtype.itemsize
+        cdef Gen g
+        cdef GenCall call
+        cdef int threads = self.gen_threads(B)
+        keep = self.prepare_gen(&g, state, B)
+        g.out = &out[0, 0]
+        g.uniforms = NULL if greedy else &uniforms[0, 0]
+        g.greedy, g.temperature, g.top_k = greedy, temperature, top_k
+        call.g, call.n_steps, call.op = &g, n, SAMPLE
         with nogil:
-            if self.is_double:
-                sample_steps(&self.w, B, <double *> s, <double *> base,
-                             <double *> (base + B * GH * item),
-                             <double *> (base + 2 * B * GH * item), &out[0, 0], n, u,
-                             &logits[0], &work[0], greedy, temperature, top_k)
-            else:
-                sample_steps(&self.w, B, <float *> s, <float *> base,
-                             <float *> (base + B * GH * item),
-                             <float *> (base + 2 * B * GH * item), &out[0, 0], n, u,
-                             &logits[0], &work[0], greedy, temperature, top_k)
+            rnncore_team_run(self.generate_run, &call, threads)
 
     def beam(self, state, Py_ssize_t[:, ::1] out, double[::1] scores):
         """Beam search of width K = out.shape[0] for n = out.shape[1] characters, from the
@@ -953,8 +549,7 @@ cdef class StackKernel:
         predicts it; never drops out."""
         self.check_state(state, 1)
         cdef Py_ssize_t K = out.shape[0], n = out.shape[1], V = self.n_vocab
-        cdef Py_ssize_t H = self.hidden_size, GH = GATES[self.cell] * H
-        cdef Py_ssize_t rows = state.shape[0], m = 0
+        cdef Py_ssize_t H = self.hidden_size, rows = state.shape[0], b, i, p
         if self.bound_params is None:
             raise ValueError("bind_params before beam")
         if K < 1:
@@ -963,33 +558,39 @@ cdef class StackKernel:
             raise ValueError(f"scores has shape ({scores.shape[0]},), expected ({K},)")
         if n == 0:
             return 0
-        # two (S·L, K, H) buffers, each holding its m live beams as (S·L, m, H)
-        states = np.zeros((2, rows * K * H), self.dtype)
-        states[0, :rows * H] = state.ravel()
-        scratch = self._scratch(K)
+        # the live beams are the first m of (S·L, K, H); the first one is given
+        live = np.zeros((rows, K, H), self.dtype)
+        live[:, 0] = state[:, 0]
+        logits = np.zeros((K, V))
         history = np.zeros((2, n, K), np.intp)        # chars, parents
-        cdef double[::1] logits = np.zeros(V)
         cdef Candidate *cands = <Candidate *> PyMem_Malloc(K * V * sizeof(Candidate))
         if cands == NULL:
             raise MemoryError()
-        cdef char *st = <char *> data_pointer(states)
-        cdef char *base = <char *> data_pointer(scratch)
+        cdef Gen g
+        cdef GenCall call
+        cdef int threads
         cdef Py_ssize_t *hist = <Py_ssize_t *> data_pointer(history)
-        cdef Py_ssize_t item = self.dtype.itemsize
         try:
+            threads = self.gen_threads(K)
+            keep = self.prepare_gen(&g, live, K)
+            g.scores = &scores[0]
+            g.logits = <double *> data_pointer(logits)
+            g.cands = cands
+            g.beam_chars = hist
+            g.parents = hist + n * K
+            g.m = 1
+            scores[0] = 0.0
+            call.g, call.n_steps, call.op = &g, n, BEAM
             with nogil:
-                if self.is_double:
-                    m = beam_steps(&self.w, K, n, <double *> st,
-                                   <double *> (st + rows * K * H * item), <double *> base,
-                                   <double *> (base + K * GH * item),
-                                   <double *> (base + 2 * K * GH * item), &scores[0],
-                                   &logits[0], cands, hist, hist + n * K, &out[0, 0])
-                else:
-                    m = beam_steps(&self.w, K, n, <float *> st,
-                                   <float *> (st + rows * K * H * item), <float *> base,
-                                   <float *> (base + K * GH * item),
-                                   <float *> (base + 2 * K * GH * item), &scores[0],
-                                   &logits[0], cands, hist, hist + n * K, &out[0, 0])
+                rnncore_team_run(self.generate_run, &call, threads)
+                # follow each surviving beam back through its parents
+                for b in range(g.m):
+                    p = b
+                    i = n - 1
+                    while i >= 0:
+                        out[b, i] = hist[i * K + p]
+                        p = hist[n * K + i * K + p]
+                        i -= 1
         finally:
             PyMem_Free(cands)
-        return m
+        return g.m
