@@ -12,6 +12,9 @@ debug information, unstripped, for a test run that hunts for indexing bugs; the 
 build leaves every check to the Python-visible wrappers, which validate before entering
 nogil code.
 
+RNNCORE_SYMBOLS=1 keeps the release build's optimisation and adds symbols and debug
+information, for profiling (`perf report` names the kernels' functions).
+
 RNNCORE_LIBMVEC=0 builds the loops of pyx/vecmath.h with scalar libm only (no vector ABI);
 RNNCORE_VECMATH=scalar does the same at run time without rebuilding.
 """
@@ -43,9 +46,11 @@ directives = {
 
 # -fno-math-errno: libm calls need not set errno, so gcc may inline sqrt and vectorise;
 # -fopenmp-simd: the `omp simd` loops of vecmath.h, without the OpenMP runtime
-compile_args = ["-O3", "-fno-math-errno", "-fopenmp-simd"]
+compile_args = ["-O3", "-fno-math-errno", "-fopenmp-simd", "--param=vect-max-version-for-alias-checks=64"]
 link_args, macros, libraries = [], [], []
-if not debug:
+if os.environ.get("RNNCORE_SYMBOLS") == "1":
+    compile_args.append("-g")   # a release build that perf can name functions in
+elif not debug:
     compile_args.append("-g0")  # Python's own CFLAGS say -g
     link_args.append("-s")
 if os.environ.get("RNNCORE_LIBMVEC", "1") == "0":

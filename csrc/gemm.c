@@ -180,14 +180,21 @@ int rnncore_gemm_mr_d(int nv) { choose(); return K.mr_d[nv]; }
                                                                                             \
     void rnncore_pack_##SUFFIX(REAL *P, long ldp, const REAL *S, long s_k, long s_n,        \
                                long Kdim, long n, long width) {                             \
-        /* 16 rows of P at a time, so a column of S is read a cache line at a time when    \
-         * it is contiguous (s_k == 1) while those rows stay in L1 */                       \
-        for (long k0 = 0; k0 < Kdim; k0 += 16) {                                            \
-            long k1 = k0 + 16 < Kdim ? k0 + 16 : Kdim;                                      \
-            for (long c = 0; c < n; c++)                                                    \
-                for (long k = k0; k < k1; k++) P[k * ldp + c] = S[k * s_k + c * s_n];       \
-            for (long k = k0; k < k1; k++)                                                  \
-                for (long c = n; c < width; c++) P[k * ldp + c] = 0;                        \
+        long c0 = 0;                                                                        \
+        if (s_n == 1) {                 /* rows of S: copies */                             \
+            for (long k = 0; k < Kdim; k++) memcpy(P + k * ldp, S + k * s_k, n * sizeof(REAL));\
+            c0 = n;                                                                         \
+        } else {                        /* 8 columns of S a pass: 8 streams of reads */    \
+            for (; c0 + 8 <= n; c0 += 8)                                                    \
+                for (long k = 0; k < Kdim; k++) {                                           \
+                    REAL *p = P + k * ldp + c0;                                             \
+                    const REAL *q = S + k * s_k + c0 * s_n;                                 \
+                    for (int c = 0; c < 8; c++) p[c] = q[c * s_n];                          \
+                }                                                                           \
+        }                                                                                   \
+        for (long k = 0; k < Kdim; k++) {                                                   \
+            for (long c = c0; c < n; c++) P[k * ldp + c] = S[k * s_k + c * s_n];           \
+            for (long c = n; c < width; c++) P[k * ldp + c] = 0;                            \
         }                                                                                   \
     }
 

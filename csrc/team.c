@@ -9,9 +9,9 @@
  *             store).  A phase has ended when the sum over the run's workers reaches the
  *             goal that every worker computes alike from the tile counts.
  *   run_seq   bumped to start a run (a futex word the parked workers sleep on).
- *   join      (run << 16 | closed << 15 | joined): a worker joins the current run with a
- *             compare-and-swap; the caller closes the run when its own program ends, then
- *             waits only for the workers that joined.
+ *   join      (run << 32 | threads << 16 | closed << 15 | joined): a worker joins the
+ *             current run with a compare-and-swap; the caller closes the run when its own
+ *             program ends, then waits only for the workers that joined.
  */
 #define _GNU_SOURCE
 #include "team.h"
@@ -40,9 +40,10 @@ typedef struct { _Atomic uint32_t v; char pad[LINE - sizeof(uint32_t)]; } line32
 
 static struct {
     pthread_mutex_t run_lock;        /* one run (or resize) at a time */
-    int size;                        /* workers wanted, the caller included */
+    _Atomic int size;                /* workers wanted, the caller included */
     int live;                        /* worker threads running: indices 1..live */
     pthread_t threads[RNNCORE_MAX_THREADS];
+    uint32_t born_at[RNNCORE_MAX_THREADS];   /* run_seq when worker w was created */
     /* the current run, written under run_lock before run_seq is bumped */
     rnncore_program program;
     void *arg;
@@ -119,10 +120,8 @@ static uint64_t tiles_done(int n) {
 static void worker_run(int me, uint32_t seq) {
     uint64_t v = atomic_load_explicit(&T.join.v, memory_order_acquire);
     for (;;) {
-        if ((uint32_t)(v >> 16) != seq || (v & CLOSED)) return;     /* not this run's */
-        /* the run's fields were written before join: if the CAS below succeeds, this was
-         * read from the run we join; if it fails, we read again */
-        if (me >= T.n_threads) return;
+        if ((uint32_t)(v >> 32) != seq || (v & CLOSED)) return;     /* not this run's */
+        if (me >= (int)((v >> 16) & 0x7f)) return;                  /* not one of its threads */
         if (atomic_compare_exchange_weak_explicit(&T.join.v, &v, v + 1, memory_order_acq_rel,
                                                   memory_order_acquire))
             break;
@@ -136,7 +135,9 @@ static void worker_run(int me, uint32_t seq) {
 
 static void *worker_main(void *index) {
     int me = (int)(intptr_t)index;
-    uint32_t seen = atomic_load_explicit(&T.run_seq.v, memory_order_acquire);
+    /* the run_seq of when we were created, not of when we start: a thread may start after
+     * runs (which it then misses: harmless) or after a stop (which it must not miss) */
+    uint32_t seen = T.born_at[me];
     for (;;) {
         long start = now_ns();
         uint32_t seq;
@@ -164,6 +165,7 @@ static int create_workers(void) {
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);       /* inherited: workers take no signals */
     while (T.live < T.size - 1) {
+        T.born_at[T.live + 1] = atomic_load_explicit(&T.run_seq.v, memory_order_relaxed);
         err = pthread_create(&T.threads[T.live + 1], NULL, worker_main,
                              (void *)(intptr_t)(T.live + 1));
         if (err) break;
@@ -218,7 +220,7 @@ int rnncore_team_set_size(int n) {
     return 0;
 }
 
-int rnncore_team_size(void) { return T.size; }
+int rnncore_team_size(void) { return atomic_load_explicit(&T.size, memory_order_relaxed); }
 
 void rnncore_team_set_spin(long inside_us, long between_us) {
     pthread_once(&once, init_once);
@@ -232,7 +234,8 @@ uint64_t rnncore_team_sleeps(void) { return atomic_load(&T.sleeps); }
 int rnncore_team_run(rnncore_program program, void *arg, int max_threads) {
     rnncore_crew solo = {0, 1, 0, 0, NULL};
     pthread_once(&once, init_once);
-    if (max_threads <= 1 || T.size <= 1 || pthread_mutex_trylock(&T.run_lock) != 0) {
+    if (max_threads <= 1 || rnncore_team_size() <= 1 ||
+        pthread_mutex_trylock(&T.run_lock) != 0) {
         program(arg, &solo);
         return 1;
     }
@@ -249,7 +252,8 @@ int rnncore_team_run(rnncore_program program, void *arg, int max_threads) {
     T.base_done = tiles_done(n);
     uint32_t seq = atomic_load_explicit(&T.run_seq.v, memory_order_relaxed) + 1;
     uint32_t left_before = atomic_load_explicit(&T.left.v, memory_order_acquire);
-    atomic_store_explicit(&T.join.v, (uint64_t)seq << 16, memory_order_release);
+    atomic_store_explicit(&T.join.v, (uint64_t)seq << 32 | (uint64_t)n << 16,
+                          memory_order_release);
     atomic_store_explicit(&T.run_seq.v, seq, memory_order_seq_cst);
     if (atomic_load_explicit(&T.parked.v, memory_order_seq_cst)) wake_all(&T.run_seq.v);
 

@@ -333,7 +333,7 @@ cdef class StackKernel:
         cdef Net *n = &self.net
         cdef Py_ssize_t size = max(forward_scratch(n, max(B, self.batch_size)),
                                    backward_scratch(n, self.batch_size), n.RT * n.NC,
-                                   n.RTD * n.n_vp * n.NC)
+                                   n.RTD * n.n_vp * n.NC, n.V * n.NC)
         size = padded(size)
         if self.scratch is not None and threads <= self.scratch_threads and \
                 size <= self.scratch.shape[1]:

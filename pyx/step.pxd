@@ -25,6 +25,8 @@ Packed weights (built once per call by pack_tile, every panel zero-padded to who
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
+from cellmath cimport (add_input, store_gates, store_h, lstm_c, lstm_h, gru_in, gru_n, gru_h,
+                       dh, rnn_backward, lstm_backward, gru_backward)
 from gemm cimport gemm, pack
 from kernel_maths cimport tanh_inplace, sigmoid_inplace
 
@@ -124,12 +126,13 @@ cdef inline void pack_tile(floating *_, const Net *n, Py_ssize_t i) noexcept nog
     if i < n.n_gp:
         # E[x, c] = Wxh_0[c, x] + bh_0[c] for the columns c of block i
         c0 = i * NC
-        S = <const floating *> n.Wxh[0]
-        bh = <const floating *> n.bh[0]
-        P = <floating *> n.E
-        for c in range(c0, min(c0 + NC, GH)):
-            for x in range(V):
-                P[x * GH + c] = S[c * V + x] + bh[c]
+        nu = min(NC, GH - c0)
+        P = (<floating *> n.E) + c0
+        bh = (<const floating *> n.bh[0]) + c0
+        pack(P, GH, (<const floating *> n.Wxh[0]) + c0 * V, 1, V, V, nu, nu)
+        for x in range(V):
+            for c in range(nu):
+                P[x * GH + c] += bh[c]
         return
     i -= n.n_gp
     if i < n.n_vp:
@@ -227,127 +230,64 @@ cdef inline Py_ssize_t forward_scratch(const Net *n, Py_ssize_t B) noexcept nogi
     return 5 * padded(B * n.UW)
 
 
-cdef inline const floating *input_row(floating *_, const Net *n, const ForwardStep *s,
-                                      Py_ssize_t b) noexcept nogil:
-    """Stream b's input-side pre-activations (G·H,): Wxh·x + bh."""
-    if s.k == 0:
-        return (<const floating *> n.E) + s.xs[b * s.xs_stride] * n.GH
-    return (<const floating *> s.pre) + b * n.GH
 
 
 cdef inline void forward_tile(floating *S, const Net *n, const ForwardStep *s,
                               Py_ssize_t u) noexcept nogil:
-    """Units u·UW .. of every stream, one step: S is this thread's scratch."""
+    """Units u·UW .. of every stream, one step: S is this thread's scratch, five blocks of
+    seg values (the gates apart, then tanh(c') / Whh_n·h + bhn)."""
     cdef Py_ssize_t H = n.H, GH = n.GH, UW = n.UW, B = s.B, c0 = u * UW
-    cdef Py_ssize_t nu = min(UW, H - c0), seg = padded(B * UW), b, j, o
-    cdef const floating *x
-    cdef const floating *hp
-    cdef const floating *cp
-    cdef const floating *m
-    cdef floating *ho = <floating *> s.h_out
-    cdef floating *co
-    cdef floating *gt
-    cdef floating *ax = <floating *> s.aux
-    cdef floating *y = <floating *> s.y_out
-    cdef floating *Zi = S
-    cdef floating *Zf = S + seg
-    cdef floating *Zg = S + 2 * seg
-    cdef floating *Zo = S + 3 * seg
+    cdef Py_ssize_t nu = min(UW, H - c0), seg = padded(B * UW), o = c0
+    cdef const floating *X                       # the input rows: Wxh·x + bh
+    cdef const Py_ssize_t *idx = NULL
+    cdef Py_ssize_t istride = 0
     cdef floating *Tc = S + 4 * seg
-    cdef const floating *bhn
-    cdef floating c, h
-    # the recurrent product of the tile's units, gates apart: Z_g (B, UW) = h_prev · Whh_gᵀ
+    cdef floating *mask_y = NULL
+    cdef const floating *mask = NULL
+    if s.mask != NULL:                            # dropout: y = mask ⊙ h as well
+        mask = (<const floating *> s.mask) + o
+        mask_y = (<floating *> s.y_out) + o
+    if s.k == 0:                                 # a character's row of Wxhᵀ + bh
+        X, idx, istride = (<const floating *> n.E) + c0, s.xs, s.xs_stride
+    else:
+        X = (<const floating *> s.pre) + c0
+    # the recurrent product of the tile's units: Z_g (B, UW) = h_prev · Whh_gᵀ, gates apart
     if n.cell == RNN:
         gemm(B, <int> n.NVF, H, <const floating *> s.h_prev, H, 1,
-             (<const floating *> n.Pf[s.k]) + u * H * n.NVF * n.W, n.NVF * n.W, Zi, UW, n.W)
-    else:
-        gemm(B, <int> n.G, H, <const floating *> s.h_prev, H, 1,
-             (<const floating *> n.Pf[s.k]) + u * H * n.G * n.W, n.G * n.W, Zi, UW, seg)
-    if n.cell == RNN:
-        for b in range(B):
-            x = input_row(S, n, s, b) + c0
-            for j in range(nu):
-                Zi[b * UW + j] += x[j]
-        tanh_inplace(Zi, seg)                              # h' = tanh(Wxh·x + bh + Whh·h)
-        for b in range(B):
-            o = b * H + c0
-            memcpy(ho + o, Zi + b * UW, nu * sizeof(floating))
-            if y != NULL:
-                m = (<const floating *> s.mask) + o
-                for j in range(nu):
-                    y[o + j] = Zi[b * UW + j] * m[j]
+             (<const floating *> n.Pf[s.k]) + u * H * n.NVF * n.W, n.NVF * n.W, S, UW, n.W)
+        add_input(1, B, nu, UW, seg, S, X, GH, H, idx, istride)
+        tanh_inplace(S, seg)                                 # h' = tanh(Wxh·x + bh + Whh·h)
+        store_h(B, nu, UW, S, (<floating *> s.h_out) + o, H, mask, mask_y)
         return
+    gemm(B, <int> n.G, H, <const floating *> s.h_prev, H, 1,
+         (<const floating *> n.Pf[s.k]) + u * H * n.G * n.W, n.G * n.W, S, UW, seg)
     if n.cell == LSTM:
-        for b in range(B):
-            x = input_row(S, n, s, b) + c0
-            for j in range(nu):
-                o = b * UW + j
-                Zi[o] += x[j]
-                Zf[o] += x[H + j]
-                Zg[o] += x[2 * H + j]
-                Zo[o] += x[3 * H + j]
-        sigmoid_inplace(Zi, 2 * seg)                       # i, f
-        tanh_inplace(Zg, seg)                              # g
-        sigmoid_inplace(Zo, seg)                           # o
-        co = <floating *> s.c_out
-        for b in range(B):
-            cp = (<const floating *> s.c_prev) + b * H + c0
-            for j in range(nu):
-                o = b * UW + j
-                c = Zf[o] * cp[j] + Zi[o] * Zg[o]          # c' = f⊙c + i⊙g
-                co[b * H + c0 + j] = c
-                Tc[o] = c
-        tanh_inplace(Tc, seg)
-        for b in range(B):
-            o = b * H + c0
-            for j in range(nu):
-                ho[o + j] = Zo[b * UW + j] * Tc[b * UW + j]    # h' = o⊙tanh(c')
-            if ax != NULL:
-                memcpy(ax + o, Tc + b * UW, nu * sizeof(floating))
-            if s.gates != NULL:
-                gt = (<floating *> s.gates) + b * GH + c0
-                memcpy(gt, Zi + b * UW, nu * sizeof(floating))
-                memcpy(gt + H, Zf + b * UW, nu * sizeof(floating))
-                memcpy(gt + 2 * H, Zg + b * UW, nu * sizeof(floating))
-                memcpy(gt + 3 * H, Zo + b * UW, nu * sizeof(floating))
-            if y != NULL:
-                m = (<const floating *> s.mask) + o
-                for j in range(nu):
-                    y[o + j] = ho[o + j] * m[j]
-        return
-    # gru (linear before reset): Zi, Zf, Zg hold Whh_r·h, Whh_u·h, Whh_n·h
-    bhn = (<const floating *> n.bhn[s.k]) + c0
-    for b in range(B):
-        x = input_row(S, n, s, b) + c0
-        for j in range(nu):
-            o = b * UW + j
-            Zi[o] += x[j]
-            Zf[o] += x[H + j]
-            Tc[o] = Zg[o] + bhn[j]                         # Whh_n·h + bhn
-    sigmoid_inplace(Zi, 2 * seg)                           # r, u
-    for b in range(B):
-        x = input_row(S, n, s, b) + c0
-        for j in range(nu):
-            o = b * UW + j
-            Zg[o] = x[2 * H + j] + Zi[o] * Tc[o]           # Wxh_n·x + bh_n + r⊙(Whh_n·h + bhn)
-    tanh_inplace(Zg, seg)                                  # n
-    for b in range(B):
-        o = b * H + c0
-        hp = (<const floating *> s.h_prev) + o
-        for j in range(nu):
-            h = (1 - Zf[b * UW + j]) * Zg[b * UW + j] + Zf[b * UW + j] * hp[j]
-            ho[o + j] = h                                  # h' = (1-u)⊙n + u⊙h
-        if ax != NULL:
-            memcpy(ax + o, Tc + b * UW, nu * sizeof(floating))
+        add_input(4, B, nu, UW, seg, S, X, GH, H, idx, istride)
+        sigmoid_inplace(S, 2 * seg)                          # i, f
+        tanh_inplace(S + 2 * seg, seg)                       # g
+        sigmoid_inplace(S + 3 * seg, seg)                    # o
         if s.gates != NULL:
-            gt = (<floating *> s.gates) + b * GH + c0
-            memcpy(gt, Zi + b * UW, nu * sizeof(floating))
-            memcpy(gt + H, Zf + b * UW, nu * sizeof(floating))
-            memcpy(gt + 2 * H, Zg + b * UW, nu * sizeof(floating))
-        if y != NULL:
-            m = (<const floating *> s.mask) + o
-            for j in range(nu):
-                y[o + j] = ho[o + j] * m[j]
+            store_gates(4, B, nu, UW, seg, S, (<floating *> s.gates) + o, GH, H)
+        # c' = f⊙c + i⊙g;  h' = o⊙tanh(c')
+        lstm_c(B, nu, UW, seg, S, (<const floating *> s.c_prev) + o,
+               (<floating *> s.c_out) + o, H, Tc)
+        tanh_inplace(Tc, seg)
+        lstm_h(B, nu, UW, seg, S, Tc, NULL if s.aux == NULL else (<floating *> s.aux) + o, H)
+        store_h(B, nu, UW, Tc, (<floating *> s.h_out) + o, H, mask, mask_y)
+        return
+    # gru (linear before reset): Z holds Whh_r·h, Whh_u·h, Whh_n·h
+    gru_in(B, nu, UW, seg, S, X, GH, H, idx, istride, (<const floating *> n.bhn[s.k]) + c0, Tc)
+    sigmoid_inplace(S, 2 * seg)                              # r, u
+    # n = tanh(Wxh_n·x + bh_n + r⊙(Whh_n·h + bhn));  h' = (1-u)⊙n + u⊙h
+    gru_n(B, nu, UW, seg, S, X, GH, H, idx, istride, Tc)
+    tanh_inplace(S + 2 * seg, seg)
+    if s.gates != NULL:
+        store_gates(3, B, nu, UW, seg, S, (<floating *> s.gates) + o, GH, H)
+    if s.aux != NULL:
+        store_h(B, nu, UW, Tc, (<floating *> s.aux) + o, H, <const floating *> NULL,
+                <floating *> NULL)
+    gru_h(B, nu, UW, seg, S, (<const floating *> s.h_prev) + o, H, S + 3 * seg)
+    store_h(B, nu, UW, S + 3 * seg, (<floating *> s.h_out) + o, H, mask, mask_y)
 
 
 # ---------------------------------------------------------------------------------------
@@ -379,61 +319,28 @@ cdef inline Py_ssize_t backward_scratch(const Net *n, Py_ssize_t B) noexcept nog
 
 cdef inline void backward_tile(floating *S, const Net *n, const BackwardStep *s,
                                Py_ssize_t u) noexcept nogil:
-    """Units u·NC .. of every stream, one step backwards."""
+    """Units u·NC .. of every stream, one step backwards: S (B, NC) is dloss/dh_t."""
     cdef Py_ssize_t H = n.H, GH = n.GH, NC = n.NC, B = s.B, c0 = u * NC
-    cdef Py_ssize_t nu = min(NC, H - c0), b, j, o
-    cdef floating dh, dc, gi, gf, gg, go, tc, r, uu, nn, dan, dz_r, dz_u
-    cdef floating *dH = <floating *> s.dH
-    cdef const floating *m = <const floating *> s.mask
-    cdef const floating *z
-    cdef const floating *ax = <const floating *> s.aux
-    cdef floating *dz
-    cdef floating *dzh
-    cdef floating *carry = <floating *> s.dh_carry
-    cdef floating *dcn = <floating *> s.dc_next
+    cdef Py_ssize_t nu = min(NC, H - c0)
+    cdef bint carry = n.cell == GRU and s.has_next
     if s.has_next:
         # S (B, NC) = da_h[t+1] (B, G·H) · Whh[:, units]: the part of dloss/dh_t through Whh
         gemm(B, 4, GH, <const floating *> s.da_h_next, GH, 1,
              (<const floating *> n.Pb[s.k]) + u * GH * NC, NC, S, NC, n.W)
     else:
         memset(S, 0, B * NC * sizeof(floating))
-    for b in range(B):
-        for j in range(nu):
-            o = b * H + c0 + j
-            dh = dH[o]
-            if m != NULL:
-                dh = dh * m[o]
-            if n.cell == GRU and s.has_next:
-                dh = dh + (S[b * NC + j] + carry[o])
-            else:
-                dh = dh + S[b * NC + j]
-            if n.cell == RNN:
-                z = <const floating *> s.h
-                dH[o] = (1 - z[o] * z[o]) * dh             # da = (1 - h²) ⊙ dh, in place
-            elif n.cell == LSTM:
-                z = (<const floating *> s.gates) + b * GH + c0 + j
-                dz = (<floating *> s.da) + b * GH + c0 + j
-                gi, gf, gg, go, tc = z[0], z[H], z[2 * H], z[3 * H], ax[o]
-                dc = dh * go * (1 - tc * tc)
-                if s.has_next:
-                    dc = dcn[o] + dc
-                dz[0] = dc * gg * gi * (1 - gi)
-                dz[H] = dc * (<const floating *> s.c_prev)[o] * gf * (1 - gf)
-                dz[2 * H] = dc * gi * (1 - gg * gg)
-                dz[3 * H] = dh * tc * go * (1 - go)
-                dcn[o] = dc * gf
-            else:
-                z = (<const floating *> s.gates) + b * GH + c0 + j
-                dz = (<floating *> s.da) + b * GH + c0 + j
-                dzh = (<floating *> s.da_h) + b * GH + c0 + j
-                r, uu, nn = z[0], z[H], z[2 * H]
-                dan = dh * (1 - uu) * (1 - nn * nn)
-                dz_u = dh * ((<const floating *> s.h_prev)[o] - nn) * uu * (1 - uu)
-                dz_r = dan * ax[o] * r * (1 - r)
-                dz[0] = dz_r
-                dz[H] = dz_u
-                dz[2 * H] = dan
-                dzh[0] = dz_r
-                dzh[H] = dz_u
-                dzh[2 * H] = dan * r
-                carry[o] = dh * uu                         # h' = ... + u⊙h
+    # + dloss/dh_t from above (dropped out as the forward pass was), + gru's u⊙dh of t+1
+    dh(B, nu, NC, S, (<floating *> s.dH) + c0,
+       NULL if s.mask == NULL else (<const floating *> s.mask) + c0,
+       (<const floating *> s.dh_carry) + c0 if carry else NULL, H)
+    if n.cell == RNN:                              # da = (1 - h²) ⊙ dh, into dH's place
+        rnn_backward(B, nu, NC, S, (<const floating *> s.h) + c0, (<floating *> s.dH) + c0, H)
+    elif n.cell == LSTM:
+        lstm_backward(B, nu, NC, S, (<const floating *> s.gates) + c0,
+                      (<const floating *> s.aux) + c0, (<const floating *> s.c_prev) + c0,
+                      (<floating *> s.dc_next) + c0, s.has_next, (<floating *> s.da) + c0, H)
+    else:
+        gru_backward(B, nu, NC, S, (<const floating *> s.gates) + c0,
+                     (<const floating *> s.aux) + c0, (<const floating *> s.h_prev) + c0,
+                     (<floating *> s.dh_carry) + c0, (<floating *> s.da) + c0,
+                     (<floating *> s.da_h) + c0, H)

@@ -275,7 +275,7 @@ cdef inline Py_ssize_t layer_grad_tiles(const Window *w, Py_ssize_t k) noexcept 
     cdef const Net *n = w.net
     cdef Py_ssize_t GH = n.GH, H = n.H, count = product_tiles(n, GH, H) + n.n_gp
     if k == 0:
-        count += ceil_div(GH, n.RT)                            # dWxh's scatter
+        count += n.n_gp                                        # dWxh's scatter
     else:
         count += product_tiles(n, GH, H) + product_tiles(n, w.T * w.B, H)
     if n.cell == GRU:
@@ -295,6 +295,7 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
     cdef const floating *da
     cdef const floating *da_h
     cdef const floating *row
+    cdef floating *acc
     cdef floating *dWxh
     cdef floating *dH_below
     if n.cell == RNN:
@@ -316,17 +317,22 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
     tile -= n.n_gp
     dWxh = <floating *> n.dWxh[k]
     if k == 0:
-        count = ceil_div(GH, n.RT)
+        count = n.n_gp
         if tile < count:
-            # dWxh[i, x] += da[tb, i] for the rows i of this tile, tb in order
-            r0 = tile * n.RT
-            r1 = min(GH, r0 + n.RT)
-            memset(dWxh + r0 * V, 0, (r1 - r0) * V * sizeof(floating))
+            # dWxh[i, x] = Σ_tb da[tb, i] over the rows tb whose input is x, tb in order:
+            # summed as S[x, i] for the NC rows i of this tile (whole vectors), then moved
+            r0 = tile * n.NC
+            r1 = min(GH, r0 + n.NC)
+            memset(S, 0, V * n.NC * sizeof(floating))
             for tb in range(TB):
                 x = w.inputs[(tb % B) * T + tb // B]
-                row = da + tb * GH
-                for i in range(r0, r1):
-                    dWxh[i * V + x] += row[i]
+                row = da + tb * GH + r0
+                acc = S + x * n.NC
+                for i in range(r1 - r0):
+                    acc[i] += row[i]
+            for i in range(r0, r1):
+                for x in range(V):
+                    dWxh[i * V + x] = S[x * n.NC + i - r0]
             return
     else:
         count = product_tiles(n, GH, H)

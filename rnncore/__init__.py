@@ -3,10 +3,12 @@ from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_check
 from .corpus import CorpusError, load_corpus
 from .model import CharRNN
 from .run import TRAIN_DEFAULTS, RunError, RunResult, fit
+from .threads import get_num_threads, set_num_threads
 from .train import Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab
 
 __version__ = "0.1.0"
 __all__ = ["CharRNN", "Checkpoint", "CheckpointError", "CorpusError", "RunError", "RunResult",
            "TRAIN_DEFAULTS", "Trainer", "TrainingDiverged", "Vocab", "__version__", "evaluate",
-           "fit", "load_checkpoint", "load_corpus", "save_checkpoint"]
+           "fit", "get_num_threads", "load_checkpoint", "load_corpus", "save_checkpoint",
+           "set_num_threads"]

@@ -19,6 +19,7 @@ from .export import INSTALL as INSTALL_EXPORT, TORCH_MODULES, SafetensorsMissing
 from .parallel import world_rank
 from .run import DEFAULT_STEPS, RUN_DEFAULTS, TRAIN_OPTIONS, RunError, fit, flag
 from .sample import seen_prime
+from .threads import set_num_threads
 from .train import Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab
 
@@ -139,9 +140,8 @@ def build_parser():
                        "sample and eval use them")
     train.add_argument("--patience", type=positive_int,
                        help="stop after N validations in a row without improvement")
-    train.add_argument("--threads", type=positive_int,
-                       help="BLAS threads (default: the BLAS library's own, all cores; "
-                       "measured no slower than one thread at every size in README)")
+    add_threads_option(train, " (under --distributed: shared out among the ranks on "
+                       "each host)")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel over the processes of `mpiexec -n R` (needs "
                        "pip install 'rnncore[mpi]'); --batch-size counts all ranks' streams")
@@ -169,6 +169,7 @@ def build_parser():
     ev.add_argument("--encoding", default="utf-8")
     ev.add_argument("--latest", action="store_true",
                     help="use the latest parameters, not the best-validation ones")
+    add_threads_option(ev)
     ev.set_defaults(func=cmd_eval)
 
     plot = sub.add_parser("plot", help="plot a run's train/validation loss to a PNG",
@@ -190,6 +191,8 @@ ARGUMENT_TYPES = {"positive_int": positive_int, "nonnegative_int": nonnegative_i
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "threads", None) is not None and args.func is not cmd_train:
+            set_num_threads(args.threads)        # train sets it for its run (and ranks)
         return args.func(args) or 0
     except BrokenPipeError:  # `rnncore sample ... | head`: the reader has what it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -322,6 +325,12 @@ def cmd_info(args):
 SAMPLE_HEADER = "=== sample {} of {} ==="   # before each sample when there are several
 
 
+def add_threads_option(parser, default_note=""):
+    parser.add_argument("--threads", type=positive_int,
+                        help="threads of the compiled kernels (default: the CPUs this process "
+                        f"may use{default_note}); any number gives the same results")
+
+
 def nonempty_text(text):
     if not text:
         raise argparse.ArgumentTypeError("must not be empty")
@@ -359,6 +368,7 @@ def add_sample_parser(sub):
                         help="drop prime characters the model has never seen")
     sample.add_argument("--latest", action="store_true",
                         help="use the latest parameters, not the best-validation ones")
+    add_threads_option(sample)
     sample.set_defaults(func=cmd_sample, usage_error=sample.error)
     return sample
 

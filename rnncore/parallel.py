@@ -65,6 +65,7 @@ def stream_share(n_streams, n_ranks, rank):
 class OneProcess:
     """The run's collectives when there is nothing to communicate."""
     rank, size = 0, 1
+    ranks_on_host = 1
 
     def setup(self, prepare_root, prepare_other):
         prepare_root()
@@ -97,8 +98,11 @@ class MPIWorkers:
     """The run's collectives over an mpi4py communicator of two or more processes."""
 
     def __init__(self, comm):
+        from mpi4py import MPI
         self.comm = comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        # the ranks that share this machine's CPUs (the default threads divide them)
+        self.ranks_on_host = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
         self._stepper = None
 
     def setup(self, prepare_root, prepare_other):

@@ -9,7 +9,6 @@ function behind argparse; over MPI (`distributed=True`) every process runs it.
 The options a run takes are listed once, in TRAIN_OPTIONS: the CLI builds its flags from
 that table and the library its defaults, so adding a model or training option is one row.
 """
-import contextlib
 import math
 import os
 import signal
@@ -28,6 +27,7 @@ from .metrics import LN2, MetricsLog, MetricsWriteError, metrics_path
 from .model import CharRNN
 from .optim import OPTIMIZERS
 from .reference import CELLS
+from .threads import default_threads, num_threads
 from .train import (SCHEDULES, HopelessRunWatch, Trainer, TrainingDiverged, evaluate,
                     worse_than_uniform)
 
@@ -138,7 +138,9 @@ def fit(corpus, out, *, steps=None, epochs=None, minutes=None, resume=False, for
     absent means the default, or on resume the checkpoint's.
     eval_every / print_every / checkpoint_every: steps between validations, log records,
     saves.  keep_best: store the best-validation parameters beside the latest.  patience:
-    stop after that many validations without improvement.  threads: BLAS threads.
+    stop after that many validations without improvement.  threads: the thread team's size
+    for the run (rnncore.set_num_threads; None: as it is, or under MPI the CPUs shared out
+    among the ranks on this host).
     progress: True, False or 'auto' (a bar when stderr is a terminal).  echo: called with
     each line of text (None: silent).  callback(record) runs with every metrics record
     (a dict) and stops the run by returning True.  distributed: True (MPI's world) or an
@@ -381,13 +383,22 @@ class TrainingRun:
                 self.echo(f"{self.out} is already at step {trainer.step} (--steps "
                           f"{self.target}): nothing to do")
                 return self._result("up_to_date", [])
-            with _blas_threads(self.threads):
+            with num_threads(self._threads()):
                 # over MPI, an error one rank meets from here on aborts the job (see guard)
                 return self.workers.guard(self._loop_reporting_writes)
         except _WriteFailed as e:
             raise RunError(str(e)) from None
         finally:
             self._release()
+
+    def _threads(self):
+        """The team's size for this run: `threads` if given; under MPI by default the CPUs
+        shared out among the ranks on this host (two ranks on two cores: one thread
+        each); else the team as it is."""
+        if self.threads is not None:
+            return self.threads
+        ranks = self.workers.ranks_on_host
+        return default_threads(ranks) if ranks > 1 else None
 
     def _loop_reporting_writes(self):
         """The loop; a file the system refuses to write stops the run with one line
@@ -602,14 +613,6 @@ def _write_line(line, bar, file):
 def _check_positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise RunError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _blas_threads(n):
-    """Limit the BLAS pool the kernels use (scipy's) to n threads; None: leave it."""
-    if n is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(limits=n, user_api="blas")
 
 
 class _StopFlag:
