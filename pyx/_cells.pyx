@@ -22,8 +22,10 @@ import numpy as np
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.string cimport memset
 
-from gemm cimport (rnncore_gemm_isa, rnncore_gemm_setting_error, rnncore_gemm_lanes_f,
-                   rnncore_gemm_lanes_d, rnncore_gemm_mr_f, rnncore_gemm_mr_d)
+from cython cimport floating
+from gemm cimport (gemm, pack, rnncore_gemm_isa, rnncore_gemm_setting_error,
+                   rnncore_gemm_lanes_f, rnncore_gemm_lanes_d, rnncore_gemm_mr_f,
+                   rnncore_gemm_mr_d)
 from generate cimport (Gen, GenJob, Candidate, gen_tile, steps_program, beam_program)
 from kernel_maths cimport vecmath_choice
 from step cimport (Net, RNN, LSTM, GRU, ceil_div, padded, forward_scratch,
@@ -594,3 +596,41 @@ cdef class StackKernel:
         finally:
             PyMem_Free(cands)
         return g.m
+
+
+# ---------------------------------------------------------------------------------------
+# The micro-kernel alone, for its tests.
+# ---------------------------------------------------------------------------------------
+
+def matmul(a, b):
+    """a (M, K) @ b (K, N) through the micro-kernel: b packed into panels of 4 vectors, a
+    read in place through its strides (a transposed view is fine).  For tests."""
+    if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 \
+            or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError("matmul needs 2-D float32/float64 arrays of one dtype, (M, K) @ (K, N)")
+    if a.dtype == np.float64:
+        return _matmul[double](a, np.ascontiguousarray(b))
+    return _matmul[float](a, np.ascontiguousarray(b))
+
+
+cdef object _matmul(const floating[:, :] a, const floating[:, ::1] b):
+    cdef Py_ssize_t M = a.shape[0], K = a.shape[1], N = b.shape[1], p, r, j, c0
+    cdef Py_ssize_t W = rnncore_gemm_lanes_d() if floating is double else rnncore_gemm_lanes_f()
+    cdef Py_ssize_t NC = 4 * W, n_p = ceil_div(N, NC), itemsize = sizeof(floating)
+    dt = np.float64 if floating is double else np.float32
+    out = np.zeros((M, N), dt)
+    cdef floating[:, ::1] o = out
+    cdef floating[:, ::1] P = aligned_zeros((K, NC), dt)
+    cdef floating[:, ::1] C = aligned_zeros((max(M, 1), NC), dt)
+    if M == 0 or N == 0 or K == 0:
+        return out
+    with nogil:
+        for p in range(n_p):
+            c0 = p * NC
+            pack(&P[0, 0], NC, &b[0, c0], N, 1, K, min(NC, N - c0), NC)
+            gemm(M, <int> ceil_div(min(NC, N - c0), W), K, &a[0, 0], a.strides[0] // itemsize,
+                 a.strides[1] // itemsize, &P[0, 0], NC, &C[0, 0], NC, W)
+            for r in range(M):
+                for j in range(min(NC, N - c0)):
+                    o[r, c0 + j] = C[r, j]
+    return out

@@ -1,22 +1,11 @@
 # cython: language_level=3
-"""Shared by every kernel file: BLAS on row-major arrays and vectorised elementwise maths.
+"""Shared by every kernel file: vectorised elementwise maths (pyx/vecmath.h).
 
 Everything here is an inline ``noexcept nogil`` function or an extern declaration, so this
-file needs no module of its own; a kernel file ``cimport``s what it uses.
-
-BLAS on row-major arrays.  numpy's C order is row-major; BLAS is column-major.  A
-row-major M×N matrix stored with leading dimension ld is, read by BLAS, the column-major
-N×M matrix that is its transpose, with the same ld.  Hence:
-  gemm:  C = op(A)·op(B)  (row-major)   <=>   Cᵀ = op(B)ᵀ·op(A)ᵀ  (column-major):
-         call BLAS with A and B swapped and M and N swapped; the trans flags stay.
-  gemv:  y = op(A)·x with A row-major M×N  <=>  y = op'(Aᵀ)·x with Aᵀ column-major N×M:
-         call BLAS with the trans flag flipped and (m, n) = (N, M).
-This is the only place column-major is mentioned.
+file needs no module of its own; a kernel file ``cimport``s what it uses.  (The products
+have their own contract: gemm.pxd.)
 """
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
-
-ctypedef int blas_int  # scipy's cython_blas takes C int sizes (LP64)
 
 cdef extern from "vecmath.h" nogil:
     # the run-time choice of libmvec or scalar libm, made per module (vecmath.c)
@@ -33,57 +22,6 @@ cdef extern from "vecmath.h" nogil:
     float rnncore_max_f(const float *x, Py_ssize_t n)
     void rnncore_clip_d(double *x, Py_ssize_t n, double limit)
     void rnncore_clip_f(float *x, Py_ssize_t n, float limit)
-
-
-cdef inline void gemm_rm(bint trans_a, bint trans_b, blas_int M, blas_int N, blas_int K,
-                         floating alpha, const floating *A, blas_int lda,
-                         const floating *B, blas_int ldb,
-                         floating beta, floating *C, blas_int ldc) noexcept nogil:
-    """C (M,N) = alpha · op(A) (M,K) · op(B) (K,N) + beta · C, all row-major."""
-    cdef char ta = b'T' if trans_a else b'N'
-    cdef char tb = b'T' if trans_b else b'N'
-    if floating is double:
-        dgemm(&tb, &ta, &N, &M, &K, &alpha, <double *> B, &ldb, <double *> A, &lda,
-              &beta, C, &ldc)
-    else:
-        sgemm(&tb, &ta, &N, &M, &K, &alpha, <float *> B, &ldb, <float *> A, &lda,
-              &beta, C, &ldc)
-
-
-cdef inline void gemv_rm(bint trans, blas_int M, blas_int N, floating alpha,
-                         const floating *A, blas_int lda, const floating *x,
-                         floating beta, floating *y) noexcept nogil:
-    """y = alpha · op(A) · x + beta · y, A row-major (M,N), x and y contiguous."""
-    cdef char t = b'N' if trans else b'T'
-    cdef blas_int one = 1
-    if floating is double:
-        dgemv(&t, &N, &M, &alpha, <double *> A, &lda, <double *> x, &one, &beta, y, &one)
-    else:
-        sgemv(&t, &N, &M, &alpha, <float *> A, &lda, <float *> x, &one, &beta, y, &one)
-
-
-cdef inline void rows_times_wt(Py_ssize_t B, Py_ssize_t N, Py_ssize_t K,
-                               const floating *X, const floating *W, floating beta,
-                               floating *Y) noexcept nogil:
-    """Y (B,N) = X (B,K) · Wᵀ + beta · Y, W (N,K): a gemv when B == 1, else a GEMM."""
-    if B == 1:
-        gemv_rm(False, <blas_int> N, <blas_int> K, <floating> 1.0, W, <blas_int> K, X,
-                beta, Y)
-    else:
-        gemm_rm(False, True, <blas_int> B, <blas_int> N, <blas_int> K, <floating> 1.0,
-                X, <blas_int> K, W, <blas_int> K, beta, Y, <blas_int> N)
-
-
-cdef inline void rows_times_w(Py_ssize_t B, Py_ssize_t N, Py_ssize_t K,
-                              const floating *X, const floating *W, floating beta,
-                              floating *Y) noexcept nogil:
-    """Y (B,K) = X (B,N) · W + beta · Y, W (N,K): a gemv when B == 1, else a GEMM."""
-    if B == 1:
-        gemv_rm(True, <blas_int> N, <blas_int> K, <floating> 1.0, W, <blas_int> K, X,
-                beta, Y)
-    else:
-        gemm_rm(False, False, <blas_int> B, <blas_int> K, <blas_int> N, <floating> 1.0,
-                X, <blas_int> N, W, <blas_int> K, beta, Y, <blas_int> K)
 
 
 cdef inline void tanh_inplace(floating *x, Py_ssize_t n) noexcept nogil:
