@@ -1,9 +1,22 @@
 """What every benchmark report says about the BLAS it ran on: the kernels scipy's OpenBLAS
 chose (threadpoolctl's `architecture`: SkylakeX means AVX-512, Haswell AVX2) and the GEMM
 peak measured in the same run, the ceiling the kernels' GFLOP/s are read against."""
+import platform
 import time
 
 import numpy as np
+
+
+def cpu_model():
+    """The CPU's model name (Linux: /proc/cpuinfo), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def scipy_blas():

@@ -9,9 +9,13 @@ unit every system computes identically, for every cell (rnn, lstm, gru) and dept
 runs nn.RNN / nn.LSTM / nn.GRU + Linear + cross-entropy + backward + clip, from the same
 weights and the same carried state.  Systems run interleaved in one process: every repeat
 times each system in turn, so a noisy neighbour hits all of them alike; the tables give
-medians over the repeats, min-max in brackets, and the ratios of medians.  B=1 rows run with
-one BLAS thread everywhere (numpy's and scipy's OpenBLAS, and torch's intra-op pool); B=32 rows
-with --threads-batched (default 2).  PyTorch is used when it is importable (optional).
+medians over the repeats, min-max in brackets, and the ratios of medians.  Every system gets
+--threads threads (default 2: rnncore's team, torch's intra-op pool, numpy's BLAS), the
+others' pools one; rnncore also runs on one thread ("rnncore·1"), for its own scaling.  The
+report names the CPU, the micro-kernel that ran, the FMA peak measured in the same run (an
+FMA loop of rnncore's own, on one thread and on the team) and BLAS's gemm rate; every row
+gives its GFLOP/s and their share of that FMA peak.  PyTorch is used when it is importable
+(optional).
 """
 import argparse
 import json
@@ -26,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 import rnncore
-from blas_report import gemm_peak   # bench/ is this script's folder
-from rnncore import _kernels, reference
+from blas_report import cpu_model, gemm_peak   # bench/ is this script's folder
+from rnncore import _cells, _kernels, reference
 from rnncore.train import Trainer
 
 try:
@@ -77,13 +81,14 @@ class ThreadPools:
         path = lib.filepath.replace("\\", "/")
         if "/numpy" in path:
             return "numpy"
-        if "/scipy" in path:
-            return "rnncore"   # the kernels call scipy's BLAS
-        return None            # shared by everyone
+        return None            # scipy's: no system calls it (rnncore's kernels call no BLAS)
 
     def give(self, system, n):
+        if system == "rnncore·1":
+            system, n = "rnncore", 1
         for lib in self.libs:
-            lib.set_num_threads(n if self.owner(lib) in (system, None) else 1)
+            lib.set_num_threads(n if self.owner(lib) == system else 1)
+        rnncore.set_num_threads(n if system == "rnncore" else 1)
         if torch is not None:
             torch.set_num_threads(n if system == "torch" else 1)
         if n > 1:
@@ -206,6 +211,8 @@ def bench_window(V, H, B, T, dtype, threads, repeats, budget, use_torch, cell="r
     state = state[0] if rows == 1 else state          # the model's state form
     systems = {"rnncore": make_rnncore(params, dtype, x, y, state),
                "numpy": make_numpy(params, dtype, x, y, state)}
+    if threads > 1:
+        systems["rnncore·1"] = systems["rnncore"]
     if use_torch:
         systems["torch"] = make_torch(params, dtype, x, y, state)
     with blas_threads(threads):
@@ -219,25 +226,27 @@ def bench_window(V, H, B, T, dtype, threads, repeats, budget, use_torch, cell="r
            "chars_per_s": {k: B * T / med[k] for k in med},
            "speedup_vs_numpy": med["numpy"] / med["rnncore"],
            "gflops_rnncore": flops_per_char(H, V, cell, layers) * B * T / med["rnncore"] / 1e9}
+    if "rnncore·1" in med:
+        row["speedup_vs_1_thread"] = med["rnncore·1"] / med["rnncore"]
     if "torch" in med:
         row["speedup_vs_torch"] = med["torch"] / med["rnncore"]
     return row
 
 
 def bench_generation(hidden_sizes, n_chars, repeats):
+    """Sampling chars/s of one stream of the vanilla model, with the default threads."""
     rows = []
     vocab = rnncore.Vocab([chr(0x100 + i) for i in range(65)])
-    with blas_threads(1):
-        for H in hidden_sizes:
-            model = rnncore.CharRNN(vocab, H, seed=0)
-            model.sample(100, seed=0)
-            times = []
-            for r in range(repeats):
-                t0 = time.perf_counter()
-                model.sample(n_chars, seed=r)
-                times.append(time.perf_counter() - t0)
-            rows.append({"H": H, "chars": n_chars,
-                         "chars_per_s": n_chars / float(np.median(times))})
+    for H in hidden_sizes:
+        model = rnncore.CharRNN(vocab, H, seed=0)
+        model.sample(100, seed=0)
+        times = []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            model.sample(n_chars, seed=r)
+            times.append(time.perf_counter() - t0)
+        rows.append({"H": H, "chars": n_chars, "threads": rnncore.get_num_threads(),
+                     "chars_per_s": n_chars / float(np.median(times))})
     return rows
 
 
@@ -257,7 +266,7 @@ def bench_trainer(corpus_path, steps, threads):
     model = rnncore.CharRNN(vocab, 128, dtype="float32", seed=0)
     trainer = Trainer(model, text, seq_length=50, batch_size=16, learning_rate=2e-3,
                       optimizer="adam", clip=5.0)
-    with blas_threads(threads):
+    with blas_threads(threads), rnncore.threads.num_threads(threads):
         trainer.train(5)
         t0 = time.perf_counter()
         trainer.train(steps)
@@ -267,10 +276,22 @@ def bench_trainer(corpus_path, steps, threads):
             "chars_per_s": steps * 16 * 50 / elapsed}
 
 
+def fma_peaks(dtypes, threads):
+    """{"float32 1 thread": GFLOP/s, ...}: rnncore's FMA loop on its micro-kernel's vectors,
+    on one thread and on the team (median of 5)."""
+    peaks = {}
+    for dt in dtypes:
+        for n in sorted({1, threads}):
+            peaks[f"{dt} {n} thread{'s' if n > 1 else ''}"] = float(np.median(
+                [_cells.fma_peak(n, dt) for _ in range(5)]))
+    return peaks
+
+
 def environment():
     info = {"python": sys.version.split()[0], "numpy": np.__version__,
             "rnncore": rnncore.__version__, "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "libmvec": bool(_kernels.USES_LIBMVEC),
+            "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "micro_kernel": _cells.MICROKERNEL, "libmvec": bool(_kernels.USES_LIBMVEC),
             "torch": torch.__version__ if torch is not None else None}
     if threadpool_info is not None:
         info["blas"] = [{"library": p.get("internal_api"), "file": Path(p["filepath"]).name,
@@ -293,8 +314,9 @@ def markdown(result):
     if has_torch:
         head += " torch µs |"
         sep += "---|"
-    head += " × numpy |" + (" × torch |" if has_torch else "") + " rnncore GFLOP/s | % of gemm peak |"
-    sep += "---|" + ("---|" if has_torch else "") + "---|---|"
+    head += " × numpy |" + (" × torch |" if has_torch else "") + \
+        " × 1 thread | rnncore GFLOP/s | % of FMA peak |"
+    sep += "---|" + ("---|" if has_torch else "") + "---|---|---|"
     lines += [head, sep]
     for r in result["windows"]:
         cells = [r["cell"], r["layers"], r["V"], r["H"], r["B"], r["T"], r["dtype"], r["threads"],
@@ -304,19 +326,25 @@ def markdown(result):
         cells.append(f"{r['speedup_vs_numpy']:.1f}×")
         if has_torch:
             cells.append(f"{r['speedup_vs_torch']:.1f}×" if "speedup_vs_torch" in r else "-")
+        cells.append(f"{r['speedup_vs_1_thread']:.2f}×" if "speedup_vs_1_thread" in r else "-")
         cells.append(f"{r['gflops_rnncore']:.1f}")
-        share = r.get("share_of_gemm_peak")
+        share = r.get("share_of_fma_peak")
         cells.append("-" if share is None else f"{100 * share:.0f}%")
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines.append("")
-    peaks = result["gemm_peak_gflops"]
-    lines.append("gemm peak (scipy's BLAS, 512×512), GFLOP/s: " + ", ".join(
-        f"{k} {v:.1f}" for k, v in peaks.items()))
+    env = result["environment"]
+    lines.append(f"CPU: {env['cpu']}; micro-kernel: {env['micro_kernel']}; torch "
+                 f"{env['torch']}; BLAS: " + ", ".join(
+                     f"{b['file']} ({b['architecture']})" for b in env.get("blas", [])))
+    lines.append("FMA peak (rnncore's FMA loop), GFLOP/s: " + ", ".join(
+        f"{k} {v:.1f}" for k, v in result["fma_peak_gflops"].items()))
+    lines.append("gemm rate (scipy's BLAS, 512×512), GFLOP/s: " + ", ".join(
+        f"{k} {v:.1f}" for k, v in result["gemm_peak_gflops"].items()))
     lines.append("")
-    lines.append("| generation, H | chars/s |")
-    lines.append("|---|---|")
+    lines.append("| generation (vanilla, one stream), H | threads | chars/s |")
+    lines.append("|---|---|---|")
     for g in result["generation"]:
-        lines.append(f"| {g['H']} | {g['chars_per_s']:,.0f} |")
+        lines.append(f"| {g['H']} | {g['threads']} | {g['chars_per_s']:,.0f} |")
     t = result.get("trainer")
     if t:
         lines.append("")
@@ -340,8 +368,8 @@ def main(argv=None):
     ap.add_argument("--layers", type=int, nargs="+", default=[1, 2],
                     help="depths of the lstm and gru rows (default 1 2; rnn rows: 1)")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats (median; >= 5)")
-    ap.add_argument("--threads-batched", type=int, default=2,
-                    help="BLAS threads for the B>1 rows (B=1 rows always use 1)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="threads of every system (default 2)")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     ap.add_argument("--corpus", default=str(DEFAULT_CORPUS),
                     help="text for the end-to-end Trainer run (generated text if absent)")
@@ -365,7 +393,7 @@ def main(argv=None):
                 for dt in args.dtypes]
     windows = []
     for cell, layers, V_, H, B, T_, dt in configs:
-        threads = 1 if B == 1 else args.threads_batched
+        threads = args.threads
         row = bench_window(V_, H, B, T_, dt, threads, args.repeats, budget, use_torch, cell,
                            layers)
         windows.append(row)
@@ -378,17 +406,18 @@ def main(argv=None):
         "command": "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "environment": environment(),
         "windows": windows,
+        "fma_peak_gflops": fma_peaks(args.dtypes, args.threads),
         "gemm_peak_gflops": {f"{dt} 1 thread": gemm_peak(dt, 1) for dt in args.dtypes}
-        | {f"{dt} {args.threads_batched} threads": gemm_peak(dt, args.threads_batched)
+        | {f"{dt} {args.threads} threads": gemm_peak(dt, args.threads)
            for dt in args.dtypes},
         "generation": bench_generation(hidden, 2000 if args.quick else 10000, args.repeats),
         "trainer": bench_trainer(args.corpus, 20 if args.quick else 200, 1),
     }
     for row in windows:   # each row against the peak of its own dtype and thread count
-        peak = result["gemm_peak_gflops"].get(
+        peak = result["fma_peak_gflops"].get(
             f"{row['dtype']} {row['threads']} thread{'s' if row['threads'] > 1 else ''}")
         if peak:
-            row["share_of_gemm_peak"] = row["gflops_rnncore"] / peak
+            row["share_of_fma_peak"] = row["gflops_rnncore"] / peak
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     md = markdown(result)
     print(md)

@@ -89,6 +89,8 @@ static struct {
     const int *mr_f, *mr_d;
     kernel_f table_f[9][RNNCORE_GEMM_NV_MAX + 1];
     kernel_d table_d[9][RNNCORE_GEMM_NV_MAX + 1];
+    float (*fma_f)(long);
+    double (*fma_d)(long);
 } K;
 
 static char setting_error[160];
@@ -113,6 +115,7 @@ static void use(const char *name) {
         K.lanes_f = 16; K.lanes_d = 8;
         K.mr_f = mr_avx512_f; K.mr_d = mr_avx512_d;
         fill_avx512_f(K.table_f); fill_avx512_d(K.table_d);
+        K.fma_f = fma_loop_avx512_f; K.fma_d = fma_loop_avx512_d;
         return;
     }
     if (strcmp(name, "avx2") == 0) {
@@ -120,6 +123,7 @@ static void use(const char *name) {
         K.lanes_f = 8; K.lanes_d = 4;
         K.mr_f = mr_avx2_f; K.mr_d = mr_avx2_d;
         fill_avx2_f(K.table_f); fill_avx2_d(K.table_d);
+        K.fma_f = fma_loop_avx2_f; K.fma_d = fma_loop_avx2_d;
         return;
     }
 #endif
@@ -128,6 +132,7 @@ static void use(const char *name) {
     K.lanes_f = 4; K.lanes_d = 2;
     K.mr_f = mr_generic_f; K.mr_d = mr_generic_d;
     fill_generic_f(K.table_f); fill_generic_d(K.table_d);
+    K.fma_f = fma_loop_generic_f; K.fma_d = fma_loop_generic_d;
 }
 
 static void choose(void) {
@@ -160,6 +165,11 @@ int rnncore_gemm_lanes_f(void) { choose(); return K.lanes_f; }
 int rnncore_gemm_lanes_d(void) { choose(); return K.lanes_d; }
 int rnncore_gemm_mr_f(int nv) { choose(); return K.mr_f[nv]; }
 int rnncore_gemm_mr_d(int nv) { choose(); return K.mr_d[nv]; }
+
+double rnncore_fma_loop(int is_double, long iters) {
+    choose();
+    return is_double ? K.fma_d(iters) : (double)K.fma_f(iters);
+}
 
 /* ---- the product and packing, per dtype --------------------------------------------- */
 

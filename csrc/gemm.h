@@ -44,6 +44,10 @@ void rnncore_gemm_f(long m, int nv, long K, const float *A, long a_rs, long a_ks
 void rnncore_gemm_d(long m, int nv, long K, const double *A, long a_rs, long a_ks,
                     const double *P, long ldp, double *C, long ldc, long ldv);
 
+/* The FMA peak's loop of the version in use: 24·lanes·iters flops of the dtype (double if
+ * is_double), in registers; returns a value derived from all of them. */
+double rnncore_fma_loop(int is_double, long iters);
+
 /* P[k·ldp + c] = S[k·s_k + c·s_n] for k < K, c < n; 0 for n <= c < width */
 void rnncore_pack_f(float *P, long ldp, const float *S, long s_k, long s_n, long K, long n,
                     long width);

@@ -39,6 +39,23 @@ static inline __attribute__((always_inline)) void NAME(block)(
         for (int v = 0; v < NV; v++) *(VEC *)(C + r * ldc + v * ldv) = acc[r][v];
 }
 
+/* The FMA peak of this version: iters × 12 independent vector multiply-adds (a chain of
+ * 12 hides the FMA latency on every CPU here); returns a value that depends on all of
+ * them, so nothing is optimised away.  2·12·LANES·iters flops. */
+static REAL NAME(fma_loop)(long iters) {
+    VEC acc[12], b = (VEC){0} + (REAL)0.999999, c = (VEC){0} + (REAL)1e-7;
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) acc[i] = (VEC){0} + (REAL)i;
+    for (long k = 0; k < iters; k++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) acc[i] = acc[i] * b + c;
+    }
+    REAL total = 0;
+    for (int i = 0; i < 12; i++)
+        for (int j = 0; j < LANES; j++) total += acc[i][j];
+    return total;
+}
+
 #define RNNCORE_MK(MR, NV)                                                                 \
     static void NAME(mk_##MR##_##NV)(long K, const REAL *A, long a_rs, long a_ks,           \
                                      const REAL *P, long ldp, REAL *C, long ldc, long ldv) {\

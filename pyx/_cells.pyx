@@ -23,14 +23,15 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.string cimport memset
 
 from cython cimport floating
-from gemm cimport (gemm, pack, rnncore_gemm_isa, rnncore_gemm_setting_error,
+from gemm cimport (gemm, pack, rnncore_fma_loop, rnncore_gemm_isa, rnncore_gemm_setting_error,
                    rnncore_gemm_lanes_f, rnncore_gemm_lanes_d, rnncore_gemm_mr_f,
                    rnncore_gemm_mr_d)
 from generate cimport (Gen, GenJob, Candidate, gen_tile, steps_program, beam_program)
 from kernel_maths cimport vecmath_choice
 from step cimport (Net, RNN, LSTM, GRU, ceil_div, padded, forward_scratch,
                    backward_scratch)
-from team cimport (RNNCORE_MAX_THREADS, rnncore_crew, rnncore_program, rnncore_tile,
+from team cimport (RNNCORE_MAX_THREADS, rnncore_crew, rnncore_phase, rnncore_program,
+                   rnncore_tile,
                    rnncore_team_set_size, rnncore_team_size, rnncore_team_run,
                    rnncore_team_steals, rnncore_team_sleeps)
 from window cimport Window, Job, window_tile, window_program
@@ -596,6 +597,43 @@ cdef class StackKernel:
         finally:
             PyMem_Free(cands)
         return g.m
+
+
+# ---------------------------------------------------------------------------------------
+# The FMA peak, for benchmarks: what every GFLOP/s figure is read against.
+# ---------------------------------------------------------------------------------------
+
+cdef struct PeakRun:
+    int is_double
+    long iters
+    double sink
+
+cdef void fma_tile(void *arg, long tile, int thread) noexcept nogil:
+    cdef PeakRun *p = <PeakRun *> arg
+    p.sink += rnncore_fma_loop(p.is_double, p.iters)
+
+cdef void fma_program(void *arg, rnncore_crew *crew) noexcept nogil:
+    rnncore_phase(crew, crew.n_threads, fma_tile, arg)
+
+
+def fma_peak(int threads, dtype="float32", double seconds=0.2):
+    """GFLOP/s of independent fused multiply-adds of the micro-kernel's vectors, on
+    `threads` threads of the team (each runs one loop): the ceiling of every product."""
+    cdef PeakRun run
+    cdef int used
+    run.is_double = np.dtype(dtype) == np.float64
+    run.sink = 0
+    run.iters = 1000
+    W = rnncore_gemm_lanes_d() if run.is_double else rnncore_gemm_lanes_f()
+    import time
+    while True:
+        t0 = time.perf_counter()
+        with nogil:
+            used = rnncore_team_run(fma_program, &run, threads)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return 24 * W * run.iters * used / elapsed / 1e9
+        run.iters = int(run.iters * min(100.0, 1.5 * seconds / max(elapsed, 1e-6)))
 
 
 # ---------------------------------------------------------------------------------------

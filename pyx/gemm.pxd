@@ -17,6 +17,7 @@ cdef extern from "gemm.h" nogil:
                         const float *P, long ldp, float *C, long ldc, long ldv)
     void rnncore_gemm_d(long m, int nv, long K, const double *A, long a_rs, long a_ks,
                         const double *P, long ldp, double *C, long ldc, long ldv)
+    double rnncore_fma_loop(int is_double, long iters)
     void rnncore_pack_f(float *P, long ldp, const float *S, long s_k, long s_n, long K,
                         long n, long width)
     void rnncore_pack_d(double *P, long ldp, const double *S, long s_k, long s_n, long K,

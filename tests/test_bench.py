@@ -36,8 +36,10 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
                       "--markdown", md, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    assert {"command", "environment", "windows", "gemm_peak_gflops", "generation", "trainer",
-            "peak_rss_mb"} <= set(result)
+    assert {"command", "environment", "windows", "fma_peak_gflops", "gemm_peak_gflops",
+            "generation", "trainer", "peak_rss_mb"} <= set(result)
+    assert set(result["fma_peak_gflops"]) == {"float64 1 thread", "float64 2 threads"}
+    assert result["environment"]["micro_kernel"] in ("avx512", "avx2", "generic")
     # the demo's row + B=1 + B=2 for rnn; lstm and gru × 1, 2 layers × B=1, 2
     assert len(result["windows"]) == 3 + 2 * 2 * 2
     assert {(r["cell"], r["layers"]) for r in result["windows"]} == {
@@ -45,9 +47,9 @@ def test_quick_benchmark_runs_and_writes_json(tmp_path):
     for row in result["windows"]:
         assert {"cell", "layers", "V", "H", "B", "T", "dtype", "threads", "us_per_window",
                 "us_min_max", "chars_per_s", "speedup_vs_numpy", "gflops_rnncore"} <= set(row)
-        assert set(row["us_per_window"]) == {"rnncore", "numpy"}
-        assert row["threads"] == (1 if row["B"] == 1 else 2)
-        assert row["share_of_gemm_peak"] > 0
+        assert set(row["us_per_window"]) == {"rnncore", "rnncore·1", "numpy"}
+        assert row["threads"] == 2
+        assert row["share_of_fma_peak"] > 0 and row["speedup_vs_1_thread"] > 0
     assert result["trainer"]["corpus"] == "generated text"
     assert result["generation"][0]["chars_per_s"] > 0
     assert "| rnncore µs |" in md.read_text().replace(
@@ -66,7 +68,8 @@ def test_gated_rows_agree_with_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())["windows"]
     assert [(r["cell"], r["layers"]) for r in rows] == [("lstm", 2), ("gru", 2)]
-    assert all(set(r["us_per_window"]) == {"rnncore", "numpy", "torch"} for r in rows)
+    assert all(set(r["us_per_window"]) == {"rnncore", "rnncore·1", "numpy", "torch"}
+               for r in rows)
 
 
 def test_shakespeare_script_runs_on_a_small_corpus(tmp_path):
