@@ -101,13 +101,13 @@ def test_the_installed_wheel_completes_the_demo_on_both_maths_paths(fresh_venv):
         assert COMPLETION in result.stdout.splitlines(), result.stdout
 
 
-def test_the_installed_wheel_reports_its_maths_and_blas(fresh_venv):
+def test_the_installed_wheel_reports_its_maths_and_micro_kernel(fresh_venv):
     venv, env = fresh_venv
     result = run_in(venv, env, "rnncore", "--version")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "rnncore 0.1.0" and lines[1].startswith("maths: ")
-    assert lines[2].startswith("BLAS:  ") and "from scipy" in lines[2]
+    assert lines[2].startswith("kernels: ") and "micro-kernel" in lines[2]
     forced = run_in(venv, env, "rnncore", "--version", RNNCORE_VECMATH="scalar")
     assert "maths: scalar libm (RNNCORE_VECMATH=scalar)" in forced.stdout
 
