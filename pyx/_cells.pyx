@@ -515,31 +515,51 @@ cdef Py_ssize_t choose_char(Py_ssize_t V, double *logits, double *work, bint gre
     """Pick the next character from logits (V,): argmax when greedy (the first of equal
     maxima), else a draw from softmax(logits / temperature) restricted to the top_k
     largest (0 = all), using the uniform number u in [0, 1).  logits is overwritten."""
+    cdef Py_ssize_t best = argmax(V, logits)
+    if greedy:
+        return best
+    return draw_index(V, logits, top_k_weights(V, logits, work, best, temperature, top_k),
+                      u, best)
+
+
+cdef inline Py_ssize_t argmax(Py_ssize_t V, const double *logits) noexcept nogil:
+    """The index of the largest of logits (V,), the first of equal maxima."""
     cdef Py_ssize_t j, best = 0
-    cdef double threshold, row_max, total, acc
     for j in range(1, V):
         if logits[j] > logits[best]:
             best = j
-    if greedy:
-        return best
-    threshold = -1e308
+    return best
+
+
+cdef double top_k_weights(Py_ssize_t V, double *logits, double *work, Py_ssize_t best,
+                          double temperature, Py_ssize_t top_k) noexcept nogil:
+    """Overwrite logits (V,) with the unnormalised weights exp((l - l_best) / T) of the
+    top_k largest (0 = all; ties at the k-th all kept), zero elsewhere; returns their
+    sum.  best: the argmax."""
+    cdef Py_ssize_t j
+    cdef double threshold = -1e308, row_max = logits[best], total = 0.0
     if 0 < top_k < V:
         memcpy(work, logits, V * sizeof(double))
         qsort(work, V, sizeof(double), cmp_double_desc)
         threshold = work[top_k - 1]
-    row_max = logits[best]
-    total = 0.0
     for j in range(V):
         if logits[j] >= threshold:
             logits[j] = exp((logits[j] - row_max) / temperature)
         else:
             logits[j] = 0.0
         total += logits[j]
-    acc = 0.0
+    return total
+
+
+cdef Py_ssize_t draw_index(Py_ssize_t V, const double *weights, double total, double u,
+                           Py_ssize_t best) noexcept nogil:
+    """Draw index j with probability weights[j] / total, by the uniform u in [0, 1)."""
+    cdef Py_ssize_t j
+    cdef double acc = 0.0
     u *= total
     for j in range(V):
-        acc += logits[j]
-        if logits[j] > 0 and u < acc:
+        acc += weights[j]
+        if weights[j] > 0 and u < acc:
             return j
     return best  # only reached through rounding in the last bin
 
@@ -650,6 +670,282 @@ cdef Py_ssize_t beam_steps(Window *w, Py_ssize_t K, Py_ssize_t n, floating *cur,
             p = parents[i * K + p]
             i -= 1
     return m
+
+
+# ---------------------------------------------------------------------------------------
+# 3b. Predictive text: several primes fed as one batch, next-character probabilities,
+#     sampling with per-stream settings (temperature, top-k, nucleus), the word beam.
+# ---------------------------------------------------------------------------------------
+
+cdef void feed_rows_steps(Window *w, Py_ssize_t B, Py_ssize_t P, const Py_ssize_t *chars,
+                          const Py_ssize_t *starts, floating *state, floating *init,
+                          floating *pre, floating *rec, floating *aux,
+                          Py_ssize_t *xs) noexcept nogil:
+    """Feed stream b the characters chars[b, starts[b]:P] (chars (B, P): every stream's
+    text right-aligned, padding before it), all B streams advanced as one batch.
+
+    state (S·L, B, H) in place; init (S·L, B, H): scratch holding the state on entry, so
+    that a stream whose text has not begun yet (i < starts[b]) is put back after each
+    step: padding never reaches a state.  xs (B,): scratch."""
+    cdef Py_ssize_t i, b, r, i0 = P, H = w.H
+    cdef Py_ssize_t rows = (2 if w.cell == LSTM else 1) * w.L
+    cdef floating *c = state + w.L * B * H if w.cell == LSTM else NULL
+    for b in range(B):
+        if starts[b] < i0:
+            i0 = starts[b]
+    memcpy(init, state, rows * B * H * sizeof(floating))
+    for i in range(i0, P):
+        for b in range(B):
+            xs[b] = chars[b * P + i]
+        stack_step_rows(w, B, xs, state, c, pre, rec, aux)
+        for b in range(B):
+            if i < starts[b]:
+                for r in range(rows):
+                    memcpy(state + (r * B + b) * H, init + (r * B + b) * H,
+                           H * sizeof(floating))
+
+
+cdef void next_probs_rows(Window *w, Py_ssize_t B, const floating *state,
+                          double *probs) noexcept nogil:
+    """probs (B, V) = softmax(Why·h + by) of every stream's top-layer h, in double."""
+    cdef Py_ssize_t b, j, V = w.V
+    cdef double row_max, total
+    cdef double *p
+    cdef const floating *h_top = state + (w.L - 1) * B * w.H
+    for b in range(B):
+        p = probs + b * V
+        output_logits(V, w.H, <const floating *> w.Why, <const floating *> w.by,
+                      h_top + b * w.H, p)
+        row_max = p[argmax(V, p)]
+        total = 0.0
+        for j in range(V):
+            p[j] = exp(p[j] - row_max)
+            total += p[j]
+        for j in range(V):
+            p[j] /= total
+
+
+cdef Py_ssize_t choose_char_nucleus(Py_ssize_t V, double *logits, double *work,
+                                    double temperature, Py_ssize_t top_k, double top_p,
+                                    double u) noexcept nogil:
+    """choose_char with one stream's settings, and nucleus sampling: temperature 0 is
+    greedy; top_p < 1 draws only from the nucleus, the smallest set of the most likely
+    characters (after temperature and top_k) whose probabilities sum to at least top_p
+    (characters tied with the least likely member are kept too).  top_p >= 1 is
+    choose_char's draw exactly."""
+    cdef Py_ssize_t j, best = argmax(V, logits)
+    cdef double total, acc, cut, kept
+    if temperature == 0:
+        return best
+    if top_p >= 1:
+        return choose_char(V, logits, work, False, temperature, top_k, u)
+    total = top_k_weights(V, logits, work, best, temperature, top_k)
+    # the nucleus: the weights in decreasing order, until they reach top_p of the total
+    memcpy(work, logits, V * sizeof(double))
+    qsort(work, V, sizeof(double), cmp_double_desc)
+    acc = 0.0
+    cut = work[0]
+    for j in range(V):
+        acc += work[j]
+        cut = work[j]
+        if acc >= top_p * total:
+            break
+    kept = 0.0
+    for j in range(V):
+        if logits[j] < cut:
+            logits[j] = 0.0
+        kept += logits[j]
+    return draw_index(V, logits, kept, u, best)
+
+
+cdef void sample_rows_steps(Window *w, Py_ssize_t B, floating *state, floating *pre,
+                            floating *rec, floating *aux, Py_ssize_t *out, Py_ssize_t n,
+                            const double *uniforms, double *logits, double *work,
+                            const double *temperature, const Py_ssize_t *top_k,
+                            const double *top_p) noexcept nogil:
+    """sample_steps with settings of their own for every stream b: temperature[b]
+    (0: greedy), top_k[b] (0: all), top_p[b] (>= 1: all).  uniforms (n, B), out (n, B)."""
+    cdef Py_ssize_t i, b, BH = B * w.H
+    cdef floating *c = state + w.L * BH if w.cell == LSTM else NULL
+    cdef floating *h_top = state + (w.L - 1) * BH
+    for i in range(n):
+        for b in range(B):
+            output_logits(w.V, w.H, <const floating *> w.Why, <const floating *> w.by,
+                          h_top + b * w.H, logits)
+            out[i * B + b] = choose_char_nucleus(w.V, logits, work, temperature[b],
+                                                 top_k[b], top_p[b], uniforms[i * B + b])
+        stack_step_rows(w, B, out + i * B, state, c, pre, rec, aux)
+
+
+cdef struct WordSearch:
+    # R searches, each a beam of width K over completions of at most n characters,
+    # keeping its kf best finished words; its live beams are rows off_r .. off_r+m_r-1 of
+    # the batch, off_r = m_0 + ... + m_{r-1}
+    Py_ssize_t R, K, kf, n
+    const unsigned char *is_sep    # (V,) 1 for a separator
+    double *scores                 # (R, K) live beams' log-probabilities (nats)
+    double *next_scores            # (R, K)
+    unsigned char *started         # (R, K) the beam's word has a character
+    unsigned char *next_started    # (R, K)
+    Py_ssize_t *live               # (R,) m_r, live beams of search r
+    Py_ssize_t *next_live          # (R,)
+    Py_ssize_t *chars              # (R, n, K) the character each beam took at each step
+    Py_ssize_t *parents            # (R, n, K) and the beam it extended
+    Py_ssize_t *xs                 # (R·K,) the batch's characters of one step
+    Candidate *cands               # (K·V,) one search's extensions
+    double *logits                 # (V,)
+    double *fin_scores             # (R, kf) finished words, best first
+    Py_ssize_t *fin_step           # (R, kf) their completion's length
+    Py_ssize_t *fin_beam           # (R, kf) and its beam at that step
+    Py_ssize_t *n_fin              # (R,)
+
+
+cdef void add_finished(WordSearch *s, Py_ssize_t r, double score, Py_ssize_t step,
+                       Py_ssize_t beam) noexcept nogil:
+    """Insert a finished word into search r's kf best (best first; among equal scores
+    the earlier one first)."""
+    cdef Py_ssize_t kf = s.kf, j = s.n_fin[r]
+    cdef double *sc = s.fin_scores + r * kf
+    cdef Py_ssize_t *st = s.fin_step + r * kf
+    cdef Py_ssize_t *bm = s.fin_beam + r * kf
+    if j == kf:
+        if score <= sc[kf - 1]:
+            return
+        j = kf - 1
+    else:
+        s.n_fin[r] += 1
+    while j > 0 and sc[j - 1] < score:
+        sc[j], st[j], bm[j] = sc[j - 1], st[j - 1], bm[j - 1]
+        j -= 1
+    sc[j], st[j], bm[j] = score, step, beam
+
+
+cdef void word_beam_steps(Window *w, WordSearch *s, floating *cur, floating *nxt,
+                          floating *pre, floating *rec, floating *aux,
+                          Py_ssize_t *out, Py_ssize_t *out_len) noexcept nogil:
+    """R word searches advanced together: the most probable ways to finish a word.
+
+    cur (S·L, R, H) on entry: every search's state after its text; cur and nxt have room
+    for (S·L, R·K, H).  A completion is c₁…c_m followed by one separator, m <= n; its
+    log-probability is Σ log p(c_i | …) + log Σ_sep p(sep | …), the probability that the
+    word ends there.  A beam that has no word character yet (s.started 0: the text ended
+    in a separator or was empty) may take separators first (they lead into the word);
+    once started, a separator ends it.  Every step each live beam of each search
+    scores its V extensions by log-softmax, offers its finished word, and the K best
+    extensions stay live; a search stops when it has none, and early once its kf-th
+    finished word beats its best live beam (extending only lowers a score, so this
+    loses nothing).  All live beams of all searches advance as one batch of streams.
+    Writes search r's finished completions to out (R, kf, n) with their lengths in
+    out_len (R, kf); their scores are s.fin_scores, their count s.n_fin."""
+    cdef Py_ssize_t V = w.V, H = w.H, L = w.L, rows = (2 if w.cell == LSTM else 1) * w.L
+    cdef Py_ssize_t R = s.R, K = s.K, kf = s.kf, n = s.n
+    cdef Py_ssize_t i, r, b, j, nc, m, keep, off, new_off, M = R, M_new, p, q, row
+    cdef double row_max, total, lse, sep_total, base, bound
+    cdef bint has_sep = False
+    cdef floating *swap_f
+    cdef double *swap_d
+    cdef unsigned char *swap_u
+    cdef Py_ssize_t *swap_i
+    for j in range(V):
+        if s.is_sep[j]:
+            has_sep = True
+    for r in range(R):
+        s.live[r] = 1
+        s.scores[r * K] = 0.0
+        s.n_fin[r] = 0
+    for i in range(n + 1):
+        # 1. score, finish and prune every search; write the kept beams to the history
+        off = 0
+        M_new = 0
+        for r in range(R):
+            m = s.live[r]
+            nc = 0
+            for b in range(m):
+                output_logits(V, H, <const floating *> w.Why, <const floating *> w.by,
+                              cur + ((L - 1) * M + off + b) * H, s.logits)
+                row_max = s.logits[argmax(V, s.logits)]
+                total = 0.0
+                sep_total = 0.0
+                for j in range(V):
+                    total += exp(s.logits[j] - row_max)
+                    if s.is_sep[j]:
+                        sep_total += exp(s.logits[j] - row_max)
+                # log p[j] = logits[j] - lse
+                lse = row_max + log(total)
+                base = s.scores[r * K + b]
+                if s.started[r * K + b] and has_sep:
+                    # the word ends here: log Σ_sep p(sep)
+                    add_finished(s, r, base + (row_max + log(sep_total) - lse), i, b)
+                if i == n:
+                    continue
+                for j in range(V):
+                    if s.is_sep[j] and s.started[r * K + b]:
+                        continue
+                    s.cands[nc].score = base + (s.logits[j] - lse)
+                    s.cands[nc].logit = s.logits[j]
+                    s.cands[nc].index = b * V + j
+                    nc += 1
+            off += m
+            keep = 0
+            if nc > 0:
+                qsort(s.cands, nc, sizeof(Candidate), cmp_candidates)
+                keep = K if nc > K else nc
+                if s.n_fin[r] == kf:
+                    # a beam below the kf-th finished word can never beat it
+                    bound = s.fin_scores[r * kf + kf - 1]
+                    while keep > 0 and s.cands[keep - 1].score <= bound:
+                        keep -= 1
+            for b in range(keep):
+                q = (r * n + i) * K + b
+                p = s.cands[b].index // V
+                j = s.cands[b].index % V
+                s.parents[q] = p
+                s.chars[q] = j
+                s.next_scores[r * K + b] = s.cands[b].score
+                s.next_started[r * K + b] = s.started[r * K + p] or not s.is_sep[j]
+                s.xs[M_new + b] = j
+            s.next_live[r] = keep
+            M_new += keep
+        if M_new == 0:
+            break
+        # 2. every kept beam starts from its parent's state; then all take their
+        # characters as one batch
+        off = 0
+        new_off = 0
+        for r in range(R):
+            for b in range(s.next_live[r]):
+                p = s.parents[(r * n + i) * K + b]
+                for row in range(rows):
+                    memcpy(nxt + (row * M_new + new_off + b) * H,
+                           cur + (row * M + off + p) * H, H * sizeof(floating))
+            off += s.live[r]
+            new_off += s.next_live[r]
+        stack_step_rows(w, M_new, s.xs, nxt, nxt + L * M_new * H if w.cell == LSTM else NULL,
+                        pre, rec, aux)
+        swap_f = cur
+        cur = nxt
+        nxt = swap_f
+        swap_d = s.scores
+        s.scores = s.next_scores
+        s.next_scores = swap_d
+        swap_u = s.started
+        s.started = s.next_started
+        s.next_started = swap_u
+        swap_i = s.live
+        s.live = s.next_live
+        s.next_live = swap_i
+        M = M_new
+    # follow every finished word back through its parents
+    for r in range(R):
+        for b in range(s.n_fin[r]):
+            m = s.fin_step[r * kf + b]
+            out_len[r * kf + b] = m
+            p = s.fin_beam[r * kf + b]
+            i = m - 1
+            while i >= 0:
+                out[(r * kf + b) * n + i] = s.chars[(r * n + i) * K + p]
+                p = s.parents[(r * n + i) * K + p]
+                i -= 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -993,3 +1289,191 @@ cdef class StackKernel:
         finally:
             PyMem_Free(cands)
         return m
+
+    # ---- predictive text (section 3b) ------------------------------------------------
+    def feed_rows(self, const Py_ssize_t[:, ::1] chars, const Py_ssize_t[::1] starts,
+                  state):
+        """Feed stream b of `state` (S·L, B, H) the characters chars[b, starts[b]:] in
+        place, all B streams advanced as one batch: chars (B, P) holds every stream's
+        text right-aligned (what stands before starts[b] is padding, never fed: it must
+        still be a valid index).  Different texts, one batch.  Never drops out."""
+        cdef Py_ssize_t B = self.check_state(state), P = chars.shape[1], b
+        cdef Py_ssize_t H = self.hidden_size, GH = GATES[self.cell] * H
+        cdef Py_ssize_t rows = state.shape[0]
+        if self.bound_params is None:
+            raise ValueError("bind_params before feed_rows")
+        if chars.shape[0] != B or starts.shape[0] != B:
+            raise ValueError(f"chars has {chars.shape[0]} row(s) and starts "
+                             f"{starts.shape[0]}: expected one per stream ({B})")
+        for b in range(B):
+            if starts[b] < 0 or starts[b] > P:
+                raise ValueError(f"starts[{b}] = {starts[b]} is not in [0, {P}]")
+        check_indices(chars, self.n_vocab, "chars")
+        if P == 0:
+            return
+        scratch = self._scratch(B)
+        init = np.empty(rows * B * H, self.dtype)
+        xs = np.empty(B, np.intp)
+        cdef Py_ssize_t[::1] x = xs
+        cdef char *base = <char *> data_pointer(scratch)
+        cdef void *s = data_pointer(state)
+        cdef void *ini = data_pointer(init)
+        cdef Py_ssize_t item = self.dtype.itemsize
+        with nogil:
+            if self.is_double:
+                feed_rows_steps(&self.w, B, P, &chars[0, 0], &starts[0], <double *> s,
+                                <double *> ini, <double *> base,
+                                <double *> (base + B * GH * item),
+                                <double *> (base + 2 * B * GH * item), &x[0])
+            else:
+                feed_rows_steps(&self.w, B, P, &chars[0, 0], &starts[0], <float *> s,
+                                <float *> ini, <float *> base,
+                                <float *> (base + B * GH * item),
+                                <float *> (base + 2 * B * GH * item), &x[0])
+
+    def next_probs(self, state, double[:, ::1] out):
+        """out (B, V) = the next-character distribution of every stream of `state`
+        (S·L, B, H): softmax(Why·h + by) of its top layer's h, in float64."""
+        cdef Py_ssize_t B = self.check_state(state)
+        if self.bound_params is None:
+            raise ValueError("bind_params before next_probs")
+        if out.shape[0] != B or out.shape[1] != self.n_vocab:
+            raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected "
+                             f"({B}, {self.n_vocab})")
+        cdef void *s = data_pointer(state)
+        with nogil:
+            if self.is_double:
+                next_probs_rows(&self.w, B, <const double *> s, &out[0, 0])
+            else:
+                next_probs_rows(&self.w, B, <const float *> s, &out[0, 0])
+
+    def sample_rows(self, state, Py_ssize_t[:, ::1] out, const double[:, ::1] uniforms,
+                    const double[::1] temperature, const Py_ssize_t[::1] top_k,
+                    const double[::1] top_p):
+        """sample() with settings of their own for each of the B streams of `state`:
+        temperature (B,) (0: greedy, else > 0), top_k (B,) (0: all), top_p (B,) in (0, 1]
+        (1: all; below 1, nucleus sampling).  out (n, B), uniforms (n, B).  With every
+        stream's top_p at 1 it draws exactly what sample() draws."""
+        cdef Py_ssize_t B = self.check_state(state), n = out.shape[0], b
+        cdef Py_ssize_t V = self.n_vocab, GH = GATES[self.cell] * self.hidden_size
+        if self.bound_params is None:
+            raise ValueError("bind_params before sample_rows")
+        if out.shape[1] != B:
+            raise ValueError(f"out has shape ({n}, {out.shape[1]}), expected ({n}, {B})")
+        if uniforms.shape[0] != n or uniforms.shape[1] != B:
+            raise ValueError(f"uniforms has shape ({uniforms.shape[0]}, "
+                             f"{uniforms.shape[1]}), expected ({n}, {B})")
+        if temperature.shape[0] != B or top_k.shape[0] != B or top_p.shape[0] != B:
+            raise ValueError(f"temperature, top_k and top_p need one value per stream ({B})")
+        for b in range(B):
+            if not (temperature[b] >= 0 and temperature[b] < float("inf")):
+                raise ValueError(f"temperature[{b}] = {temperature[b]}: must be 0 "
+                                 "(greedy) or a finite number > 0")
+            if top_k[b] < 0:
+                raise ValueError(f"top_k[{b}] = {top_k[b]}: must be >= 0")
+            if not (top_p[b] > 0 and top_p[b] <= 1):
+                raise ValueError(f"top_p[{b}] = {top_p[b]}: must be in (0, 1]")
+        if n == 0:
+            return
+        scratch = self._scratch(B)
+        cdef double[::1] logits = np.zeros(V)
+        cdef double[::1] work = np.zeros(V)
+        cdef char *base = <char *> data_pointer(scratch)
+        cdef void *s = data_pointer(state)
+        cdef Py_ssize_t item = self.dtype.itemsize
+        with nogil:
+            if self.is_double:
+                sample_rows_steps(&self.w, B, <double *> s, <double *> base,
+                                  <double *> (base + B * GH * item),
+                                  <double *> (base + 2 * B * GH * item), &out[0, 0], n,
+                                  &uniforms[0, 0], &logits[0], &work[0], &temperature[0],
+                                  &top_k[0], &top_p[0])
+            else:
+                sample_rows_steps(&self.w, B, <float *> s, <float *> base,
+                                  <float *> (base + B * GH * item),
+                                  <float *> (base + 2 * B * GH * item), &out[0, 0], n,
+                                  &uniforms[0, 0], &logits[0], &work[0], &temperature[0],
+                                  &top_k[0], &top_p[0])
+
+    def word_beam(self, state, const unsigned char[::1] is_sep,
+                  const unsigned char[::1] started, Py_ssize_t beam,
+                  Py_ssize_t[:, :, ::1] out, Py_ssize_t[:, ::1] out_len,
+                  double[:, ::1] out_scores):
+        """R word searches of width `beam`, one per stream of `state` (S·L, R, H) (left as
+        it was), advanced as one batch: the most probable completions of the word being
+        typed, each ending in a separator (is_sep (V,): 1 for a separator character).
+        started (R,): 1 where the text ends inside a word (a separator then ends it at
+        once), 0 where it ends in a separator or is empty (separators may then lead into
+        the word).  out (R, kf, n): search r's kf best completions of at most n characters
+        (the ending separator not included), best first, their lengths in out_len (R, kf)
+        and log-probabilities in nats, the ending separator's included, in out_scores
+        (R, kf).  Returns an (R,) array: how many each search found (rows after them are
+        untouched).  See word_beam_steps."""
+        cdef Py_ssize_t R = self.check_state(state), K = beam, kf = out.shape[1]
+        cdef Py_ssize_t n = out.shape[2], V = self.n_vocab, H = self.hidden_size, r
+        cdef Py_ssize_t GH = GATES[self.cell] * H, rows = state.shape[0]
+        if self.bound_params is None:
+            raise ValueError("bind_params before word_beam")
+        if K < 1 or kf < 1:
+            raise ValueError("the beam width and the number of words kept must be >= 1")
+        if kf > K:
+            raise ValueError(f"a beam of width {K} cannot keep {kf} words")
+        if is_sep.shape[0] != V:
+            raise ValueError(f"is_sep has {is_sep.shape[0]} entries, expected {V}")
+        if started.shape[0] != R or out.shape[0] != R:
+            raise ValueError(f"started and out need one row per search ({R})")
+        if out_len.shape[0] != R or out_len.shape[1] != kf or out_scores.shape[0] != R \
+                or out_scores.shape[1] != kf:
+            raise ValueError(f"out_len and out_scores must be ({R}, {kf})")
+        # two (S·L, R·K, H) state buffers, the first holding the R texts' states
+        states = np.zeros((2, rows * R * K * H), self.dtype)
+        states[0, :rows * R * H] = state.ravel()
+        scratch = self._scratch(R * K)
+        cdef Py_ssize_t n_hist = max(n, 1)
+        ints = np.zeros(2 * R * n_hist * K + 3 * R + R * K + 2 * R * kf, np.intp)
+        floats = np.zeros(2 * R * K + V + R * kf)
+        flags = np.zeros(2 * R * K, np.uint8)
+        for r in range(R):
+            flags[r * K] = started[r]
+        counts = np.zeros(R, np.intp)
+        cdef Candidate *cands = <Candidate *> PyMem_Malloc(K * V * sizeof(Candidate))
+        if cands == NULL:
+            raise MemoryError()
+        cdef Py_ssize_t *ip = <Py_ssize_t *> data_pointer(ints)
+        cdef double *fp = <double *> data_pointer(floats)
+        cdef unsigned char *up = <unsigned char *> data_pointer(flags)
+        cdef WordSearch s
+        s.R, s.K, s.kf, s.n = R, K, kf, n
+        s.is_sep = &is_sep[0]
+        s.scores, s.next_scores = fp, fp + R * K
+        s.logits = fp + 2 * R * K
+        s.fin_scores = &out_scores[0, 0]
+        s.started, s.next_started = up, up + R * K
+        s.chars, s.parents = ip, ip + R * n_hist * K
+        s.live = ip + 2 * R * n_hist * K
+        s.next_live = s.live + R
+        s.n_fin = <Py_ssize_t *> data_pointer(counts)
+        s.xs = s.next_live + R
+        s.fin_step = s.xs + R * K
+        s.fin_beam = s.fin_step + R * kf
+        s.cands = cands
+        cdef char *st = <char *> data_pointer(states)
+        cdef char *base = <char *> data_pointer(scratch)
+        cdef Py_ssize_t item = self.dtype.itemsize, RK = R * K
+        try:
+            with nogil:
+                if self.is_double:
+                    word_beam_steps(&self.w, &s, <double *> st,
+                                    <double *> (st + rows * RK * H * item), <double *> base,
+                                    <double *> (base + RK * GH * item),
+                                    <double *> (base + 2 * RK * GH * item), &out[0, 0, 0]
+                                    if n > 0 else NULL, &out_len[0, 0])
+                else:
+                    word_beam_steps(&self.w, &s, <float *> st,
+                                    <float *> (st + rows * RK * H * item), <float *> base,
+                                    <float *> (base + RK * GH * item),
+                                    <float *> (base + 2 * RK * GH * item), &out[0, 0, 0]
+                                    if n > 0 else NULL, &out_len[0, 0])
+        finally:
+            PyMem_Free(cands)
+        return counts

@@ -240,6 +240,31 @@ class CharRNN:
         from .sample import beam_search
         return beam_search(self, prime, n, beam, skip_unknown=skip_unknown)
 
+    # ---- predictive text -------------------------------------------------------------
+    def next_char_probs(self, text, skip_unknown=False):
+        """(V,) float64: the probability of each vocabulary character coming right after
+        `text` (the state carried through all of it), in vocabulary order; computed in
+        compiled code.  Unknown characters are a ValueError naming them, unless
+        skip_unknown drops them (as for complete)."""
+        from .predict import next_char_probs
+        return next_char_probs(self, text, skip_unknown)
+
+    def next_chars(self, text, k=None, skip_unknown=False):
+        """The distribution of the character after `text`: a list of (char,
+        probability) pairs, most likely first; the k most likely when k is given."""
+        from .predict import next_chars
+        return next_chars(self, text, k, skip_unknown)
+
+    def suggest(self, text, k=3, max_chars=32, beam=16, skip_unknown=False):
+        """The k most probable ways to finish the word being typed at the end of `text`
+        (the next word when it ends in a separator), best first: a list of
+        rnncore.predict.Suggestion(word, completion, log_prob).  A suggestion ends where
+        the model emits a separator (whitespace, Unicode Z*, P*, S*, C*); log_prob (nats)
+        includes that separator.  A compiled beam search of width `beam` over word
+        continuations of at most max_chars characters; see rnncore.predict.suggest."""
+        from .predict import suggest
+        return suggest(self, text, k, max_chars, beam, skip_unknown)
+
     # ---- checkpoints -----------------------------------------------------------------
     def save(self, path):
         """Write the model to `path` (.npz, atomically).  See rnncore.checkpoint."""
