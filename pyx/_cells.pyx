@@ -782,6 +782,7 @@ cdef struct WordSearch:
     # keeping its kf best finished words; its live beams are rows off_r .. off_r+m_r-1 of
     # the batch, off_r = m_0 + ... + m_{r-1}
     Py_ssize_t R, K, kf, n
+    bint fixed                     # plain beams of exactly n characters: no words
     const unsigned char *is_sep    # (V,) 1 for a separator
     double *scores                 # (R, K) live beams' log-probabilities (nats)
     double *next_scores            # (R, K)
@@ -836,7 +837,9 @@ cdef void word_beam_steps(Window *w, WordSearch *s, floating *cur, floating *nxt
     finished word beats its best live beam (extending only lowers a score, so this
     loses nothing).  All live beams of all searches advance as one batch of streams.
     Writes search r's finished completions to out (R, kf, n) with their lengths in
-    out_len (R, kf); their scores are s.fin_scores, their count s.n_fin."""
+    out_len (R, kf); their scores are s.fin_scores, their count s.n_fin.
+    With s.fixed, R plain beam searches instead (beam_steps's, batched): no character
+    separates, and every beam that reaches n characters is finished with its score."""
     cdef Py_ssize_t V = w.V, H = w.H, L = w.L, rows = (2 if w.cell == LSTM else 1) * w.L
     cdef Py_ssize_t R = s.R, K = s.K, kf = s.kf, n = s.n
     cdef Py_ssize_t i, r, b, j, nc, m, keep, off, new_off, M = R, M_new, p, q, row
@@ -873,13 +876,17 @@ cdef void word_beam_steps(Window *w, WordSearch *s, floating *cur, floating *nxt
                 # log p[j] = logits[j] - lse
                 lse = row_max + log(total)
                 base = s.scores[r * K + b]
-                if s.started[r * K + b] and has_sep:
+                if s.fixed:
+                    if i == n:
+                        add_finished(s, r, base, i, b)
+                        continue
+                elif s.started[r * K + b] and has_sep:
                     # the word ends here: log Σ_sep p(sep)
                     add_finished(s, r, base + (row_max + log(sep_total) - lse), i, b)
                 if i == n:
                     continue
                 for j in range(V):
-                    if s.is_sep[j] and s.started[r * K + b]:
+                    if s.is_sep[j] and s.started[r * K + b] and not s.fixed:
                         continue
                     s.cands[nc].score = base + (s.logits[j] - lse)
                     s.cands[nc].logit = s.logits[j]
@@ -1398,7 +1405,7 @@ cdef class StackKernel:
     def word_beam(self, state, const unsigned char[::1] is_sep,
                   const unsigned char[::1] started, Py_ssize_t beam,
                   Py_ssize_t[:, :, ::1] out, Py_ssize_t[:, ::1] out_len,
-                  double[:, ::1] out_scores):
+                  double[:, ::1] out_scores, bint fixed_length=False):
         """R word searches of width `beam`, one per stream of `state` (S·L, R, H) (left as
         it was), advanced as one batch: the most probable completions of the word being
         typed, each ending in a separator (is_sep (V,): 1 for a separator character).
@@ -1408,7 +1415,9 @@ cdef class StackKernel:
         (the ending separator not included), best first, their lengths in out_len (R, kf)
         and log-probabilities in nats, the ending separator's included, in out_scores
         (R, kf).  Returns an (R,) array: how many each search found (rows after them are
-        untouched).  See word_beam_steps."""
+        untouched).  fixed_length: R plain beam searches for exactly n characters
+        instead (is_sep and started unused; kf <= beam best beams each).  See
+        word_beam_steps."""
         cdef Py_ssize_t R = self.check_state(state), K = beam, kf = out.shape[1]
         cdef Py_ssize_t n = out.shape[2], V = self.n_vocab, H = self.hidden_size, r
         cdef Py_ssize_t GH = GATES[self.cell] * H, rows = state.shape[0]
@@ -1444,6 +1453,7 @@ cdef class StackKernel:
         cdef unsigned char *up = <unsigned char *> data_pointer(flags)
         cdef WordSearch s
         s.R, s.K, s.kf, s.n = R, K, kf, n
+        s.fixed = fixed_length
         s.is_sep = &is_sep[0]
         s.scores, s.next_scores = fp, fp + R * K
         s.logits = fp + 2 * R * K

@@ -184,3 +184,24 @@ def word_of(completion, prefix=""):
         i += 1
     return prefix + completion[i:]
 
+
+
+def beam_from_state(model, state, n, beam, keep=1):
+    """R plain beam searches of width `beam` for n characters from the R streams of
+    `state`, advanced as one batch: for each, its `keep` best continuations as
+    (index array, total log-probability in nats) pairs, best first."""
+    R = state.shape[0 if state.ndim == 2 else 1]
+    keep = min(keep, beam)
+    G = GATES[model.cell]
+    per_beam = (2 * state_rows(model.cell, model.num_layers) + 2 * G + 1) \
+        * model.hidden_size * model.dtype.itemsize + 2 * 8 * n + 8 * 4
+    check_memory(R * beam * per_beam + beam * model.n_vocab * 24,
+                 f"{R:,} beam searches of width {beam:,} over {n:,} characters")
+    out = np.zeros((R, keep, n), np.intp)
+    lengths = np.zeros((R, keep), np.intp)
+    scores = np.zeros((R, keep))
+    no_seps = np.zeros(model.n_vocab, np.uint8)
+    counts = model._kernel(1, 1).word_beam(state, no_seps, np.zeros(R, np.uint8), beam,
+                                           out, lengths, scores, True)
+    return [[(out[r, i], float(scores[r, i])) for i in range(counts[r])]
+            for r in range(R)]
