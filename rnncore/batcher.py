@@ -70,7 +70,9 @@ class Batcher:
     (0: never wait).  chunk: characters a sampling stream advances per round.
     """
 
-    def __init__(self, model, gather=0.002, chunk=CHUNK, max_batch=256):
+    KINDS = ("next", "suggest", "complete", "sample")
+
+    def __init__(self, model, gather=0.002, chunk=CHUNK, max_batch=256, start=True):
         self.model = model
         self.gather, self.chunk, self.max_batch = gather, chunk, max_batch
         self.queue = queue.Queue()
@@ -81,6 +83,11 @@ class Batcher:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="rnncore-batcher",
                                         daemon=True)
+        if start:
+            self.start()
+
+    def start(self):
+        """Start the worker (done by the constructor unless start=False)."""
         self._thread.start()
 
     # ---- the caller's side -------------------------------------------------------
@@ -88,6 +95,9 @@ class Batcher:
         """Queue a Job; returns its concurrent.futures.Future."""
         if self._closed:
             raise RuntimeError("the batcher is closed")
+        if job.kind not in self.KINDS:
+            raise ValueError(f"a job's kind is one of {', '.join(self.KINDS)}, got "
+                             f"{job.kind!r}")
         self.queue.put(job)
         return job.future
 
@@ -95,7 +105,8 @@ class Batcher:
         """Stop the worker once the requests under way are answered."""
         self._closed = True
         self.queue.put(None)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     # ---- the worker ----------------------------------------------------------------
     def _take(self):
@@ -153,7 +164,8 @@ class Batcher:
             rows = {id(job): r for r, job in enumerate(jobs)}
             nexts = [job for job in jobs if job.kind == "next"]
             if nexts:
-                probs = next_probs_of_state(model, state[:, [rows[id(j)] for j in nexts]])
+                probs = next_probs_of_state(model, np.ascontiguousarray(
+                    state[:, [rows[id(j)] for j in nexts]]))
                 for job, p in zip(nexts, probs):
                     _settle(job, p)
             groups = {}
