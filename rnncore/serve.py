@@ -185,8 +185,10 @@ def create_app(model, max_length=4096, batcher=None, name="model"):
         if exc.status_code == 404:
             return error(404, f"not found: {request.url.path}")
         if exc.status_code == 405:
-            return error(405, f"method {request.method} is not allowed on "
-                         f"{request.url.path}")
+            response = error(405, f"method {request.method} is not allowed on "
+                             f"{request.url.path}")
+            response.headers.update(exc.headers or {})   # Allow: the methods that are
+            return response
         return error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
@@ -236,7 +238,13 @@ def create_app(model, max_length=4096, batcher=None, name="model"):
         chars, log_prob = found[0]
         return {"completion": model.vocab.decode(chars), "log_prob": log_prob}
 
-    @app.post("/v1/sample", response_model=SampleResponse, responses=errors)
+    streamed = {200: {"description": "the text; with \"stream\": true, Server-Sent "
+                      "Events: `data: {\"text\": piece}` as it is generated, then "
+                      "`event: done`", "content": {"text/event-stream": {
+                          "schema": {"type": "object", "properties": {
+                              "text": {"type": "string"}}}}}}}
+
+    @app.post("/v1/sample", response_model=SampleResponse, responses={**errors, **streamed})
     async def post_sample(req: SampleRequest):
         ids = ids_of(req.prime, req.skip_unknown, "prime")
         stops = _check_stops(req.stop, max_length)
