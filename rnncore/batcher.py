@@ -68,6 +68,8 @@ class Batcher:
 
     gather: seconds to wait for more requests when the previous round held several
     (0: never wait).  chunk: characters a sampling stream advances per round.
+    max_batch: the most requests a round takes; 1 serves one request at a time, start to
+    end (for comparison: bench/serve.py).
     """
 
     KINDS = ("next", "suggest", "complete", "sample")
@@ -113,6 +115,8 @@ class Batcher:
         """The requests of the next round (blocking while there is nothing to do);
         None once closed."""
         jobs = []
+        if self.max_batch == 1 and self.streams:
+            return jobs      # one at a time: the sample under way runs to its end first
         if not self.streams:
             job = self.queue.get()
             if job is None:

@@ -508,6 +508,9 @@ def add_predict_parsers(sub):
     serve.add_argument("--max-length", type=positive_int, default=4096,
                        help="the most characters a request may ask for, and the longest "
                        "text or prime it may send (default 4096)")
+    serve.add_argument("--max-batch", type=positive_int, default=256,
+                       help="the most concurrent requests advanced as one batch (default "
+                       "256; 1: one request at a time, start to end)")
     serve.add_argument("--latest", action="store_true",
                        help="use the latest parameters, not the best-validation ones")
     serve.add_argument("--threads", type=positive_int,
@@ -566,6 +569,7 @@ def cmd_serve(args):
     try:
         return serve(model, args.checkpoint, host=args.host, port=args.port,
                      max_length=args.max_length, threads=args.threads,
+                     max_batch=args.max_batch,
                      echo=lambda line: print(line, flush=True))
     except ServeMissing as e:
         raise UsageError(str(e)) from None

@@ -397,13 +397,14 @@ def is_loopback(host):
 
 
 def serve(model, name, host="127.0.0.1", port=8000, max_length=4096, threads=None,
-          echo=print, ready=None):
+          echo=print, ready=None, max_batch=256):
     """Serve `model` on host:port until SIGTERM or Ctrl-C; returns the exit status (0).
 
     Prints `serving NAME on http://HOST:PORT` once it accepts connections (the port
     actually bound when port is 0).  A host other than a loopback address is served
-    with a warning on stderr (anyone who reaches it may use the model).  ready: called
-    with the uvicorn Server once it runs (for tests)."""
+    with a warning on stderr (anyone who reaches it may use the model).  max_batch: the
+    most requests advanced together (1: one at a time).  ready: called with the uvicorn
+    Server once it runs."""
     _require()
     import uvicorn
 
@@ -414,7 +415,7 @@ def serve(model, name, host="127.0.0.1", port=8000, max_length=4096, threads=Non
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     from .run import _blas_threads
-    batcher = Batcher(model)
+    batcher = Batcher(model, max_batch=max_batch)
     app = create_app(model, max_length=max_length, batcher=batcher, name=name)
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5, lifespan="on")
