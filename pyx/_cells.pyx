@@ -30,7 +30,7 @@ import numpy as np
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.math cimport exp, log
 from libc.stdlib cimport qsort
-from libc.string cimport memset, memcpy
+from libc.string cimport memset, memcpy, memmove
 from cython cimport floating
 
 from kernel_maths cimport (blas_int, gemm_rm, gemv_rm, rows_times_wt, rows_times_w,
@@ -678,44 +678,74 @@ cdef Py_ssize_t beam_steps(Window *w, Py_ssize_t K, Py_ssize_t n, floating *cur,
 # ---------------------------------------------------------------------------------------
 
 cdef void feed_rows_steps(Window *w, Py_ssize_t B, Py_ssize_t P, const Py_ssize_t *chars,
-                          const Py_ssize_t *starts, floating *state, floating *init,
-                          floating *pre, floating *rec, floating *aux,
-                          Py_ssize_t *xs) noexcept nogil:
+                          const Py_ssize_t *starts, floating *state, floating *work,
+                          floating *pre, floating *rec, floating *aux, Py_ssize_t *xs,
+                          Py_ssize_t *order) noexcept nogil:
     """Feed stream b the characters chars[b, starts[b]:P] (chars (B, P): every stream's
-    text right-aligned, padding before it), all B streams advanced as one batch.
+    text right-aligned, padding before it), the streams under way advanced as one batch.
 
-    state (S·L, B, H) in place; init (S·L, B, H): scratch holding the state on entry, so
-    that a stream whose text has not begun yet (i < starts[b]) is put back after each
-    step: padding never reaches a state.  xs (B,): scratch."""
-    cdef Py_ssize_t i, b, r, i0 = P, H = w.H
+    state (S·L, B, H) in place.  No step is spent on padding: the streams are taken
+    longest text first (order (B,): scratch), and at step i only the a streams whose text
+    has begun run, compacted into work (S·L, a, H) (scratch of (S·L, B, H)); a stream
+    joins it, with its state, at its first character.  xs (B,): scratch."""
+    cdef Py_ssize_t i, b, r, j, a = 0, a_new, H = w.H
     cdef Py_ssize_t rows = (2 if w.cell == LSTM else 1) * w.L
-    cdef floating *c = state + w.L * B * H if w.cell == LSTM else NULL
+    # order: the streams by start, ascending (insertion sort: B is a batch of requests)
     for b in range(B):
-        if starts[b] < i0:
-            i0 = starts[b]
-    memcpy(init, state, rows * B * H * sizeof(floating))
-    for i in range(i0, P):
-        for b in range(B):
-            xs[b] = chars[b * P + i]
-        stack_step_rows(w, B, xs, state, c, pre, rec, aux)
-        for b in range(B):
-            if i < starts[b]:
-                for r in range(rows):
-                    memcpy(state + (r * B + b) * H, init + (r * B + b) * H,
+        j = b
+        while j > 0 and starts[order[j - 1]] > starts[b]:
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = b
+    if B == 0 or starts[order[0]] >= P:
+        return
+    for i in range(starts[order[0]], P):
+        a_new = a
+        while a_new < B and starts[order[a_new]] <= i:
+            a_new += 1
+        if a_new != a:
+            # (S·L, a, H) -> (S·L, a_new, H), last row first, then the newcomers' states
+            r = rows - 1
+            while r > 0:
+                memmove(work + r * a_new * H, work + r * a * H, a * H * sizeof(floating))
+                r -= 1
+            for r in range(rows):
+                for b in range(a, a_new):
+                    memcpy(work + (r * a_new + b) * H, state + (r * B + order[b]) * H,
                            H * sizeof(floating))
+            a = a_new
+        for b in range(a):
+            xs[b] = chars[order[b] * P + i]
+        stack_step_rows(w, a, xs, work, work + w.L * a * H if w.cell == LSTM else NULL,
+                        pre, rec, aux)
+    for r in range(rows):
+        for b in range(a):
+            memcpy(state + (r * B + order[b]) * H, work + (r * a + b) * H,
+                   H * sizeof(floating))
+
+
+cdef void logits_rows(Window *w, Py_ssize_t B, const floating *h, floating *scratch,
+                      double *logits) noexcept nogil:
+    """logits (B, V) = h (B, H) · Whyᵀ + by for B streams: one product (a gemv at B = 1),
+    widened to double for the sampler.  scratch (B, V)."""
+    cdef Py_ssize_t b, j, V = w.V
+    cdef const floating *by = <const floating *> w.by
+    rows_times_wt(B, V, w.H, h, <const floating *> w.Why, <floating> 0.0, scratch)
+    for b in range(B):
+        for j in range(V):
+            logits[b * V + j] = scratch[b * V + j] + by[j]
 
 
 cdef void next_probs_rows(Window *w, Py_ssize_t B, const floating *state,
-                          double *probs) noexcept nogil:
-    """probs (B, V) = softmax(Why·h + by) of every stream's top-layer h, in double."""
+                          floating *scratch, double *probs) noexcept nogil:
+    """probs (B, V) = softmax(Why·h + by) of every stream's top-layer h, in double.
+    scratch (B, V)."""
     cdef Py_ssize_t b, j, V = w.V
     cdef double row_max, total
     cdef double *p
-    cdef const floating *h_top = state + (w.L - 1) * B * w.H
+    logits_rows(w, B, state + (w.L - 1) * B * w.H, scratch, probs)
     for b in range(B):
         p = probs + b * V
-        output_logits(V, w.H, <const floating *> w.Why, <const floating *> w.by,
-                      h_top + b * w.H, p)
         row_max = p[argmax(V, p)]
         total = 0.0
         for j in range(V):
@@ -760,19 +790,19 @@ cdef Py_ssize_t choose_char_nucleus(Py_ssize_t V, double *logits, double *work,
 
 cdef void sample_rows_steps(Window *w, Py_ssize_t B, floating *state, floating *pre,
                             floating *rec, floating *aux, Py_ssize_t *out, Py_ssize_t n,
-                            const double *uniforms, double *logits, double *work,
-                            const double *temperature, const Py_ssize_t *top_k,
-                            const double *top_p) noexcept nogil:
+                            const double *uniforms, floating *scratch, double *logits,
+                            double *work, const double *temperature,
+                            const Py_ssize_t *top_k, const double *top_p) noexcept nogil:
     """sample_steps with settings of their own for every stream b: temperature[b]
-    (0: greedy), top_k[b] (0: all), top_p[b] (>= 1: all).  uniforms (n, B), out (n, B)."""
-    cdef Py_ssize_t i, b, BH = B * w.H
+    (0: greedy), top_k[b] (0: all), top_p[b] (>= 1: all), every step's logits one
+    product for all B streams.  uniforms (n, B), out (n, B); logits, scratch (B, V)."""
+    cdef Py_ssize_t i, b, BH = B * w.H, V = w.V
     cdef floating *c = state + w.L * BH if w.cell == LSTM else NULL
     cdef floating *h_top = state + (w.L - 1) * BH
     for i in range(n):
+        logits_rows(w, B, h_top, scratch, logits)
         for b in range(B):
-            output_logits(w.V, w.H, <const floating *> w.Why, <const floating *> w.by,
-                          h_top + b * w.H, logits)
-            out[i * B + b] = choose_char_nucleus(w.V, logits, work, temperature[b],
+            out[i * B + b] = choose_char_nucleus(V, logits + b * V, work, temperature[b],
                                                  top_k[b], top_p[b], uniforms[i * B + b])
         stack_step_rows(w, B, out + i * B, state, c, pre, rec, aux)
 
@@ -794,7 +824,7 @@ cdef struct WordSearch:
     Py_ssize_t *parents            # (R, n, K) and the beam it extended
     Py_ssize_t *xs                 # (R·K,) the batch's characters of one step
     Candidate *cands               # (K·V,) one search's extensions
-    double *logits                 # (V,)
+    double *logits                 # (R·K, V) every live beam's logits of one step
     double *fin_scores             # (R, kf) finished words, best first
     Py_ssize_t *fin_step           # (R, kf) their completion's length
     Py_ssize_t *fin_beam           # (R, kf) and its beam at that step
@@ -822,7 +852,7 @@ cdef void add_finished(WordSearch *s, Py_ssize_t r, double score, Py_ssize_t ste
 
 
 cdef void word_beam_steps(Window *w, WordSearch *s, floating *cur, floating *nxt,
-                          floating *pre, floating *rec, floating *aux,
+                          floating *pre, floating *rec, floating *aux, floating *scratch,
                           Py_ssize_t *out, Py_ssize_t *out_len) noexcept nogil:
     """R word searches advanced together: the most probable ways to finish a word.
 
@@ -836,7 +866,8 @@ cdef void word_beam_steps(Window *w, WordSearch *s, floating *cur, floating *nxt
     extensions stay live; a search stops when it has none, and early once its kf-th
     finished word beats its best live beam (extending only lowers a score, so this
     loses nothing).  All live beams of all searches advance as one batch of streams.
-    Writes search r's finished completions to out (R, kf, n) with their lengths in
+    scratch (R·K, V).  Writes search r's finished completions to out (R, kf, n) with
+    their lengths in
     out_len (R, kf); their scores are s.fin_scores, their count s.n_fin.
     With s.fixed, R plain beam searches instead (beam_steps's, batched): no character
     separates, and every beam that reaches n characters is finished with its score."""
@@ -844,6 +875,7 @@ cdef void word_beam_steps(Window *w, WordSearch *s, floating *cur, floating *nxt
     cdef Py_ssize_t R = s.R, K = s.K, kf = s.kf, n = s.n
     cdef Py_ssize_t i, r, b, j, nc, m, keep, off, new_off, M = R, M_new, p, q, row
     cdef double row_max, total, lse, sep_total, base, bound
+    cdef double *lg
     cdef bint has_sep = False
     cdef floating *swap_f
     cdef double *swap_d
@@ -858,21 +890,21 @@ cdef void word_beam_steps(Window *w, WordSearch *s, floating *cur, floating *nxt
         s.n_fin[r] = 0
     for i in range(n + 1):
         # 1. score, finish and prune every search; write the kept beams to the history
+        logits_rows(w, M, cur + (L - 1) * M * H, scratch, s.logits)
         off = 0
         M_new = 0
         for r in range(R):
             m = s.live[r]
             nc = 0
             for b in range(m):
-                output_logits(V, H, <const floating *> w.Why, <const floating *> w.by,
-                              cur + ((L - 1) * M + off + b) * H, s.logits)
-                row_max = s.logits[argmax(V, s.logits)]
+                lg = s.logits + (off + b) * V
+                row_max = lg[argmax(V, lg)]
                 total = 0.0
                 sep_total = 0.0
                 for j in range(V):
-                    total += exp(s.logits[j] - row_max)
+                    total += exp(lg[j] - row_max)
                     if s.is_sep[j]:
-                        sep_total += exp(s.logits[j] - row_max)
+                        sep_total += exp(lg[j] - row_max)
                 # log p[j] = logits[j] - lse
                 lse = row_max + log(total)
                 base = s.scores[r * K + b]
@@ -888,8 +920,8 @@ cdef void word_beam_steps(Window *w, WordSearch *s, floating *cur, floating *nxt
                 for j in range(V):
                     if s.is_sep[j] and s.started[r * K + b] and not s.fixed:
                         continue
-                    s.cands[nc].score = base + (s.logits[j] - lse)
-                    s.cands[nc].logit = s.logits[j]
+                    s.cands[nc].score = base + (lg[j] - lse)
+                    s.cands[nc].logit = lg[j]
                     s.cands[nc].index = b * V + j
                     nc += 1
             off += m
@@ -1319,8 +1351,8 @@ cdef class StackKernel:
         if P == 0:
             return
         scratch = self._scratch(B)
-        init = np.empty(rows * B * H, self.dtype)
-        xs = np.empty(B, np.intp)
+        init = np.empty(rows * B * H, self.dtype)       # the compacted streams
+        xs = np.empty(2 * B, np.intp)                   # characters, order
         cdef Py_ssize_t[::1] x = xs
         cdef char *base = <char *> data_pointer(scratch)
         cdef void *s = data_pointer(state)
@@ -1331,12 +1363,12 @@ cdef class StackKernel:
                 feed_rows_steps(&self.w, B, P, &chars[0, 0], &starts[0], <double *> s,
                                 <double *> ini, <double *> base,
                                 <double *> (base + B * GH * item),
-                                <double *> (base + 2 * B * GH * item), &x[0])
+                                <double *> (base + 2 * B * GH * item), &x[0], &x[B])
             else:
                 feed_rows_steps(&self.w, B, P, &chars[0, 0], &starts[0], <float *> s,
                                 <float *> ini, <float *> base,
                                 <float *> (base + B * GH * item),
-                                <float *> (base + 2 * B * GH * item), &x[0])
+                                <float *> (base + 2 * B * GH * item), &x[0], &x[B])
 
     def next_probs(self, state, double[:, ::1] out):
         """out (B, V) = the next-character distribution of every stream of `state`
@@ -1348,11 +1380,13 @@ cdef class StackKernel:
             raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected "
                              f"({B}, {self.n_vocab})")
         cdef void *s = data_pointer(state)
+        scratch = np.empty(B * self.n_vocab, self.dtype)
+        cdef void *sc = data_pointer(scratch)
         with nogil:
             if self.is_double:
-                next_probs_rows(&self.w, B, <const double *> s, &out[0, 0])
+                next_probs_rows(&self.w, B, <const double *> s, <double *> sc, &out[0, 0])
             else:
-                next_probs_rows(&self.w, B, <const float *> s, &out[0, 0])
+                next_probs_rows(&self.w, B, <const float *> s, <float *> sc, &out[0, 0])
 
     def sample_rows(self, state, Py_ssize_t[:, ::1] out, const double[:, ::1] uniforms,
                     const double[::1] temperature, const Py_ssize_t[::1] top_k,
@@ -1383,24 +1417,26 @@ cdef class StackKernel:
         if n == 0:
             return
         scratch = self._scratch(B)
-        cdef double[::1] logits = np.zeros(V)
+        cdef double[::1] logits = np.zeros(B * V)
         cdef double[::1] work = np.zeros(V)
+        out_scratch = np.empty(B * V, self.dtype)
         cdef char *base = <char *> data_pointer(scratch)
         cdef void *s = data_pointer(state)
+        cdef void *osc = data_pointer(out_scratch)
         cdef Py_ssize_t item = self.dtype.itemsize
         with nogil:
             if self.is_double:
                 sample_rows_steps(&self.w, B, <double *> s, <double *> base,
                                   <double *> (base + B * GH * item),
                                   <double *> (base + 2 * B * GH * item), &out[0, 0], n,
-                                  &uniforms[0, 0], &logits[0], &work[0], &temperature[0],
-                                  &top_k[0], &top_p[0])
+                                  &uniforms[0, 0], <double *> osc, &logits[0], &work[0],
+                                  &temperature[0], &top_k[0], &top_p[0])
             else:
                 sample_rows_steps(&self.w, B, <float *> s, <float *> base,
                                   <float *> (base + B * GH * item),
                                   <float *> (base + 2 * B * GH * item), &out[0, 0], n,
-                                  &uniforms[0, 0], &logits[0], &work[0], &temperature[0],
-                                  &top_k[0], &top_p[0])
+                                  &uniforms[0, 0], <float *> osc, &logits[0], &work[0],
+                                  &temperature[0], &top_k[0], &top_p[0])
 
     def word_beam(self, state, const unsigned char[::1] is_sep,
                   const unsigned char[::1] started, Py_ssize_t beam,
@@ -1440,7 +1476,8 @@ cdef class StackKernel:
         scratch = self._scratch(R * K)
         cdef Py_ssize_t n_hist = max(n, 1)
         ints = np.zeros(2 * R * n_hist * K + 3 * R + R * K + 2 * R * kf, np.intp)
-        floats = np.zeros(2 * R * K + V + R * kf)
+        floats = np.zeros(2 * R * K + R * K * V)
+        logit_scratch = np.empty(R * K * V, self.dtype)
         flags = np.zeros(2 * R * K, np.uint8)
         for r in range(R):
             flags[r * K] = started[r]
@@ -1458,6 +1495,7 @@ cdef class StackKernel:
         s.scores, s.next_scores = fp, fp + R * K
         s.logits = fp + 2 * R * K
         s.fin_scores = &out_scores[0, 0]
+        cdef void *lsc = data_pointer(logit_scratch)
         s.started, s.next_started = up, up + R * K
         s.chars, s.parents = ip, ip + R * n_hist * K
         s.live = ip + 2 * R * n_hist * K
@@ -1476,13 +1514,15 @@ cdef class StackKernel:
                     word_beam_steps(&self.w, &s, <double *> st,
                                     <double *> (st + rows * RK * H * item), <double *> base,
                                     <double *> (base + RK * GH * item),
-                                    <double *> (base + 2 * RK * GH * item), &out[0, 0, 0]
+                                    <double *> (base + 2 * RK * GH * item), <double *> lsc,
+                                    &out[0, 0, 0]
                                     if n > 0 else NULL, &out_len[0, 0])
                 else:
                     word_beam_steps(&self.w, &s, <float *> st,
                                     <float *> (st + rows * RK * H * item), <float *> base,
                                     <float *> (base + RK * GH * item),
-                                    <float *> (base + 2 * RK * GH * item), &out[0, 0, 0]
+                                    <float *> (base + 2 * RK * GH * item), <float *> lsc,
+                                    &out[0, 0, 0]
                                     if n > 0 else NULL, &out_len[0, 0])
         finally:
             PyMem_Free(cands)

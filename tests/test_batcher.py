@@ -78,14 +78,22 @@ def test_a_lone_request_never_waits_for_company(model):
 def test_short_requests_are_answered_while_a_long_sample_runs(model):
     batcher = Batcher(model, chunk=8)
     try:
-        long = batcher.submit(sample_job(model, "!", 20000, seed=1))
+        job = sample_job(model, "!", 10 ** 8, seed=1)
+        pieces = []
+        job.on_piece = pieces.append
+        long = batcher.submit(job)
         time.sleep(0.05)
         start = time.perf_counter()
         probs = batcher.submit(Job("next", ids(model, "#"))).result(timeout=30)
-        assert not long.done()       # it came back before the long sample ended
+        assert not long.done()       # it came back while the long sample runs
         np.testing.assert_allclose(probs, model.next_char_probs("#"), rtol=1e-12)
         assert time.perf_counter() - start < 5
-        assert long.result(timeout=120) == model.sample(20000, "!", seed=1)
+        job.cancelled = True
+        with pytest.raises(Exception):
+            long.result(timeout=30)
+        assert long.cancelled()
+        done = "".join(pieces)
+        assert done == model.sample(len(done), "!", seed=1)   # what it had generated
     finally:
         batcher.close()
 
