@@ -476,7 +476,7 @@ def add_predict_parsers(sub):
     _model_arguments(suggest)
     suggest.add_argument("-k", type=positive_int, default=3,
                          help="how many suggestions (default 3)")
-    suggest.add_argument("--max-chars", type=positive_int, default=32,
+    suggest.add_argument("--max-chars", type=nonnegative_int, default=32,
                          help="longest completion, in characters (default 32)")
     suggest.add_argument("--beam", type=positive_int, default=16,
                          help="beam width of the search (default 16)")
