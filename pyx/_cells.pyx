@@ -26,7 +26,8 @@ from cython cimport floating
 from gemm cimport (gemm, pack, rnncore_fma_loop, rnncore_gemm_isa, rnncore_gemm_setting_error,
                    rnncore_gemm_lanes_f, rnncore_gemm_lanes_d, rnncore_gemm_mr_f,
                    rnncore_gemm_mr_d)
-from generate cimport (Gen, GenJob, Candidate, gen_tile, steps_program, beam_program)
+from generate cimport (Gen, GenJob, Candidate, WordBeam, gen_tile, steps_program,
+                       texts_program, next_program, beam_program, word_program)
 from kernel_maths cimport vecmath_choice
 from step cimport (Net, RNN, LSTM, GRU, ceil_div, padded, forward_scratch,
                    backward_scratch)
@@ -92,6 +93,9 @@ cdef enum:
     FEED = 0
     SAMPLE = 1
     BEAM = 2
+    TEXTS = 3
+    NEXT = 4
+    WORDS = 5
 
 cdef struct GenCall:
     Gen *g
@@ -120,6 +124,12 @@ cdef void generate_f(void *arg, rnncore_crew *crew) noexcept nogil:
     cdef GenCall *c = <GenCall *> arg
     if c.op == BEAM:
         beam_program(<float *> NULL, c.g, c.n_steps, crew, gen_tile_f)
+    elif c.op == TEXTS:
+        texts_program(<float *> NULL, c.g, crew, gen_tile_f)
+    elif c.op == NEXT:
+        next_program(<float *> NULL, c.g, crew, gen_tile_f)
+    elif c.op == WORDS:
+        word_program(<float *> NULL, c.g, crew, gen_tile_f)
     else:
         steps_program(<float *> NULL, c.g, c.n_steps, c.op == SAMPLE, crew, gen_tile_f)
 
@@ -127,6 +137,12 @@ cdef void generate_d(void *arg, rnncore_crew *crew) noexcept nogil:
     cdef GenCall *c = <GenCall *> arg
     if c.op == BEAM:
         beam_program(<double *> NULL, c.g, c.n_steps, crew, gen_tile_d)
+    elif c.op == TEXTS:
+        texts_program(<double *> NULL, c.g, crew, gen_tile_d)
+    elif c.op == NEXT:
+        next_program(<double *> NULL, c.g, crew, gen_tile_d)
+    elif c.op == WORDS:
+        word_program(<double *> NULL, c.g, crew, gen_tile_d)
     else:
         steps_program(<double *> NULL, c.g, c.n_steps, c.op == SAMPLE, crew, gen_tile_d)
 
@@ -516,20 +532,40 @@ cdef class StackKernel:
         (S·L, B, H), into out (n, B), advancing the state in place past every character
         generated (so a further call continues the streams).  The first character is
         predicted from the state as given.  uniforms (n, B): one number in [0, 1) per
-        character, unused if greedy.  Never drops out."""
+        character, unused if greedy.  Never drops out.  (sample_rows with one setting
+        for every stream.)"""
         cdef Py_ssize_t B = self.check_state(state), n = out.shape[0]
+        if not greedy and not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if greedy:
+            uniforms = np.zeros((n, B))
+        self.sample_rows(state, out, uniforms, np.full(B, 0.0 if greedy else temperature),
+                         np.full(B, top_k, np.intp), np.ones(B))
+
+    def sample_rows(self, state, Py_ssize_t[:, ::1] out, const double[:, ::1] uniforms,
+                    const double[::1] temperature, const Py_ssize_t[::1] top_k,
+                    const double[::1] top_p):
+        """sample() with settings of their own for each of the B streams of `state`:
+        temperature (B,) (0: greedy, else > 0), top_k (B,) (0: all), top_p (B,) in (0, 1]
+        (1: all; below 1, nucleus sampling).  out (n, B), uniforms (n, B)."""
+        cdef Py_ssize_t B = self.check_state(state), n = out.shape[0], b
         if self.bound_params is None:
-            raise ValueError("bind_params before sample")
+            raise ValueError("bind_params before sample_rows")
         if out.shape[1] != B:
             raise ValueError(f"out has shape ({n}, {out.shape[1]}), expected ({n}, {B})")
-        if not greedy:
-            if uniforms.shape[0] != n or uniforms.shape[1] != B:
-                raise ValueError(f"uniforms has shape ({uniforms.shape[0]}, "
-                                 f"{uniforms.shape[1]}), expected ({n}, {B})")
-            if not temperature > 0:
-                raise ValueError(f"temperature must be > 0, got {temperature}")
-        if top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        if uniforms.shape[0] != n or uniforms.shape[1] != B:
+            raise ValueError(f"uniforms has shape ({uniforms.shape[0]}, "
+                             f"{uniforms.shape[1]}), expected ({n}, {B})")
+        if temperature.shape[0] != B or top_k.shape[0] != B or top_p.shape[0] != B:
+            raise ValueError(f"temperature, top_k and top_p need one value per stream ({B})")
+        for b in range(B):
+            if not (temperature[b] >= 0 and temperature[b] < float("inf")):
+                raise ValueError(f"temperature[{b}] = {temperature[b]}: must be 0 "
+                                 "(greedy) or a finite number > 0")
+            if top_k[b] < 0:
+                raise ValueError(f"top_k[{b}] = {top_k[b]}: must be >= 0")
+            if not (top_p[b] > 0 and top_p[b] <= 1):
+                raise ValueError(f"top_p[{b}] = {top_p[b]}: must be in (0, 1]")
         if n == 0:
             return
         cdef Gen g
@@ -537,9 +573,65 @@ cdef class StackKernel:
         cdef int threads = self.gen_threads(B)
         keep = self.prepare_gen(&g, state, B)
         g.out = &out[0, 0]
-        g.uniforms = NULL if greedy else &uniforms[0, 0]
-        g.greedy, g.temperature, g.top_k = greedy, temperature, top_k
+        g.uniforms = &uniforms[0, 0]
+        g.temperature, g.top_k, g.top_p = &temperature[0], &top_k[0], &top_p[0]
         call.g, call.n_steps, call.op = &g, n, SAMPLE
+        with nogil:
+            rnncore_team_run(self.generate_run, &call, threads)
+
+    def feed_rows(self, const Py_ssize_t[:, ::1] chars, const Py_ssize_t[::1] starts,
+                  state):
+        """Feed stream b of `state` (S·L, B, H) the characters chars[b, starts[b]:] in
+        place, all B streams advanced as one batch: chars (B, P) holds every stream's
+        text right-aligned (what stands before starts[b] is padding, never fed: it must
+        still be a valid index).  Different texts, one batch; no step is spent on
+        padding.  Never drops out."""
+        cdef Py_ssize_t B = self.check_state(state), P = chars.shape[1], b
+        if self.bound_params is None:
+            raise ValueError("bind_params before feed_rows")
+        if chars.shape[0] != B or starts.shape[0] != B:
+            raise ValueError(f"chars has {chars.shape[0]} row(s) and starts "
+                             f"{starts.shape[0]}: expected one per stream ({B})")
+        for b in range(B):
+            if starts[b] < 0 or starts[b] > P:
+                raise ValueError(f"starts[{b}] = {starts[b]} is not in [0, {P}]")
+        check_indices(chars, self.n_vocab, "chars")
+        if P == 0:
+            return
+        order = np.argsort(np.asarray(starts), kind="stable").astype(np.intp)
+        sorted_starts = np.ascontiguousarray(np.asarray(starts)[order])
+        if sorted_starts[0] >= P:
+            return
+        cdef Gen g
+        cdef GenCall call
+        cdef int threads = self.gen_threads(B)
+        work = np.zeros_like(state)                     # the streams, in order of start
+        keep = self.prepare_gen(&g, work, B)
+        xs = np.zeros(B, np.intp)
+        g.text, g.P = &chars[0, 0], P
+        g.order = <const Py_ssize_t *> data_pointer(order)
+        g.sorted_starts = <const Py_ssize_t *> data_pointer(sorted_starts)
+        g.xs = <Py_ssize_t *> data_pointer(xs)
+        g.given = data_pointer(state)
+        call.g, call.n_steps, call.op = &g, 0, TEXTS
+        with nogil:
+            rnncore_team_run(self.generate_run, &call, threads)
+
+    def next_probs(self, state, double[:, ::1] out):
+        """out (B, V) = the next-character distribution of every stream of `state`
+        (S·L, B, H): softmax(Why·h + by) of its top layer's h, in float64."""
+        cdef Py_ssize_t B = self.check_state(state)
+        if self.bound_params is None:
+            raise ValueError("bind_params before next_probs")
+        if out.shape[0] != B or out.shape[1] != self.n_vocab:
+            raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected "
+                             f"({B}, {self.n_vocab})")
+        cdef Gen g
+        cdef GenCall call
+        cdef int threads = self.gen_threads(B)
+        keep = self.prepare_gen(&g, state, B)
+        g.probs = &out[0, 0]
+        call.g, call.n_steps, call.op = &g, 0, NEXT
         with nogil:
             rnncore_team_run(self.generate_run, &call, threads)
 
@@ -552,7 +644,7 @@ cdef class StackKernel:
         predicts it; never drops out."""
         self.check_state(state, 1)
         cdef Py_ssize_t K = out.shape[0], n = out.shape[1], V = self.n_vocab
-        cdef Py_ssize_t H = self.hidden_size, rows = state.shape[0], b, i, p
+        cdef Py_ssize_t H = self.hidden_size, rows = state.shape[0], b, i, p, m
         if self.bound_params is None:
             raise ValueError("bind_params before beam")
         if K < 1:
@@ -565,7 +657,7 @@ cdef class StackKernel:
         live = np.zeros((rows, K, H), self.dtype)
         live[:, 0] = state[:, 0]
         logits = np.zeros((K, V))
-        history = np.zeros((2, n, K), np.intp)        # chars, parents
+        history = np.zeros((3, n, K), np.intp)        # chars, parents, live counts
         cdef Candidate *cands = <Candidate *> PyMem_Malloc(K * V * sizeof(Candidate))
         if cands == NULL:
             raise MemoryError()
@@ -581,13 +673,14 @@ cdef class StackKernel:
             g.cands = cands
             g.beam_chars = hist
             g.parents = hist + n * K
-            g.m = 1
+            g.live = hist + 2 * n * K
             scores[0] = 0.0
             call.g, call.n_steps, call.op = &g, n, BEAM
             with nogil:
                 rnncore_team_run(self.generate_run, &call, threads)
                 # follow each surviving beam back through its parents
-                for b in range(g.m):
+                m = g.live[n - 1]
+                for b in range(m):
                     p = b
                     i = n - 1
                     while i >= 0:
@@ -596,7 +689,103 @@ cdef class StackKernel:
                         i -= 1
         finally:
             PyMem_Free(cands)
-        return g.m
+        return m
+
+    def word_beam(self, state, const unsigned char[::1] is_sep,
+                  const unsigned char[::1] started, Py_ssize_t beam,
+                  Py_ssize_t[:, :, ::1] out, Py_ssize_t[:, ::1] out_len,
+                  double[:, ::1] out_scores, bint fixed_length=False):
+        """R word searches of width `beam`, one per stream of `state` (S·L, R, H) (left as
+        it was), advanced as one batch: the most probable completions of the word being
+        typed, each ending in a separator (is_sep (V,): 1 for a separator character).
+        started (R,): 1 where the text ends inside a word (a separator then ends it at
+        once), 0 where it ends in a separator or is empty (separators may then lead into
+        the word).  out (R, kf, n): search r's kf best completions of at most n characters
+        (the ending separator not included), best first, their lengths in out_len (R, kf)
+        and log-probabilities in nats, the ending separator's included, in out_scores
+        (R, kf).  Returns an (R,) array: how many each search found (rows after them are
+        untouched).  fixed_length: R plain beam searches for exactly n characters
+        instead (is_sep and started unused; kf <= beam best beams each).  See
+        generate.pxd's word_select."""
+        cdef Py_ssize_t R = self.check_state(state), K = beam, kf = out.shape[1]
+        cdef Py_ssize_t n = out.shape[2], V = self.n_vocab, H = self.hidden_size
+        cdef Py_ssize_t rows = state.shape[0], r, b, i, p, m, j
+        if self.bound_params is None:
+            raise ValueError("bind_params before word_beam")
+        if K < 1 or kf < 1:
+            raise ValueError("the beam width and the number of words kept must be >= 1")
+        if kf > K:
+            raise ValueError(f"a beam of width {K} cannot keep {kf} words")
+        if is_sep.shape[0] != V:
+            raise ValueError(f"is_sep has {is_sep.shape[0]} entries, expected {V}")
+        if started.shape[0] != R or out.shape[0] != R:
+            raise ValueError(f"started and out need one row per search ({R})")
+        if out_len.shape[0] != R or out_len.shape[1] != kf or out_scores.shape[0] != R \
+                or out_scores.shape[1] != kf:
+            raise ValueError(f"out_len and out_scores must be ({R}, {kf})")
+        cdef Py_ssize_t RK = R * K, n_hist = max(n, 1)
+        cdef int threads = self.gen_threads(RK)
+        # the batch: up to R·K live beams, the R texts' states first
+        batch = np.zeros((rows, RK, H), self.dtype)
+        batch[:, :R] = state
+        logits = np.zeros((RK, V))
+        scores = np.zeros((2, R, K))
+        flags = np.zeros((2, R, K), np.uint8)
+        flags[0, :, 0] = started
+        live = np.zeros((n + 2, R), np.intp)
+        live[0] = 1
+        total = np.zeros(n + 2, np.intp)
+        total[0] = R
+        history = np.zeros((2, R, n_hist, K), np.intp)     # chars, parents
+        rows_of = np.zeros(RK, np.intp)                     # the kept beams' parents' rows
+        xs = np.zeros(RK, np.intp)
+        finished = np.zeros((2, R, kf), np.intp)            # steps, beams
+        counts = np.zeros(R, np.intp)
+        cdef Candidate *cands = <Candidate *> PyMem_Malloc(
+            threads * K * V * sizeof(Candidate))
+        if cands == NULL:
+            raise MemoryError()
+        cdef Gen g
+        cdef GenCall call
+        cdef WordBeam s
+        cdef Py_ssize_t *hist = <Py_ssize_t *> data_pointer(history)
+        cdef Py_ssize_t *fin = <Py_ssize_t *> data_pointer(finished)
+        s.R, s.K, s.kf, s.n = R, K, kf, n
+        s.fixed = fixed_length
+        s.is_sep = &is_sep[0]
+        s.has_sep = any(is_sep)
+        s.scores = <double *> data_pointer(scores)
+        s.started = <unsigned char *> data_pointer(flags)
+        s.live = <Py_ssize_t *> data_pointer(live)
+        s.total = <Py_ssize_t *> data_pointer(total)
+        s.chars, s.parents = hist, hist + R * n_hist * K
+        s.xs = <Py_ssize_t *> data_pointer(xs)
+        s.cands = cands
+        s.fin_scores = &out_scores[0, 0]
+        s.fin_step, s.fin_beam = fin, fin + R * kf
+        s.n_fin = <Py_ssize_t *> data_pointer(counts)
+        try:
+            keep = self.prepare_gen(&g, batch, RK)
+            g.logits = <double *> data_pointer(logits)
+            g.parents = <Py_ssize_t *> data_pointer(rows_of)
+            g.word = &s
+            call.g, call.n_steps, call.op = &g, n, WORDS
+            with nogil:
+                rnncore_team_run(self.generate_run, &call, threads)
+                # follow every finished word back through its parents
+                for r in range(R):
+                    for b in range(s.n_fin[r]):
+                        m = s.fin_step[r * kf + b]
+                        out_len[r, b] = m
+                        p = s.fin_beam[r * kf + b]
+                        i = m - 1
+                        while i >= 0:
+                            out[r, b, i] = s.chars[(r * n + i) * K + p]
+                            p = s.parents[(r * n + i) * K + p]
+                            i -= 1
+        finally:
+            PyMem_Free(cands)
+        return counts
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,14 +1,20 @@
 # cython: language_level=3
 """Generation on the team: B streams advanced together one character a step, with the
-step code of the window (step.pxd): feeding given characters, sampling, beam search.
+step code of the window (step.pxd): feeding characters (the same to every stream, or each
+stream its own text), the next-character distribution, sampling with each stream's own
+settings (temperature, top-k, nucleus), beam search and the word beam of predictive text.
 
 A generation state is (S·L, B, H), the model's state layout: rows 0..L-1 every layer's h,
-then for lstm rows L..2L-1 every layer's c.  A step's tiles all read the whole previous h,
-so h alternates between the state and a second buffer `other` (L, B, H); c is updated in
-place (each tile owns its units).  After an odd number of steps the last phase copies h
-back into the state.  Every stream's numbers are the same whatever the other streams are
-(csrc/gemm.h sums each row alone), so a stream gives the same text alone, in a batch of
-samples, or as a beam of width 1.
+then for lstm rows L..2L-1 every layer's c; streams are H values apart, rows B·H apart (so
+live streams can be the first m of a batch: beams).  A step's tiles all read the whole
+previous h, so h alternates between two buffers; c is updated in place (each tile owns its
+units).  Every stream's numbers are the same whatever the other streams are (csrc/gemm.h
+sums each row alone), so a stream gives the same text alone, in a batch, or as a beam of
+width 1.
+
+What a program reads between phases must never change later in the run (a worker the OS
+has descheduled may read it phases late): counts that tiles decide (live beams) are kept
+per step, in histories.
 """
 from cython cimport floating
 from libc.math cimport exp, log
@@ -16,7 +22,6 @@ from libc.stdlib cimport qsort
 from libc.string cimport memcpy
 
 from gemm cimport gemm
-from kernel_maths cimport max_of, exp_shift_sum
 from step cimport (Net, RNN, LSTM, GRU, ForwardStep, ceil_div, pack_tiles, pack_tile,
                    forward_tile, product_tile, product_tiles)
 from team cimport rnncore_crew, rnncore_phase, rnncore_tile
@@ -26,50 +31,91 @@ cdef struct Candidate:
     double logit        # this character's logit: breaks ties as greedy does (see below)
     Py_ssize_t index    # beam · V + character
 
+cdef struct WordBeam:
+    # R searches, each a beam of width K over completions of at most n characters keeping
+    # its kf best finished words; at step i search r's live beams are rows
+    # off .. off + live[i, r] - 1 of the batch, off = Σ_{q<r} live[i, q]
+    Py_ssize_t R, K, kf, n
+    bint fixed                      # plain beams of exactly n characters: no words
+    const unsigned char *is_sep     # (V,) 1 for a separator
+    bint has_sep
+    double *scores                  # (2, R, K) live beams' log-probabilities, by step parity
+    unsigned char *started          # (2, R, K) the beam's word has a character
+    Py_ssize_t *live                # (n+2, R) live beams of every search, every step
+    Py_ssize_t *total               # (n+2,) all of them
+    Py_ssize_t *chars               # (R, n, K) the character each beam took at each step
+    Py_ssize_t *parents             # (R, n, K) and the beam it extended
+    Py_ssize_t *xs                  # (R·K,) the batch's characters of one step
+    Candidate *cands                # (threads, K·V) one search's extensions
+    double *fin_scores              # (R, kf) finished words, best first
+    Py_ssize_t *fin_step            # (R, kf) their completion's length
+    Py_ssize_t *fin_beam            # (R, kf) and its beam at that step
+    Py_ssize_t *n_fin               # (R,)
+
 cdef struct Gen:
     Net *net
-    Py_ssize_t B                    # streams (beam: the width K, of which m are live)
+    Py_ssize_t B                    # streams (beams: the most there can be)
     void *state                     # (S·L, B, H)
     void *other                     # (S·L, B, H): the other h (and, for beams, c) buffer
     void *pre                       # (B, G·H): k >= 1's input projection of one step
     void *scratch                   # per thread: scratch_size values
     Py_ssize_t scratch_size
     double *dscratch                # per thread: 2·V doubles
-    # feed: the characters (n, B) of every step
+    # feeding: chars (n, B), every stream the character of its column
     const Py_ssize_t *chars
-    # sample: out (n, B) the characters drawn, uniforms (n, B)
+    # feeding texts: text (B, P) right-aligned, stream b's from starts[b]; the streams in
+    # order of their starts (order (B,), sorted_starts (B,)); `given` the state to start
+    # from, in the caller's order
+    const Py_ssize_t *text
+    Py_ssize_t P
+    const Py_ssize_t *order
+    const Py_ssize_t *sorted_starts
+    Py_ssize_t *xs
+    void *given
+    # sampling: out (n, B) the characters drawn, uniforms (n, B), every stream's settings
     Py_ssize_t *out
     const double *uniforms
-    bint greedy
-    double temperature
-    Py_ssize_t top_k
-    # beam: scores (K,), logits (K, V), candidates (K·V,), chars and parents (n, K),
-    # the live beams m, and the steps run
+    const double *temperature       # (B,) 0: greedy
+    const Py_ssize_t *top_k         # (B,) 0: all
+    const double *top_p             # (B,) >= 1: all
+    # the distribution: probs (B, V)
+    double *probs
+    # beam search: scores (K,), logits (K, V), candidates (K·V,), chars and parents (n, K),
+    # the live beams after every step (n,)
     double *scores
     double *logits
     Candidate *cands
     Py_ssize_t *beam_chars
     Py_ssize_t *parents
-    Py_ssize_t m
+    Py_ssize_t *live
+    WordBeam *word
 
 cdef enum:
     G_PACK = 0
-    G_PROJECT = 1
-    G_STEP = 2
-    G_COPY = 3
-    G_SAMPLE = 4
-    G_BEAM_LOGITS = 5
-    G_BEAM_SELECT = 6
-    G_BEAM_GATHER = 7
+    G_PACK_DECODER = 1
+    G_PROJECT = 2
+    G_STEP = 3
+    G_COPY = 4
+    G_SAMPLE = 5
+    G_NEXT = 6
+    G_BEAM_LOGITS = 7
+    G_BEAM_SELECT = 8
+    G_BEAM_GATHER = 9
+    G_JOIN = 10
+    G_SCATTER = 11
+    G_WORD_SELECT = 12
+    G_WORD_BATCH = 13
+    G_WORD_GATHER = 14
 
 cdef struct GenJob:
     int kind
     Gen *g
     Py_ssize_t i, k, B              # step, layer, live streams
     const Py_ssize_t *xs            # the step's characters (B,)
-    void *h_cur                     # (L, B, H) the h the step starts from
-    void *h_nxt                     # (L, B, H) where it writes the new h
-    void *c                         # (L, B, H) lstm's c, updated in place
+    void *h_cur                     # (L, ·, H) the h the step starts from (rows g.B·H apart)
+    void *h_nxt                     # (L, ·, H) where it writes the new h
+    void *c                         # (L, ·, H) lstm's c, updated in place
+    Py_ssize_t a, a_new             # feeding texts: the streams under way before / after
 
 
 cdef inline floating *gen_scratch(floating *_, const Gen *g, int thread) noexcept nogil:
@@ -100,39 +146,79 @@ cdef inline int cmp_double_desc(const void *a, const void *b) noexcept nogil:
     return (x < y) - (x > y)
 
 
-cdef inline Py_ssize_t choose_char(Py_ssize_t V, double *logits, double *work, bint greedy,
-                                   double temperature, Py_ssize_t top_k,
-                                   double u) noexcept nogil:
-    """Pick the next character from logits (V,): argmax when greedy (the first of equal
-    maxima), else a draw from softmax(logits / temperature) restricted to the top_k
-    largest (0 = all), using the uniform number u in [0, 1).  logits is overwritten."""
+cdef inline Py_ssize_t argmax(Py_ssize_t V, const double *logits) noexcept nogil:
+    """The index of the largest of logits (V,), the first of equal maxima."""
     cdef Py_ssize_t j, best = 0
-    cdef double threshold, row_max, total, acc
     for j in range(1, V):
         if logits[j] > logits[best]:
             best = j
-    if greedy:
-        return best
-    threshold = -1e308
+    return best
+
+
+cdef inline double top_k_weights(Py_ssize_t V, double *logits, double *work, Py_ssize_t best,
+                                 double temperature, Py_ssize_t top_k) noexcept nogil:
+    """Overwrite logits (V,) with the unnormalised weights exp((l - l_best) / T) of the
+    top_k largest (0 = all; ties at the k-th all kept), zero elsewhere; returns their
+    sum.  best: the argmax."""
+    cdef Py_ssize_t j
+    cdef double threshold = -1e308, row_max = logits[best], total = 0.0
     if 0 < top_k < V:
         memcpy(work, logits, V * sizeof(double))
         qsort(work, V, sizeof(double), cmp_double_desc)
         threshold = work[top_k - 1]
-    row_max = logits[best]
-    total = 0.0
     for j in range(V):
         if logits[j] >= threshold:
             logits[j] = exp((logits[j] - row_max) / temperature)
         else:
             logits[j] = 0.0
         total += logits[j]
-    acc = 0.0
+    return total
+
+
+cdef inline Py_ssize_t draw_index(Py_ssize_t V, const double *weights, double total,
+                                  double u, Py_ssize_t best) noexcept nogil:
+    """Draw index j with probability weights[j] / total, by the uniform u in [0, 1)."""
+    cdef Py_ssize_t j
+    cdef double acc = 0.0
     u *= total
     for j in range(V):
-        acc += logits[j]
-        if logits[j] > 0 and u < acc:
+        acc += weights[j]
+        if weights[j] > 0 and u < acc:
             return j
     return best  # only reached through rounding in the last bin
+
+
+cdef inline Py_ssize_t choose_char(Py_ssize_t V, double *logits, double *work,
+                                   double temperature, Py_ssize_t top_k, double top_p,
+                                   double u) noexcept nogil:
+    """Pick the next character from logits (V,), overwritten: temperature 0 is greedy (the
+    first of equal maxima); else a draw by the uniform u in [0, 1) from softmax(logits /
+    temperature) restricted to the top_k largest (0: all) and, for top_p < 1, to the
+    nucleus: the smallest set of the most likely of those whose probabilities sum to at
+    least top_p (characters tied with its least likely member kept too)."""
+    cdef Py_ssize_t j, best = argmax(V, logits)
+    cdef double total, acc, cut, kept
+    if temperature == 0:
+        return best
+    total = top_k_weights(V, logits, work, best, temperature, top_k)
+    if top_p >= 1:
+        return draw_index(V, logits, total, u, best)
+    # the nucleus: the weights in decreasing order, until they reach top_p of the total
+    memcpy(work, logits, V * sizeof(double))
+    qsort(work, V, sizeof(double), cmp_double_desc)
+    acc = 0.0
+    cut = work[0]
+    for j in range(V):
+        acc += work[j]
+        cut = work[j]
+        if acc >= top_p * total:
+            break
+    kept = 0.0
+    for j in range(V):
+        if logits[j] < cut:
+            logits[j] = 0.0
+        kept += logits[j]
+    return draw_index(V, logits, kept, u, best)
 
 
 cdef inline int cmp_candidates(const void *a, const void *b) noexcept nogil:
@@ -149,12 +235,21 @@ cdef inline int cmp_candidates(const void *a, const void *b) noexcept nogil:
     return (x.index > y.index) - (x.index < y.index)
 
 
+cdef inline double log_softmax_shift(Py_ssize_t V, const double *z) noexcept nogil:
+    """logsumexp(z): log p[j] = z[j] - this."""
+    cdef Py_ssize_t j
+    cdef double row_max = z[argmax(V, z)], total = 0.0
+    for j in range(V):
+        total += exp(z[j] - row_max)
+    return row_max + log(total)
+
+
 # ---------------------------------------------------------------------------------------
 # Tiles.
 # ---------------------------------------------------------------------------------------
 
 cdef inline void step_tile(floating *S, const GenJob *job, Py_ssize_t u) noexcept nogil:
-    """Layer job.k, units of tile u, of every live stream."""
+    """Layer job.k, units of tile u, of the job.B live streams."""
     cdef const Net *n = job.g.net
     cdef Py_ssize_t k = job.k, BH = job.g.B * n.H            # state rows are B·H apart
     cdef ForwardStep s
@@ -177,14 +272,16 @@ cdef inline void project_rows_tile(floating *S, const GenJob *job,
     """pre (B, G·H) = h_nxt[k-1] · Wxh_kᵀ + bh_k: the input of layer k this step."""
     cdef const Net *n = job.g.net
     cdef Py_ssize_t k = job.k
-    product_tile(S, n, job.B, n.GH, n.H, (<const floating *> job.h_nxt) + (k - 1) * job.g.B * n.H,
-                 n.H, 1, <const floating *> n.Px[k], n.NC, n.H * n.NC, tile,
+    product_tile(S, n, job.B, n.GH, n.H,
+                 (<const floating *> job.h_nxt) + (k - 1) * job.g.B * n.H, n.H, 1,
+                 <const floating *> n.Px[k], n.NC, n.H * n.NC, tile,
                  <floating *> job.g.pre, n.GH, <const floating *> n.bh[k])
 
 
 cdef inline void sample_tile(floating *S, const GenJob *job, Py_ssize_t tile,
                              int thread) noexcept nogil:
-    """Streams of tile `tile` (RTD of them): draw step i's character from the top layer."""
+    """Streams of tile `tile` (RTD of them): draw step i's character from the top layer,
+    each with its own settings."""
     cdef const Gen *g = job.g
     cdef const Net *n = g.net
     cdef Py_ssize_t V = n.V, B = g.B, r0 = tile * n.RTD, rows = min(n.RTD, B - r0), r, b
@@ -193,27 +290,35 @@ cdef inline void sample_tile(floating *S, const GenJob *job, Py_ssize_t tile,
     for r in range(rows):
         b = r0 + r
         logits_of(S, n, h_top + r * n.H, 1, d)
-        g.out[job.i * B + b] = choose_char(V, d, d + V, g.greedy, g.temperature, g.top_k,
-                                           0.0 if g.greedy else g.uniforms[job.i * B + b])
+        g.out[job.i * B + b] = choose_char(V, d, d + V, g.temperature[b], g.top_k[b],
+                                           g.top_p[b], g.uniforms[job.i * B + b])
 
 
-cdef inline void beam_select(Gen *g, Py_ssize_t i) noexcept nogil:
-    """Score every live beam's V continuations by log-softmax, keep the K best (sorted)."""
+cdef inline void next_tile(floating *S, const Gen *g, Py_ssize_t b) noexcept nogil:
+    """probs[b] (V,) = softmax(Why·h + by) of stream b's top-layer h."""
     cdef const Net *n = g.net
-    cdef Py_ssize_t V = n.V, K = g.B, m = g.m, nc = 0, b, j, m_new
-    cdef double row_max, total, lse
+    cdef Py_ssize_t V = n.V, j
+    cdef double *p = g.probs + b * V
+    cdef double total = 0.0, row_max
+    logits_of(S, n, (<const floating *> g.state) + ((n.L - 1) * g.B + b) * n.H, 1, p)
+    row_max = p[argmax(V, p)]
+    for j in range(V):
+        p[j] = exp(p[j] - row_max)
+        total += p[j]
+    for j in range(V):
+        p[j] /= total
+
+
+cdef inline void beam_select(Gen *g, Py_ssize_t i, Py_ssize_t m) noexcept nogil:
+    """Score every one of the m live beams' V continuations by log-softmax, keep the K
+    best (sorted); their number goes into g.live[i]."""
+    cdef const Net *n = g.net
+    cdef Py_ssize_t V = n.V, K = g.B, nc = 0, b, j, m_new
+    cdef double lse
     cdef double *z
     for b in range(m):
         z = g.logits + b * V
-        row_max = z[0]
-        for j in range(1, V):
-            if z[j] > row_max:
-                row_max = z[j]
-        total = 0.0
-        for j in range(V):
-            total += exp(z[j] - row_max)
-        # log p[j] = z[j] - logsumexp(z)
-        lse = row_max + log(total)
+        lse = log_softmax_shift(V, z)
         for j in range(V):
             g.cands[nc].score = g.scores[b] + (z[j] - lse)
             g.cands[nc].logit = z[j]
@@ -225,23 +330,157 @@ cdef inline void beam_select(Gen *g, Py_ssize_t i) noexcept nogil:
         g.parents[i * K + b] = g.cands[b].index // V
         g.beam_chars[i * K + b] = g.cands[b].index % V
         g.scores[b] = g.cands[b].score
-    g.m = m_new
+    g.live[i] = m_new
 
 
-cdef inline void beam_gather_tile(floating *_, const GenJob *job,
-                                  Py_ssize_t row) noexcept nogil:
-    """State row `row` (of S·L) of every kept beam, from its parent's (see beam_program
-    for which buffer holds what)."""
-    cdef const Gen *g = job.g
-    cdef Py_ssize_t H = g.net.H, L = g.net.L, K = g.B, b
-    cdef const Py_ssize_t *parents = g.parents + job.i * g.B
+cdef inline void gather_rows(floating *_, const Gen *g, Py_ssize_t row, Py_ssize_t i,
+                             const Py_ssize_t *parents, Py_ssize_t m_new,
+                             const Py_ssize_t *src_index) noexcept nogil:
+    """State row `row` (of S·L) of the m_new kept beams, from their parents' (src_index:
+    the parents' rows, or NULL: the parents are rows parents[b]).  h goes from the state
+    to `other`; c goes to whichever buffer it does not live in (it lives in the state
+    after even steps, in `other` after odd ones)."""
+    cdef Py_ssize_t H = g.net.H, L = g.net.L, K = g.B, b, p
     cdef const floating *src = <const floating *> g.state
     cdef floating *dst = <floating *> g.other
-    if row >= L and job.i % 2 == 1:
+    if row >= L and i % 2 == 1:
         src, dst = <const floating *> g.other, <floating *> g.state
-    for b in range(job.B):
-        memcpy(dst + (row * K + b) * H, src + (row * K + parents[b]) * H,
-               H * sizeof(floating))
+    for b in range(m_new):
+        p = parents[b] if src_index == NULL else src_index[b]
+        memcpy(dst + (row * K + b) * H, src + (row * K + p) * H, H * sizeof(floating))
+
+
+cdef inline void word_select(Gen *g, Py_ssize_t i, Py_ssize_t r, int thread) noexcept nogil:
+    """Search r at step i: score its live beams' extensions, offer the words they finish,
+    keep the K best extensions (in s.live[i+1, r], their parents and characters in the
+    history).  A completion is c₁…c_m followed by one separator, m <= n; its
+    log-probability is Σ log p(c_i | …) + log Σ_sep p(sep | …), the probability that the
+    word ends there.  A beam with no word character yet (started 0: the text ended in a
+    separator or was empty) may take separators first (they lead into the word); once
+    started, a separator ends it.  A search stops early once its kf-th finished word
+    beats its best live beam (extending only lowers a score, so this loses nothing).
+    With s.fixed: plain beams, finished when they reach n characters."""
+    cdef WordBeam *s = g.word
+    cdef Py_ssize_t V = g.net.V, R = s.R, K = s.K, kf = s.kf, n = s.n
+    cdef Py_ssize_t q, b, j, off = 0, m = s.live[i * R + r], nc = 0, keep = 0, p
+    cdef double lse, sep_total, base, bound, row_max
+    cdef double *lg
+    cdef const double *scores = s.scores + (i % 2) * R * K + r * K
+    cdef const unsigned char *started = s.started + (i % 2) * R * K + r * K
+    cdef double *next_scores = s.scores + ((i + 1) % 2) * R * K + r * K
+    cdef unsigned char *next_started = s.started + ((i + 1) % 2) * R * K + r * K
+    cdef Candidate *cands = s.cands + thread * K * V
+    for q in range(r):
+        off += s.live[i * R + q]
+    for b in range(m):
+        lg = g.logits + (off + b) * V
+        lse = log_softmax_shift(V, lg)
+        base = scores[b]
+        if s.fixed:
+            if i == n:
+                add_finished(s, r, base, i, b)
+                continue
+        elif started[b] and s.has_sep:
+            # the word ends here: log Σ_sep p(sep)
+            row_max = lg[argmax(V, lg)]
+            sep_total = 0.0
+            for j in range(V):
+                if s.is_sep[j]:
+                    sep_total += exp(lg[j] - row_max)
+            add_finished(s, r, base + (row_max + log(sep_total) - lse), i, b)
+        if i == n:
+            continue
+        for j in range(V):
+            if s.is_sep[j] and started[b] and not s.fixed:
+                continue
+            cands[nc].score = base + (lg[j] - lse)
+            cands[nc].logit = lg[j]
+            cands[nc].index = b * V + j
+            nc += 1
+    if nc > 0:
+        qsort(cands, nc, sizeof(Candidate), cmp_candidates)
+        keep = K if nc > K else nc
+        if s.n_fin[r] == kf:
+            # a beam below the kf-th finished word can never beat it
+            bound = s.fin_scores[r * kf + kf - 1]
+            while keep > 0 and cands[keep - 1].score <= bound:
+                keep -= 1
+    for b in range(keep):
+        q = (r * n + i) * K + b
+        p = cands[b].index // V
+        j = cands[b].index % V
+        s.parents[q] = p
+        s.chars[q] = j
+        next_scores[b] = cands[b].score
+        next_started[b] = started[p] or not s.is_sep[j]
+    s.live[(i + 1) * R + r] = keep
+
+
+cdef inline void add_finished(WordBeam *s, Py_ssize_t r, double score, Py_ssize_t step,
+                              Py_ssize_t beam) noexcept nogil:
+    """Insert a finished word into search r's kf best (best first; among equal scores
+    the earlier one first)."""
+    cdef Py_ssize_t kf = s.kf, j = s.n_fin[r]
+    cdef double *sc = s.fin_scores + r * kf
+    cdef Py_ssize_t *st = s.fin_step + r * kf
+    cdef Py_ssize_t *bm = s.fin_beam + r * kf
+    if j == kf:
+        if score <= sc[kf - 1]:
+            return
+        j = kf - 1
+    else:
+        s.n_fin[r] += 1
+    while j > 0 and sc[j - 1] < score:
+        sc[j], st[j], bm[j] = sc[j - 1], st[j - 1], bm[j - 1]
+        j -= 1
+    sc[j], st[j], bm[j] = score, step, beam
+
+
+cdef inline void word_batch(Gen *g, Py_ssize_t i) noexcept nogil:
+    """After every search chose: the kept beams' places in the next batch (their parents'
+    rows in this one, into g.xs-sized index g.parents) and characters (s.xs), and their
+    number, s.total[i+1]."""
+    cdef WordBeam *s = g.word
+    cdef Py_ssize_t R = s.R, K = s.K, n = s.n, r, b, off = 0, new_off = 0
+    for r in range(R):
+        for b in range(s.live[(i + 1) * R + r]):
+            s.xs[new_off + b] = s.chars[(r * n + i) * K + b]
+            g.parents[new_off + b] = off + s.parents[(r * n + i) * K + b]
+        off += s.live[i * R + r]
+        new_off += s.live[(i + 1) * R + r]
+    s.total[i + 1] = new_off
+
+
+cdef inline void join_tile(floating *_, const GenJob *job) noexcept nogil:
+    """Feeding texts: the streams whose text begins now join the batch (positions a ..
+    a_new, in order of their starts) with the state they were given."""
+    cdef const Gen *g = job.g
+    cdef const Net *n = g.net
+    cdef Py_ssize_t H = n.H, L = n.L, B = g.B, b, r, src
+    cdef floating *h = <floating *> job.h_cur
+    cdef floating *c = <floating *> job.c
+    cdef const floating *given = <const floating *> g.given
+    for b in range(job.a, job.a_new):
+        src = g.order[b]
+        for r in range(L):
+            memcpy(h + (r * B + b) * H, given + (r * B + src) * H, H * sizeof(floating))
+            if n.cell == LSTM:
+                memcpy(c + (r * B + b) * H, given + ((L + r) * B + src) * H,
+                       H * sizeof(floating))
+    for b in range(job.a_new):
+        g.xs[b] = g.text[g.order[b] * g.P + job.i]
+
+
+cdef inline void scatter_tile(floating *_, const GenJob *job, Py_ssize_t row) noexcept nogil:
+    """Feeding texts, at the end: state row `row` of every stream under way back into the
+    caller's state, in its order."""
+    cdef const Gen *g = job.g
+    cdef Py_ssize_t H = g.net.H, L = g.net.L, B = g.B, b
+    cdef const floating *src = (<const floating *> (job.h_cur if row < L else job.c)) + \
+        ((row if row < L else row - L) * B) * H
+    cdef floating *dst = <floating *> g.given
+    for b in range(job.a):
+        memcpy(dst + (row * B + g.order[b]) * H, src + b * H, H * sizeof(floating))
 
 
 cdef inline void gen_tile(floating *_, GenJob *job, Py_ssize_t tile,
@@ -249,9 +488,12 @@ cdef inline void gen_tile(floating *_, GenJob *job, Py_ssize_t tile,
     cdef Gen *g = job.g
     cdef const Net *n = g.net
     cdef floating *S = gen_scratch(_, g, thread)
-    cdef Py_ssize_t BH
+    cdef Py_ssize_t BH, offset
     if job.kind == G_PACK:
         pack_tile(_, n, tile)
+    elif job.kind == G_PACK_DECODER:
+        # the decoder's panels only (Pyt): tiles L·n_uf + (L-1)·n_gp + n_gp .. of pack_tile
+        pack_tile(_, n, n.L * n.n_uf + n.L * n.n_gp + tile)
     elif job.kind == G_PROJECT:
         project_rows_tile(S, job, tile)
     elif job.kind == G_STEP:
@@ -262,13 +504,25 @@ cdef inline void gen_tile(floating *_, GenJob *job, Py_ssize_t tile,
                BH * sizeof(floating))
     elif job.kind == G_SAMPLE:
         sample_tile(S, job, tile, thread)
+    elif job.kind == G_NEXT:
+        next_tile(S, g, tile)
     elif job.kind == G_BEAM_LOGITS:
         logits_of(S, n, (<const floating *> job.h_cur) + ((n.L - 1) * g.B + tile) * n.H, 1,
                   g.logits + tile * n.V)
     elif job.kind == G_BEAM_SELECT:
-        beam_select(g, job.i)
-    else:
-        beam_gather_tile(_, job, tile)
+        beam_select(g, job.i, job.B)
+    elif job.kind == G_BEAM_GATHER:
+        gather_rows(_, g, tile, job.i, g.parents + job.i * g.B, job.B, NULL)
+    elif job.kind == G_JOIN:
+        join_tile(_, job)
+    elif job.kind == G_SCATTER:
+        scatter_tile(_, job, tile)
+    elif job.kind == G_WORD_SELECT:
+        word_select(g, job.i, tile, thread)
+    elif job.kind == G_WORD_BATCH:
+        word_batch(g, job.i)
+    else:                                           # G_WORD_GATHER
+        gather_rows(_, g, tile, job.i, NULL, job.B, g.parents)
 
 
 # ---------------------------------------------------------------------------------------
@@ -318,14 +572,59 @@ cdef inline void steps_program(floating *_, Gen *g, Py_ssize_t n_steps, bint dra
         rnncore_phase(crew, L, tile, &job)
 
 
+cdef inline void texts_program(floating *_, Gen *g, rnncore_crew *crew,
+                               rnncore_tile tile) noexcept nogil:
+    """Feed stream b the characters text[b, starts[b]:P], from the state g.given, back
+    into it.  The streams run in order of their starts (g.state, g.other hold them so),
+    and at step i only the a streams whose text has begun run: no step is spent on
+    padding; a stream joins, with its state, at its first character."""
+    cdef const Net *n = g.net
+    cdef Py_ssize_t i, L = n.L, B = g.B, BH = B * n.H, steps = 0
+    cdef floating *h = <floating *> g.state
+    cdef floating *other = <floating *> g.other
+    cdef GenJob job
+    job.g = g
+    job.c = h + L * BH
+    job.a = 0
+    job.kind = G_PACK
+    rnncore_phase(crew, pack_tiles(n, False), tile, &job)
+    for i in range(g.sorted_starts[0], g.P):
+        job.i = i
+        job.h_cur = h if steps % 2 == 0 else other
+        job.h_nxt = other if steps % 2 == 0 else h
+        job.a_new = job.a
+        while job.a_new < B and g.sorted_starts[job.a_new] <= i:
+            job.a_new += 1
+        job.kind = G_JOIN
+        rnncore_phase(crew, 1, tile, &job)
+        job.a = job.B = job.a_new
+        job.xs = g.xs
+        advance(&job, crew, tile)
+        steps += 1
+    job.h_cur = h if steps % 2 == 0 else other
+    job.kind = G_SCATTER
+    rnncore_phase(crew, (2 if n.cell == LSTM else 1) * L, tile, &job)
+
+
+cdef inline void next_program(floating *_, Gen *g, rnncore_crew *crew,
+                              rnncore_tile tile) noexcept nogil:
+    """g.probs (B, V): every stream's next-character distribution."""
+    cdef GenJob job
+    job.g = g
+    job.kind = G_PACK_DECODER
+    rnncore_phase(crew, g.net.n_vp, tile, &job)
+    job.kind = G_NEXT
+    rnncore_phase(crew, g.B, tile, &job)
+
+
 cdef inline void beam_program(floating *_, Gen *g, Py_ssize_t n_steps, rnncore_crew *crew,
                               rnncore_tile tile) noexcept nogil:
     """Beam search of width K = g.B for n_steps characters from the one-stream state in
     g.state.  The m live beams are the first m of the (S·L, K, H) g.state and g.other,
-    which take turns: every step gathers each kept beam's h from its parent's in the state into
-    `other` and steps it back into the state; c is gathered into whichever buffer it does
-    not live in, and stepped there in place (in the state after even steps, in `other`
-    after odd ones)."""
+    which take turns: every step gathers each kept beam's h from its parent's in the state
+    into `other` and steps it back into the state; c is gathered into whichever buffer it
+    does not live in, and stepped there in place (see gather_rows).  g.live[i]: the live
+    beams after step i."""
     cdef const Net *n = g.net
     cdef Py_ssize_t i, L = n.L
     cdef floating *X = <floating *> g.state
@@ -344,10 +643,46 @@ cdef inline void beam_program(floating *_, Gen *g, Py_ssize_t n_steps, rnncore_c
         rnncore_phase(crew, 1, tile, &job)
         if i == n_steps - 1:
             break
-        job.B = g.m
+        job.B = g.live[i]
         job.kind = G_BEAM_GATHER
         rnncore_phase(crew, (2 if n.cell == LSTM else 1) * L, tile, &job)
         job.xs = g.beam_chars + i * g.B
+        job.h_cur = Y
+        job.h_nxt = X
+        job.c = (Y if i % 2 == 0 else X) + L * g.B * n.H
+        advance(&job, crew, tile)
+
+
+cdef inline void word_program(floating *_, Gen *g, rnncore_crew *crew,
+                              rnncore_tile tile) noexcept nogil:
+    """R word searches advanced together (WordBeam; word_select says what a search
+    does): every step scores all live beams, each search chooses (a tile each), the kept
+    beams are gathered and advanced as one batch of streams, laid out as beam_program's."""
+    cdef const Net *n = g.net
+    cdef WordBeam *s = g.word
+    cdef Py_ssize_t i, L = n.L
+    cdef floating *X = <floating *> g.state
+    cdef floating *Y = <floating *> g.other
+    cdef GenJob job
+    job.g = g
+    job.kind = G_PACK
+    rnncore_phase(crew, pack_tiles(n, False), tile, &job)
+    for i in range(s.n + 1):
+        job.i = i
+        job.B = s.total[i]
+        job.h_cur = X
+        job.kind = G_BEAM_LOGITS
+        rnncore_phase(crew, job.B, tile, &job)
+        job.kind = G_WORD_SELECT
+        rnncore_phase(crew, s.R, tile, &job)
+        job.kind = G_WORD_BATCH
+        rnncore_phase(crew, 1, tile, &job)
+        if s.total[i + 1] == 0:
+            break
+        job.B = s.total[i + 1]
+        job.kind = G_WORD_GATHER
+        rnncore_phase(crew, (2 if n.cell == LSTM else 1) * L, tile, &job)
+        job.xs = s.xs
         job.h_cur = Y
         job.h_nxt = X
         job.c = (Y if i % 2 == 0 else X) + L * g.B * n.H

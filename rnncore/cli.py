@@ -70,6 +70,13 @@ def _float(text):
     return value
 
 
+def probability(text):
+    value = _float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def positive_float(text):
     value = _float(text)
     if value <= 0:
@@ -155,6 +162,7 @@ def build_parser():
     info.set_defaults(func=cmd_info)
 
     add_sample_parser(sub)
+    add_predict_parsers(sub)
     add_export_parser(sub)
 
     ev = sub.add_parser("eval", help="loss of a checkpoint on a text file",
@@ -191,8 +199,9 @@ ARGUMENT_TYPES = {"positive_int": positive_int, "nonnegative_int": nonnegative_i
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "threads", None) is not None and args.func is not cmd_train:
-            set_num_threads(args.threads)        # train sets it for its run (and ranks)
+        if getattr(args, "threads", None) is not None and args.func not in (cmd_train,
+                                                                           cmd_serve):
+            set_num_threads(args.threads)        # train and serve set it themselves
         return args.func(args) or 0
     except BrokenPipeError:  # `rnncore sample ... | head`: the reader has what it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -323,6 +332,7 @@ def cmd_info(args):
 
 # ---- sample -------------------------------------------------------------------------
 SAMPLE_HEADER = "=== sample {} of {} ==="   # before each sample when there are several
+BEAM_HEADER = "=== beam {} of {}: log-prob {:.4f} ==="   # --beam K --num-samples N
 
 
 def add_threads_option(parser, default_note=""):
@@ -352,18 +362,23 @@ def add_sample_parser(sub):
                         help="softmax temperature; lower is more conservative (default 1)")
     sample.add_argument("--top-k", type=positive_int,
                         help="draw only among the K most likely characters")
+    sample.add_argument("--top-p", type=probability, metavar="P",
+                        help="nucleus sampling: draw only among the most likely characters "
+                        "whose probabilities sum to at least P")
     sample.add_argument("--greedy", action="store_true",
                         help="always take the most likely character")
     sample.add_argument("--beam", type=positive_int, metavar="K",
                         help="print the most probable continuation of --length characters "
                         "that a beam search of width K finds (1: greedy)")
     sample.add_argument("--seed", type=int, help="random seed, for reproducible samples")
-    sample.add_argument("--stop", type=nonempty_text, metavar="TEXT",
+    sample.add_argument("--stop", type=nonempty_text, metavar="TEXT", action="append",
                         help="end a sample right after TEXT first appears in what it "
-                        "generated (e.g. --stop $'\\n\\n' for a blank line)")
+                        "generated (e.g. --stop $'\\n\\n' for a blank line); repeat it "
+                        "for several texts, the first to appear ends it")
     sample.add_argument("--num-samples", type=positive_int, metavar="N",
                         help="draw N independent samples, generated as parallel streams "
-                        "(default 1)")
+                        "(default 1); with --beam, print the N best beams with their "
+                        "log-probabilities")
     sample.add_argument("--skip-unknown", action="store_true",
                         help="drop prime characters the model has never seen")
     sample.add_argument("--latest", action="store_true",
@@ -376,16 +391,20 @@ def add_sample_parser(sub):
 def _sample_conflict(args):
     """What makes this combination of sample options meaningless, or None."""
     drawn = [("--temperature", args.temperature is not None),
-             ("--top-k", args.top_k is not None), ("--seed", args.seed is not None),
-             ("--num-samples", args.num_samples is not None)]
+             ("--top-k", args.top_k is not None), ("--top-p", args.top_p is not None),
+             ("--seed", args.seed is not None)]
     if args.beam is not None:
         for flag, given in [("--greedy", args.greedy)] + drawn + [("--stop", args.stop
                                                                  is not None)]:
             if given:
                 return (f"argument --beam: not allowed with argument {flag} (a beam search "
-                        "draws nothing: it prints the one most probable continuation)")
+                        "draws nothing: it prints the most probable continuations)")
+    if args.beam is not None and args.num_samples is not None \
+            and args.num_samples > args.beam:
+        return (f"argument --num-samples: {args.num_samples} is more than the "
+                f"{args.beam} beams a search of width --beam {args.beam} keeps")
     if args.greedy:
-        for flag, given in drawn:
+        for flag, given in drawn + [("--num-samples", args.num_samples is not None)]:
             if given:
                 return (f"argument --greedy: not allowed with argument {flag} (greedy "
                         "generation draws nothing: every sample would be the same)")
@@ -419,14 +438,22 @@ def cmd_sample(args):
     prime = seen_prime(model, args.prime)    # what the model is fed, and so what is echoed
     out = sys.stdout
     try:
-        if args.beam is not None:
+        if args.beam is not None and args.num_samples is None:
             out.write(prime + model.complete(prime, args.length, beam=args.beam) + "\n")
+            out.flush()
+            return 0
+        if args.beam is not None:
+            found = model.beam_search(prime, args.length, beam=args.beam)
+            found = found[:args.num_samples]
+            for i, c in enumerate(found, start=1):
+                out.write(BEAM_HEADER.format(i, len(found), c.log_prob) + "\n" + prime
+                          + c.text + "\n")
             out.flush()
             return 0
         n = args.num_samples or 1
         chunks = model.sample_stream(args.length, prime, temperature=args.temperature,
                                      top_k=args.top_k, seed=args.seed, stop=args.stop,
-                                     num_samples=n, greedy=args.greedy)
+                                     num_samples=n, greedy=args.greedy, top_p=args.top_p)
         # the first sample is printed as it is generated; the others, generated beside
         # it, follow it
         others = [[] for _ in range(n - 1)]
@@ -448,6 +475,115 @@ def cmd_sample(args):
         raise UsageError(f"{str(e) or 'not enough memory'}: lower --num-samples or "
                          "--beam") from None
     return 0
+
+
+# ---- predictive text: suggest, next, serve --------------------------------------------
+def add_predict_parsers(sub):
+    suggest = sub.add_parser(
+        "suggest", help="the most probable ways to finish the word being typed",
+        description="Print the K most probable ways to finish the word at the end of TEXT "
+        "(the next word when TEXT ends in a separator), one a line: the word, then its "
+        "probability (that the model writes the rest of it and then a separator).")
+    _model_arguments(suggest)
+    suggest.add_argument("-k", type=positive_int, default=3,
+                         help="how many suggestions (default 3)")
+    suggest.add_argument("--max-chars", type=nonnegative_int, default=32,
+                         help="longest completion, in characters (default 32)")
+    suggest.add_argument("--beam", type=positive_int, default=16,
+                         help="beam width of the search (default 16)")
+    suggest.set_defaults(func=cmd_suggest)
+
+    nxt = sub.add_parser(
+        "next", help="the next character's distribution",
+        description="Print the K most likely characters to come after TEXT, one a line: "
+        "the character (as a Python literal, so that spaces and newlines show), then its "
+        "probability.")
+    _model_arguments(nxt)
+    nxt.add_argument("-k", type=positive_int, default=10,
+                     help="how many characters (default 10)")
+    nxt.set_defaults(func=cmd_next)
+
+    serve = sub.add_parser(
+        "serve", help="serve a model over HTTP (JSON API and a typing page)",
+        description="Load the model once and serve it over HTTP until Ctrl-C or SIGTERM: "
+        "the JSON endpoints /v1/model, /v1/next, /v1/suggest, /v1/complete, /v1/sample, "
+        "/healthz, the OpenAPI schema at /openapi.json, docs at /docs, and a typing page "
+        "at /.  Concurrent requests are advanced together as one batch.  Needs FastAPI "
+        "and uvicorn (pip install 'rnncore[serve]').")
+    serve.add_argument("checkpoint", help="checkpoint file written by `rnncore train`, or "
+                       "a .safetensors file written by `rnncore export`")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=nonnegative_int, default=8000,
+                       help="port to listen on (default 8000; 0: any free port)")
+    serve.add_argument("--max-length", type=positive_int, default=4096,
+                       help="the most characters a request may ask for, and the longest "
+                       "text or prime it may send (default 4096)")
+    serve.add_argument("--max-batch", type=positive_int, default=256,
+                       help="the most concurrent requests advanced as one batch (default "
+                       "256; 1: one request at a time, start to end)")
+    serve.add_argument("--latest", action="store_true",
+                       help="use the latest parameters, not the best-validation ones")
+    add_threads_option(serve)
+    serve.set_defaults(func=cmd_serve)
+
+
+def _model_arguments(parser):
+    parser.add_argument("checkpoint", help="checkpoint file written by `rnncore train`, or "
+                        "a .safetensors file written by `rnncore export`")
+    parser.add_argument("text", help="the text typed so far")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--skip-unknown", action="store_true",
+                        help="drop characters of TEXT the model has never seen")
+    parser.add_argument("--latest", action="store_true",
+                        help="use the latest parameters, not the best-validation ones")
+    add_threads_option(parser)
+
+
+def _model_and_text(args):
+    model = _checkpoint_model(args)
+    unknown = model.vocab.unknown(args.text)
+    if unknown and not args.skip_unknown:
+        raise UsageError(f"the text has characters the model has never seen: "
+                         f"{''.join(unknown)!r} (pass --skip-unknown to drop them)")
+    return model, seen_prime(model, args.text)
+
+
+def cmd_suggest(args):
+    model, text = _model_and_text(args)
+    found = model.suggest(text, k=args.k, max_chars=args.max_chars, beam=args.beam)
+    if args.json:
+        print(json.dumps({"suggestions": [s._asdict() for s in found]}))
+        return 0
+    for s in found:
+        print(f"{s.word}\t{math.exp(s.log_prob):.4f}")
+    return 0
+
+
+def cmd_next(args):
+    model, text = _model_and_text(args)
+    ranked = model.next_chars(text, k=args.k)
+    if args.json:
+        print(json.dumps({"next": [{"char": c, "prob": p} for c, p in ranked]}))
+        return 0
+    for c, p in ranked:
+        print(f"{c!r:>6}  {p:.4f}")
+    return 0
+
+
+def cmd_serve(args):
+    try:
+        from .serve import ServeMissing, serve
+    except ImportError as e:   # pragma: no cover - serve.py imports nothing optional
+        raise UsageError(str(e)) from None
+    model = _checkpoint_model(args)
+    try:
+        return serve(model, args.checkpoint, host=args.host, port=args.port,
+                     max_length=args.max_length, threads=args.threads,
+                     max_batch=args.max_batch,
+                     echo=lambda line: print(line, flush=True))
+    except ServeMissing as e:
+        raise UsageError(str(e)) from None
 
 
 # ---- export -------------------------------------------------------------------------

@@ -189,47 +189,65 @@ class CharRNN:
 
     # ---- generation ----------------------------------------------------------------
     def sample(self, n, prime="", temperature=1.0, top_k=None, seed=None,
-               skip_unknown=False, stop=None, num_samples=None):
+               skip_unknown=False, stop=None, num_samples=None, top_p=None):
         """n new characters drawn from softmax(y / temperature), after feeding `prime`.
 
-        top_k keeps only the k most likely characters at each step; seed makes it
-        reproducible.  stop: end the sample right after the first occurrence of this
-        text in what it generates (it may then be shorter than n).  num_samples: draw
-        that many independent samples as parallel streams and return a list of them
-        (None: return the one sample as a str).  A prime with characters outside the
-        vocabulary is a ValueError naming them, unless skip_unknown drops them.
+        top_k keeps only the k most likely characters at each step, top_p only the
+        nucleus (the smallest set of the most likely characters whose probabilities sum
+        to at least top_p, after top_k); seed makes it reproducible.  stop: a text or a
+        list of texts; the sample ends right after the first occurrence of any of them
+        in what it generates (it may then be shorter than n).  num_samples: draw that
+        many independent samples as parallel streams and return a list of them (None:
+        return the one sample as a str).  prime may be a list of texts: they are
+        advanced as one batch of streams, and a list with one result per prime comes
+        back (each a str, or a list of num_samples).  A prime with characters outside
+        the vocabulary is a ValueError naming them, unless skip_unknown drops them.
         Returns the generated text only (not the prime).
         """
         from .sample import generate
+        N = 1 if num_samples is None else num_samples
         texts = generate(self, n, prime, greedy=False, temperature=temperature,
                          top_k=top_k, seed=seed, skip_unknown=skip_unknown, stop=stop,
-                         num_samples=1 if num_samples is None else num_samples)
-        return texts[0] if num_samples is None else texts
+                         num_samples=N, top_p=top_p)
+        if isinstance(prime, str):
+            return texts[0] if num_samples is None else texts
+        per_prime = [texts[i:i + N] for i in range(0, len(texts), N)]
+        return [t[0] for t in per_prime] if num_samples is None else per_prime
 
     def sample_stream(self, n, prime="", temperature=None, top_k=None, seed=None,
-                      skip_unknown=False, stop=None, num_samples=None, greedy=False):
+                      skip_unknown=False, stop=None, num_samples=None, greedy=False,
+                      top_p=None):
         """sample() as it is generated: an iterator over pieces of text (str), in chunks
-        of growing size; with num_samples, over tuples of that many pieces, one per
-        stream ("" for a stream that has stopped).  greedy=True takes the most likely
-        character every time (then temperature, top_k and seed are errors)."""
+        of growing size; with num_samples or a list of primes, over tuples of one piece
+        per stream (stream p·num_samples + s: sample s of prime p; "" for a stream that
+        has stopped).  greedy=True takes the most likely character every time (then
+        temperature, top_k, top_p and seed are errors)."""
         from .sample import stream_samples
         chunks = stream_samples(self, n, prime, greedy=greedy, temperature=temperature,
                                 top_k=top_k, seed=seed, skip_unknown=skip_unknown,
                                 stop=stop, num_samples=1 if num_samples is None
-                                else num_samples)
-        if num_samples is None:
+                                else num_samples, top_p=top_p)
+        if num_samples is None and isinstance(prime, str):
             return (pieces[0] for pieces in chunks)
         return chunks
 
     def complete(self, prime, n, skip_unknown=False, beam=1):
         """The n characters after `prime` with the highest total log-probability that a
         beam search of width `beam` finds (beam=1: the most likely character at every
-        step, greedy), without the prime.  See beam_search."""
+        step, greedy), without the prime.  See beam_search.  prime may be a list of
+        texts: a list of completions comes back; greedily (beam=1) they advance as one
+        batch of streams, with a wider beam one search after the other."""
         from .sample import beam_search, generate
         _check_count(beam, "the beam width")
         if beam == 1:
-            return generate(self, n, prime, greedy=True, skip_unknown=skip_unknown)[0]
-        return beam_search(self, prime, n, beam, skip_unknown=skip_unknown)[0].text
+            texts = generate(self, n, prime, greedy=True, skip_unknown=skip_unknown)
+            return texts[0] if isinstance(prime, str) else texts
+        if isinstance(prime, str):
+            return beam_search(self, prime, n, beam, skip_unknown=skip_unknown)[0].text
+        if not isinstance(prime, (list, tuple)) or not prime:
+            raise TypeError(f"prime must be a str or a non-empty list of them, got {prime!r}")
+        return [beam_search(self, p, n, beam, skip_unknown=skip_unknown)[0].text
+                for p in prime]
 
     def beam_search(self, prime, n, beam=5, skip_unknown=False):
         """The `beam` best n-character continuations of `prime` that a beam search of
@@ -239,6 +257,31 @@ class CharRNN:
         beams advance as one batch of streams, scored and pruned without Python."""
         from .sample import beam_search
         return beam_search(self, prime, n, beam, skip_unknown=skip_unknown)
+
+    # ---- predictive text -------------------------------------------------------------
+    def next_char_probs(self, text, skip_unknown=False):
+        """(V,) float64: the probability of each vocabulary character coming right after
+        `text` (the state carried through all of it), in vocabulary order; computed in
+        compiled code.  Unknown characters are a ValueError naming them, unless
+        skip_unknown drops them (as for complete)."""
+        from .predict import next_char_probs
+        return next_char_probs(self, text, skip_unknown)
+
+    def next_chars(self, text, k=None, skip_unknown=False):
+        """The distribution of the character after `text`: a list of (char,
+        probability) pairs, most likely first; the k most likely when k is given."""
+        from .predict import next_chars
+        return next_chars(self, text, k, skip_unknown)
+
+    def suggest(self, text, k=3, max_chars=32, beam=16, skip_unknown=False):
+        """The k most probable ways to finish the word being typed at the end of `text`
+        (the next word when it ends in a separator), best first: a list of
+        rnncore.predict.Suggestion(word, completion, log_prob).  A suggestion ends where
+        the model emits a separator (whitespace, Unicode Z*, P*, S*, C*); log_prob (nats)
+        includes that separator.  A compiled beam search of width `beam` over word
+        continuations of at most max_chars characters; see rnncore.predict.suggest."""
+        from .predict import suggest
+        return suggest(self, text, k, max_chars, beam, skip_unknown)
 
     # ---- checkpoints -----------------------------------------------------------------
     def save(self, path):

@@ -82,30 +82,67 @@ def primed_state(model, ids, num_streams=1):
     return np.ascontiguousarray(np.repeat(state, num_streams, axis=1))
 
 
-def stream_samples(model, n, prime="", greedy=False, temperature=None, top_k=None,
-                   seed=None, skip_unknown=False, stop=None, num_samples=1):
-    """Generate num_samples independent samples of up to n characters after `prime`, as
-    parallel streams, yielding a tuple of num_samples new pieces of text per chunk.
+def primed_states(model, id_lists, num_streams=1):
+    """The state (S·L, P·num_streams, H) after each of P primes (index arrays), stream
+    p·num_streams + s holding prime p: one prime is fed once and copied; several are fed
+    as one batch of streams (StackKernel.feed_rows)."""
+    if len(id_lists) == 1:
+        return primed_state(model, id_lists[0], num_streams)
+    from .predict import feed_texts
+    return np.ascontiguousarray(np.repeat(feed_texts(model, id_lists), num_streams, axis=1))
 
-    greedy: argmax at every step (then temperature, top_k and seed are errors: greedy
-    draws nothing).  Otherwise draw from softmax(y / temperature) (default 1),
-    restricted to the top_k most likely characters when top_k is given; seed makes the
-    draws reproducible.  stop: a sample ends right after the first occurrence of this
-    text in what it generated (the prime is not searched); a stream that has stopped
-    yields "" from then on, and the generator ends once every stream has stopped or has n
-    characters.  With an empty prime the first character is predicted from the zero
-    state.  Never drops out.
-    """
-    n = _check_length(n)
-    num_samples = _check_positive(num_samples, "num_samples")
+
+def check_stops(stop):
+    """stop as a tuple of non-empty strings: None gives (), a str one, a list or tuple
+    several."""
+    if stop is None:
+        return ()
+    stops = (stop,) if isinstance(stop, str) else stop
+    if not isinstance(stops, (list, tuple)) or not all(
+            isinstance(t, str) and t for t in stops):
+        raise ValueError(f"stop must be a non-empty str, a list of them, or None; got "
+                         f"{stop!r}")
+    return tuple(stops)
+
+
+class StopScanner:
+    """Cuts one stream's text right after the first occurrence of any of the stop texts,
+    across the pieces it arrives in."""
+
+    def __init__(self, stops):
+        self.stops = stops
+        self.keep = max((len(t) for t in stops), default=1) - 1
+        self.tail = ""        # the last `keep` characters seen, which hold no stop text
+        self.stopped = False
+
+    def cut(self, piece):
+        """The part of `piece` up to and including the end of the first stop text (all of
+        it when there is none); sets `stopped` when one was found."""
+        if self.stopped:
+            return ""
+        if not self.stops or not piece:
+            return piece
+        seen = self.tail + piece
+        ends = [at + len(t) for t in self.stops for at in (seen.find(t),) if at >= 0]
+        if ends:
+            self.stopped = True
+            return piece[:min(ends) - len(self.tail)]
+        self.tail = seen[len(seen) - self.keep:] if self.keep else ""
+        return piece
+
+
+def check_draw(model, greedy, temperature, top_k, top_p, seed):
+    """(temperature, top_k, top_p) as the kernel takes them (0 temperature: greedy; 0
+    top_k: all; 1.0 top_p: all), or a ValueError naming the argument."""
     if greedy:
         given = [name for name, value in (("temperature", temperature), ("top_k", top_k),
-                                          ("seed", seed)) if value is not None]
+                                          ("top_p", top_p), ("seed", seed))
+                 if value is not None]
         if given:
             raise ValueError(f"greedy generation draws nothing: {', '.join(given)} "
                              "cannot be used with it")
-        temperature = 1.0
-    elif temperature is None:
+        return 0.0, 0, 1.0
+    if temperature is None:
         temperature = 1.0
     else:
         temperature = float(temperature)
@@ -115,55 +152,90 @@ def stream_samples(model, n, prime="", greedy=False, temperature=None, top_k=Non
         top_k = 0
     else:
         top_k = min(_check_positive(top_k, "top_k"), model.n_vocab)
-    if stop is not None and (not isinstance(stop, str) or not stop):
-        raise ValueError(f"stop must be a non-empty str (or None), got {stop!r}")
-    ids = prime_ids(model, prime, skip_unknown)
-    check_memory(num_samples * (_bytes_per_stream(model) + 2 * 8), f"{num_samples:,} streams")
-    return _stream(model, n, ids, greedy, temperature, top_k, seed, stop, num_samples)
+    if top_p is None:
+        top_p = 1.0
+    else:
+        if isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.floating,
+                                                             np.integer)):
+            raise ValueError(f"top_p must be a number in (0, 1], got {top_p!r}")
+        top_p = float(top_p)
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be a number in (0, 1], got {top_p}")
+    return temperature, top_k, top_p
 
 
-def _stream(model, n, ids, greedy, temperature, top_k, seed, stop, num_samples):
+def stream_samples(model, n, prime="", greedy=False, temperature=None, top_k=None,
+                   seed=None, skip_unknown=False, stop=None, num_samples=1, top_p=None):
+    """Generate num_samples independent samples of up to n characters after `prime`, as
+    parallel streams, yielding a tuple of num_samples new pieces of text per chunk.
+
+    greedy: argmax at every step (then temperature, top_k, top_p and seed are errors:
+    greedy draws nothing).  Otherwise draw from softmax(y / temperature) (default 1),
+    restricted to the top_k most likely characters when top_k is given, then to the
+    nucleus when top_p is given (the smallest set of the most likely characters whose
+    probabilities reach top_p); seed makes the draws reproducible.  stop: a text, or a
+    list of texts; a sample ends right after the first occurrence of any of them in what
+    it generated (the prime is not searched); a stream that has stopped yields "" from
+    then on, and the generator ends once every stream has stopped or has n characters.
+    prime: a str, or a list of P strs fed as one batch (then P·num_samples streams,
+    stream p·num_samples + s drawing sample s of prime p).  With an empty prime the
+    first character is predicted from the zero state.  Never drops out.
+    """
+    n = _check_length(n)
+    num_samples = _check_positive(num_samples, "num_samples")
+    temperature, top_k, top_p = check_draw(model, greedy, temperature, top_k, top_p, seed)
+    stops = check_stops(stop)
+    primes = [prime] if isinstance(prime, str) else prime
+    if not isinstance(primes, (list, tuple)) or not primes:
+        raise TypeError(f"prime must be a str, got {type(prime).__name__} (or a "
+                        "non-empty list of strs)")
+    id_lists = [prime_ids(model, p, skip_unknown) for p in primes]
+    B = len(primes) * num_samples
+    check_memory(B * (_bytes_per_stream(model) + 2 * 8), f"{B:,} streams")
+    return _stream(model, n, id_lists, greedy, temperature, top_k, top_p, seed, stops,
+                   num_samples)
+
+
+def _stream(model, n, id_lists, greedy, temperature, top_k, top_p, seed, stops,
+            num_samples):
     kernel = model._kernel(1, 1)
-    state = primed_state(model, ids, num_samples)
+    state = primed_states(model, id_lists, num_samples)
+    B = state.shape[1]
     rng = None if greedy else np.random.default_rng(seed)
-    no_uniforms = np.zeros((0, num_samples))
+    temperatures = np.full(B, temperature)
+    top_ks = np.full(B, top_k, np.intp)
+    top_ps = np.full(B, top_p)
     decode = model.vocab.decode
-    tails = [""] * num_samples        # the last len(stop)-1 characters of each stream
-    stopped = [False] * num_samples
+    scanners = [StopScanner(stops) for _ in range(B)]
     done, chunk = 0, FIRST_CHUNK
-    while done < n and not all(stopped):
-        size = min(chunk, n - done, max(1, CHUNK_CHARS // num_samples))
-        out = np.empty((size, num_samples), np.intp)
+    while done < n and not all(s.stopped for s in scanners):
+        size = min(chunk, n - done, max(1, CHUNK_CHARS // B))
+        out = np.empty((size, B), np.intp)
         # (size, B) time-major, so one stream draws the same numbers as rng.random(n)
-        uniforms = no_uniforms if greedy else rng.random((size, num_samples))
-        kernel.sample(state, out, uniforms, greedy, temperature, top_k)
-        pieces = []
-        for b in range(num_samples):
-            piece = "" if stopped[b] else decode(out[:, b])
-            if stop is not None and piece:
-                seen = tails[b] + piece
-                at = seen.find(stop)
-                if at >= 0:
-                    piece = piece[:at + len(stop) - len(tails[b])]
-                    stopped[b] = True
-                else:
-                    tails[b] = seen[len(seen) - (len(stop) - 1):] if len(stop) > 1 else ""
-            pieces.append(piece)
+        uniforms = np.zeros((size, B)) if greedy else rng.random((size, B))
+        kernel.sample_rows(state, out, uniforms, temperatures, top_ks, top_ps)
+        pieces = tuple(scanner.cut("" if scanner.stopped else decode(out[:, b]))
+                       for b, scanner in enumerate(scanners))
         done += size
         chunk = min(2 * chunk, LAST_CHUNK)
-        yield tuple(pieces)
+        yield pieces
 
 
 def generate(model, n, prime="", greedy=False, temperature=None, top_k=None, seed=None,
-             skip_unknown=False, stop=None, num_samples=1):
-    """The samples of stream_samples, whole: a list of num_samples strings (without the
-    prime)."""
+             skip_unknown=False, stop=None, num_samples=1, top_p=None):
+    """The samples of stream_samples, whole: a list of one string per stream (without
+    the prime)."""
     chunks = stream_samples(model, n, prime, greedy, temperature, top_k, seed,
-                            skip_unknown, stop, num_samples)
-    texts = [[] for _ in range(num_samples)]
+                            skip_unknown, stop, num_samples, top_p)
+    texts = None
     for pieces in chunks:
+        if texts is None:
+            texts = [[] for _ in pieces]
         for parts, piece in zip(texts, pieces):
             parts.append(piece)
+    if texts is None:   # n == 0
+        count = (1 if isinstance(prime, str) else len(prime)) * num_samples
+        return [""] * count
     return ["".join(parts) for parts in texts]
 
 

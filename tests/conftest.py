@@ -22,6 +22,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:   # building the wheel takes minutes: not in the fast tier
+        if item.get_closest_marker("wheel") is not None:
+            item.add_marker(pytest.mark.slow)
     if config.getoption("--run-bench") or os.environ.get("RNNCORE_RUN_BENCH") == "1":
         return
     skip = pytest.mark.skip(reason="benchmark script: opt in with --run-bench")
