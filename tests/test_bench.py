@@ -97,8 +97,9 @@ def test_scaling_script_runs_at_a_tiny_size(tmp_path):
     (row,) = result["rows"]
     assert row["parameters"] == 8 * 65 * 2 + 8 * 8 + 8 + 65
     assert row["2_ranks"] > 0 and row["one_process_1_thread"] > 0 and row["allreduce_us"] > 0
+    assert row["one_process_default_threads"] > 0 and row["speedup_vs_one_process"] > 0
     assert row["gradient_bytes"] == 4 * (row["parameters"] + 3)
-    assert "| 2 ranks × 1 thread |" in proc.stdout
+    assert "| 2 ranks, default threads |" in proc.stdout
 
 
 def test_big_corpus_script_ignores_a_source_folder_in_the_working_directory(tmp_path):
