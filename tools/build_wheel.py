@@ -141,6 +141,14 @@ def run(command, **kwargs):
                          f" ... failed (exit status {result.returncode}): see its output above")
 
 
+def shown(path):
+    """A path as printed: relative to the current folder when inside it."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def kib(path):
     return f"{Path(path).stat().st_size / 1024:,.0f} KiB"
 
@@ -179,7 +187,7 @@ def build(out, interpreters):
 def describe(wheel):
     with zipfile.ZipFile(wheel) as z:
         extensions = [i for i in z.infolist() if i.filename.endswith(".so")]
-    return (f"{wheel} ({kib(wheel)}; "
+    return (f"{shown(wheel)} ({kib(wheel)}; "
             + ", ".join(f"{i.filename} {i.file_size / 1024:,.0f} KiB" for i in extensions)
             + ")")
 
@@ -217,7 +225,7 @@ def main(argv=None):
         sdist, wheels = build(args.out, interpreters)
     except BuildError as error:
         sys.exit(f"build_wheel.py: error: {error}")
-    print(f"sdist: {sdist} ({kib(sdist)})")
+    print(f"sdist: {shown(sdist)} ({kib(sdist)})")
     for version, full, python, wheel in wheels:
         tag = wheel.name[:-len(".whl")].split("-", 2)[2]
         print(f"python: {full} {python}")
