@@ -56,7 +56,7 @@ def test_kernel_matches_reference(V, H, B, T, dtype, clip, with_h0, one_d, seed)
         assert grads[name].dtype == np.dtype(dtype) and grads[name].shape == ref_grads[name].shape
         assert_close(grads[name], ref_grads[name], rtol, name, gradient_floor(ref_grads, dtype))
     if clip:
-        assert all(np.abs(g).max() <= clip for g in grads.values())
+        assert all(np.abs(g).max() <= np.dtype(dtype).type(clip) for g in grads.values())
 
 
 @pytest.mark.parametrize("B", [1, 3])
