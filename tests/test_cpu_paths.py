@@ -28,14 +28,21 @@ pytestmark = pytest.mark.skipif(QEMU is None or platform.machine() != "x86_64",
                                 reason="needs qemu-x86_64 (apt-get install qemu-user)")
 
 
+# numpy's OpenBLAS (the reference's) for each emulated CPU: its own detection under qemu
+# picks kernels the emulated CPU lacks (an illegal instruction inside numpy's matmul, on
+# every CPU without AVX2 and now and then on `max`)
+OPENBLAS_CORES = {"SandyBridge": "Sandybridge", "max": "Haswell"}
+
+
 def emulated(cpu, *args):
     """Run this Python under qemu as `cpu`, importing the rnncore (and every package) this
     process imports: from tests/, so a source tree's uncompiled rnncore/ cannot shadow it."""
     package_root = os.path.dirname(os.path.dirname(rnncore.__file__))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([package_root, *filter(None, sys.path)]))
-    # the machine's BLAS settings name the host's CPU; the emulated one has its own
-    env.pop("OPENBLAS_CORETYPE", None)
+    # the machine's BLAS settings name the host's CPU; the emulated one gets its own
     env.pop("OPENBLAS_L2_SIZE", None)
+    env["OPENBLAS_CORETYPE"] = OPENBLAS_CORES[cpu]
+    env["OPENBLAS_NUM_THREADS"] = "1"
     return subprocess.run([QEMU, "-cpu", cpu, os.path.realpath(sys.executable), *args],
                           cwd=TESTS, env=env, capture_output=True, text=True,
                           timeout=900, stdin=subprocess.DEVNULL)
@@ -49,9 +56,11 @@ def test_kernels_match_the_reference_on_older_cpus(cpu, loops, micro_kernel):
     assert which.returncode == 0, which.stderr
     assert which.stdout.count(loops) == 2, which.stdout
     assert which.stdout.split()[-1] == micro_kernel
-    # (the team's C stress test and the forced-version runs are the host's to do)
+    # (the team's C stress test, the forced-version runs and the fork test are the host's
+    # to do: qemu-user 7.2 asserts when a forked child of a threaded process makes threads)
     proc = emulated(cpu, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                     *[str(TESTS / name) for name in KERNEL_TESTS],
-                    "-k", "not in_c and not every_micro_kernel and not unknown_micro")
+                    "-k", "not in_c and not every_micro_kernel and not unknown_micro "
+                          "and not forked_child")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout.splitlines()[-1]
