@@ -69,12 +69,13 @@ def _weight(name, shape, H, rng):
 
 
 def draw_zero(name, shape, cell, H, rng):
-    """Weights uniform(±1/√H), every bias zero."""
+    """Weights uniform(±1/√H), every bias zero (rnncore 0.1's GRU start)."""
     return _weight(name, shape, H, rng) if name.startswith("W") else np.zeros(shape)
 
 
-def draw_rnncore(name, shape, cell, H, rng):
-    """rnncore 0.1's start: zero biases, 1.0 on every LSTM layer's forget-gate block."""
+def draw_forget1(name, shape, cell, H, rng):
+    """Zero biases but 1.0 on every LSTM layer's forget-gate block (rnncore 0.1's LSTM
+    start)."""
     p = draw_zero(name, shape, cell, H, rng)
     if cell == "lstm" and name.startswith("bh"):
         p[H:2 * H] = 1.0
@@ -102,14 +103,15 @@ def draw_pytorch_forget1(name, shape, cell, H, rng):
     return p
 
 
-SCHEMES = {
-    "rnncore": ("lstm", "gru"),          # for gru it is "zero"
-    "zero": ("lstm",),
+SCHEMES = {   # {name: the cells it is tried on}
+    "forget1": ("lstm",),
+    "zero": ("lstm", "gru"),
     "pytorch": ("lstm", "gru"),
     "pytorch-forget1": ("lstm",),
 }
-DRAWS = {"rnncore": draw_rnncore, "zero": draw_zero, "pytorch": draw_pytorch,
+DRAWS = {"forget1": draw_forget1, "zero": draw_zero, "pytorch": draw_pytorch,
          "pytorch-forget1": draw_pytorch_forget1}
+RNNCORE_0_1 = {"lstm": "forget1", "gru": "zero"}      # the start before these trials
 
 
 def initial_params(scheme, cell, n_vocab, hidden_size, num_layers, seed, dtype="float64"):
@@ -264,7 +266,8 @@ def summarise(runs):
     keys = sorted({(r["cell"], r["dropout"]) for r in runs})
     for cell, dropout in keys:
         torch_f = finals("torch", cell, dropout)
-        base_f = finals("rnncore", cell, dropout)
+        base = RNNCORE_0_1[cell]
+        base_f = finals(base, cell, dropout)
         for scheme in [*[k for k in SCHEMES if cell in SCHEMES[k]], "torch"]:
             f = finals(scheme, cell, dropout)
             if not f:
@@ -273,7 +276,7 @@ def summarise(runs):
             row = {"scheme": scheme, "cell": cell, "dropout": dropout, "seeds": sorted(f),
                    "mean": mean, "std": std}
             for label, name, other in (("minus_torch", "torch", torch_f),
-                                       ("minus_rnncore", "rnncore", base_f)):
+                                       ("minus_rnncore_0_1", base, base_f)):
                 common = sorted(set(f) & set(other))
                 if common and scheme != name:
                     row[label] = mean_std([f[s] - other[s] for s in common])
@@ -298,14 +301,35 @@ def pm(pair):
     return "" if pair is None else f"{pair[0]:+.4f} ± {pair[1]:.4f}"
 
 
-def table(rows):
-    lines = ["| cell | dropout | start | held-out nats/char (mean ± std) | minus PyTorch's "
-             "| minus rnncore 0.1's |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        name = "PyTorch, its own" if r["scheme"] == "torch" else r["scheme"]
-        lines.append(f"| {r['cell']} | {r['dropout']:g} | {name} | {r['mean']:.4f} ± "
-                     f"{r['std']:.4f} | {pm(r.get('minus_torch'))} | "
-                     f"{pm(r.get('minus_rnncore'))} |")
+LABELS = {"forget1": "biases 0, forget gate 1",
+          "zero": "every bias 0", "pytorch": "PyTorch's biases (uniform)",
+          "pytorch-forget1": "PyTorch's biases, forget gate 1",
+          "torch": "PyTorch itself, its own start"}
+
+
+def table(rows, chosen):
+    """Markdown: a row per (cell, start), for each dropout the held-out loss over the
+    seeds (mean ± std) and its difference from PyTorch's, seed by seed (mean ± std)."""
+    dropouts = sorted({r["dropout"] for r in rows})
+    head = "| cell | start | " + " | ".join(
+        f"dropout {p:g}: held-out nats/char | minus PyTorch's" for p in dropouts) + " |"
+    lines = [head, "|---|---|" + "---|---|" * len(dropouts)]
+    for cell in sorted({r["cell"] for r in rows}, key=["lstm", "gru"].index):
+        for scheme in [*SCHEMES, "torch"]:
+            cells = {r["dropout"]: r for r in rows if (r["cell"], r["scheme"]) == (cell, scheme)}
+            if not cells:
+                continue
+            label = LABELS[scheme]
+            if RNNCORE_0_1[cell] == scheme:
+                label += " (rnncore 0.1's)"
+            if chosen.get(cell) == scheme:
+                label = f"**{label}**"
+            values = []
+            for p in dropouts:
+                r = cells.get(p)
+                values += ["", ""] if r is None else [
+                    f"{r['mean']:.4f} ± {r['std']:.4f}", pm(r.get("minus_torch")) or "—"]
+            lines.append(f"| {cell.upper()} | {label} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
@@ -370,16 +394,16 @@ def main(argv=None):
                                          args.steps, args.eval_every)}
                     runs.append(run)
                     log(run)
-            if has_torch:   # the twins: the first seed, rnncore 0.1's start
+            base = RNNCORE_0_1[cell]
+            if has_torch and base in args.schemes:   # the twins: the first seed, 0.1's start
                 twin = next(r for r in runs if (r["scheme"], r["cell"], r["dropout"],
-                                                r["seed"]) == ("rnncore", cell, dropout,
-                                                               seeds[0]))
-                params = initial_params("rnncore", cell, len(vocab), s["hidden_size"],
+                                                r["seed"]) == (base, cell, dropout, seeds[0]))
+                params = initial_params(base, cell, len(vocab), s["hidden_size"],
                                         s["num_layers"], seeds[0], s["dtype"])
                 other = train_torch(vocab, train_ids, held_ids, cell, dropout, seeds[0],
                                     args.steps, args.eval_every, params=params)
                 twins.append({"cell": cell, "dropout": dropout, "seed": seeds[0],
-                              "scheme": "rnncore", "rnncore": twin["held_out"],
+                              "scheme": base, "rnncore": twin["held_out"],
                               "torch": other["held_out"],
                               "max_abs_difference": max(
                                   abs(twin["held_out"][k] - other["held_out"][k])
@@ -414,7 +438,7 @@ def main(argv=None):
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
-    print(table(rows))
+    print(table(rows, chosen))
     print("the lowest held-out loss: " + ", ".join(f"{c}: {k}" for c, k in chosen.items()))
     for t in twins:
         print(f"twins {t['cell']} dropout {t['dropout']:g}: agree to "
