@@ -14,8 +14,8 @@ this process over HTTP for --seconds, after a warm-up.  A `suggest` request asks
 for --sample-length characters at temperature 0.8 with its own seed.  Without
 --checkpoint the model is a freshly initialised one over tinyshakespeare's 65 symbols
 (its words end where its uniform-ish distribution puts separators: give a trained
-checkpoint for a typing workload).  BLAS runs --threads threads in the server (default
-1: the server and the clients share this machine's cores).
+checkpoint for a typing workload).  The server's kernels run on --threads threads
+(default 1: the server and the clients share this machine's cores).
 """
 import argparse
 import asyncio
@@ -159,7 +159,8 @@ def main(argv=None):
                         help="measured seconds per configuration (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--sample-length", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads in the server")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of the server's kernels (default 1)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--markdown", help="write the table here")
     args = parser.parse_args(argv)
@@ -218,7 +219,7 @@ def main(argv=None):
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(f"{model_line}; {args.seconds:g} s per row, samples of "
-                    f"{args.sample_length} characters, {args.threads} BLAS thread(s)\n\n"
+                    f"{args.sample_length} characters, {args.threads} kernel thread(s)\n\n"
                     + table + "\n")
     return 0
 

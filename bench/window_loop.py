@@ -16,11 +16,6 @@ import numpy as np
 
 import rnncore
 
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:  # the [bench] extra brings it; without it threads are not pinned
-    threadpool_limits = None
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,7 +24,8 @@ def main():
     ap.add_argument("--hidden-size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads of rnncore's team (default 1)")
     ap.add_argument("--seconds", type=float, default=4.0)
     args = ap.parse_args()
     V, T, B = 65, 25, args.batch_size
@@ -39,7 +35,7 @@ def main():
     rng = np.random.default_rng(0)
     inputs, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
     grads = model.zeros_like_params()
-    limits = threadpool_limits(args.threads) if threadpool_limits else None
+    rnncore.set_num_threads(args.threads)
     state, times = None, []
     for _ in range(5):   # warm-up: buffers bound, caches filled
         _, _, state = model.loss_and_grads(inputs, targets, state, out=grads)
@@ -48,8 +44,6 @@ def main():
         start = time.perf_counter()
         _, _, state = model.loss_and_grads(inputs, targets, state, out=grads)
         times.append(time.perf_counter() - start)
-    if limits is not None:
-        limits.restore_original_limits()
     print(f"{args.cell} {args.num_layers}x{args.hidden_size} B={B} {args.dtype}, "
           f"{args.threads} thread(s): median {np.median(times) * 1e6:,.0f} µs a window "
           f"over {len(times):,} windows")

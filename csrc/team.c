@@ -23,13 +23,25 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <time.h>            /* nanosleep */
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #endif
 #include <sched.h>
+#include <sys/time.h>
+
+#if defined(__GLIBC__) && defined(__x86_64__) && __GLIBC_PREREQ(2, 34)
+/* glibc 2.34 moved the pthread functions from libpthread into libc under new versions; the
+ * old GLIBC_2.2.5 ones are still exported (and on an older glibc, libpthread, which Python
+ * loads, defines them), so bind those: the module loads on the wheel's oldest glibc. */
+__asm__(".symver pthread_create,pthread_create@GLIBC_2.2.5");
+__asm__(".symver pthread_join,pthread_join@GLIBC_2.2.5");
+__asm__(".symver pthread_once,pthread_once@GLIBC_2.2.5");
+__asm__(".symver pthread_mutex_trylock,pthread_mutex_trylock@GLIBC_2.2.5");
+__asm__(".symver pthread_sigmask,pthread_sigmask@GLIBC_2.2.5");
+#endif
 
 #define LINE 128
 #define TILE_BITS 24
@@ -83,10 +95,12 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* Microseconds are enough to bound a spin; gettimeofday is in every glibc's libc (before
+ * 2.17 clock_gettime was librt's, which Python does not load). */
 static long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000L + ts.tv_nsec;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec * 1000000000L + tv.tv_usec * 1000L;
 }
 
 /* Sleep while *word == expected (or until a spurious wake-up or 10 ms pass). */

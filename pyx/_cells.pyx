@@ -120,31 +120,24 @@ cdef void gen_tile_f(void *job, long tile, int thread) noexcept nogil:
 cdef void gen_tile_d(void *job, long tile, int thread) noexcept nogil:
     gen_tile(<double *> NULL, <GenJob *> job, tile, thread)
 
-cdef void generate_f(void *arg, rnncore_crew *crew) noexcept nogil:
-    cdef GenCall *c = <GenCall *> arg
+cdef inline void generate(floating *_, GenCall *c, rnncore_crew *crew,
+                          rnncore_tile tile) noexcept nogil:
     if c.op == BEAM:
-        beam_program(<float *> NULL, c.g, c.n_steps, crew, gen_tile_f)
+        beam_program(_, c.g, c.n_steps, crew, tile)
     elif c.op == TEXTS:
-        texts_program(<float *> NULL, c.g, crew, gen_tile_f)
+        texts_program(_, c.g, crew, tile)
     elif c.op == NEXT:
-        next_program(<float *> NULL, c.g, crew, gen_tile_f)
+        next_program(_, c.g, crew, tile)
     elif c.op == WORDS:
-        word_program(<float *> NULL, c.g, crew, gen_tile_f)
+        word_program(_, c.g, crew, tile)
     else:
-        steps_program(<float *> NULL, c.g, c.n_steps, c.op == SAMPLE, crew, gen_tile_f)
+        steps_program(_, c.g, c.n_steps, c.op == SAMPLE, crew, tile)
 
-cdef void generate_d(void *arg, rnncore_crew *crew) noexcept nogil:
-    cdef GenCall *c = <GenCall *> arg
-    if c.op == BEAM:
-        beam_program(<double *> NULL, c.g, c.n_steps, crew, gen_tile_d)
-    elif c.op == TEXTS:
-        texts_program(<double *> NULL, c.g, crew, gen_tile_d)
-    elif c.op == NEXT:
-        next_program(<double *> NULL, c.g, crew, gen_tile_d)
-    elif c.op == WORDS:
-        word_program(<double *> NULL, c.g, crew, gen_tile_d)
-    else:
-        steps_program(<double *> NULL, c.g, c.n_steps, c.op == SAMPLE, crew, gen_tile_d)
+cdef void generate_f(void *call, rnncore_crew *crew) noexcept nogil:
+    generate(<float *> NULL, <GenCall *> call, crew, gen_tile_f)
+
+cdef void generate_d(void *call, rnncore_crew *crew) noexcept nogil:
+    generate(<double *> NULL, <GenCall *> call, crew, gen_tile_d)
 
 
 # ---------------------------------------------------------------------------------------

@@ -617,6 +617,25 @@ cdef inline void next_program(floating *_, Gen *g, rnncore_crew *crew,
     rnncore_phase(crew, g.B, tile, &job)
 
 
+cdef inline void advance_kept(floating *_, GenJob *job, int gather, const Py_ssize_t *xs,
+                              rnncore_crew *crew, rnncore_tile tile) noexcept nogil:
+    """Beams, after step job.i's choice: the job.B kept beams start from their parents'
+    states (the `gather` tiles) and take their characters xs as one batch.  h goes from
+    the state to `other` and is stepped back; c lives in the state after even steps and
+    in `other` after odd ones, and is stepped where it was gathered to (gather_rows)."""
+    cdef const Net *n = job.g.net
+    cdef Py_ssize_t i = job.i, L = n.L
+    cdef floating *X = <floating *> job.g.state
+    cdef floating *Y = <floating *> job.g.other
+    job.kind = gather
+    rnncore_phase(crew, (2 if n.cell == LSTM else 1) * L, tile, job)
+    job.xs = xs
+    job.h_cur = Y
+    job.h_nxt = X
+    job.c = (Y if i % 2 == 0 else X) + L * job.g.B * n.H
+    advance(job, crew, tile)
+
+
 cdef inline void beam_program(floating *_, Gen *g, Py_ssize_t n_steps, rnncore_crew *crew,
                               rnncore_tile tile) noexcept nogil:
     """Beam search of width K = g.B for n_steps characters from the one-stream state in
@@ -628,7 +647,6 @@ cdef inline void beam_program(floating *_, Gen *g, Py_ssize_t n_steps, rnncore_c
     cdef const Net *n = g.net
     cdef Py_ssize_t i, L = n.L
     cdef floating *X = <floating *> g.state
-    cdef floating *Y = <floating *> g.other
     cdef GenJob job
     job.g = g
     job.kind = G_PACK
@@ -644,13 +662,7 @@ cdef inline void beam_program(floating *_, Gen *g, Py_ssize_t n_steps, rnncore_c
         if i == n_steps - 1:
             break
         job.B = g.live[i]
-        job.kind = G_BEAM_GATHER
-        rnncore_phase(crew, (2 if n.cell == LSTM else 1) * L, tile, &job)
-        job.xs = g.beam_chars + i * g.B
-        job.h_cur = Y
-        job.h_nxt = X
-        job.c = (Y if i % 2 == 0 else X) + L * g.B * n.H
-        advance(&job, crew, tile)
+        advance_kept(_, &job, G_BEAM_GATHER, g.beam_chars + i * g.B, crew, tile)
 
 
 cdef inline void word_program(floating *_, Gen *g, rnncore_crew *crew,
@@ -662,7 +674,6 @@ cdef inline void word_program(floating *_, Gen *g, rnncore_crew *crew,
     cdef WordBeam *s = g.word
     cdef Py_ssize_t i, L = n.L
     cdef floating *X = <floating *> g.state
-    cdef floating *Y = <floating *> g.other
     cdef GenJob job
     job.g = g
     job.kind = G_PACK
@@ -680,10 +691,4 @@ cdef inline void word_program(floating *_, Gen *g, rnncore_crew *crew,
         if s.total[i + 1] == 0:
             break
         job.B = s.total[i + 1]
-        job.kind = G_WORD_GATHER
-        rnncore_phase(crew, (2 if n.cell == LSTM else 1) * L, tile, &job)
-        job.xs = s.xs
-        job.h_cur = Y
-        job.h_nxt = X
-        job.c = (Y if i % 2 == 0 else X) + L * g.B * n.H
-        advance(&job, crew, tile)
+        advance_kept(_, &job, G_WORD_GATHER, s.xs, crew, tile)

@@ -322,7 +322,12 @@ cdef inline void backward_tile(floating *S, const Net *n, const BackwardStep *s,
     """Units u·NC .. of every stream, one step backwards: S (B, NC) is dloss/dh_t."""
     cdef Py_ssize_t H = n.H, GH = n.GH, NC = n.NC, B = s.B, c0 = u * NC
     cdef Py_ssize_t nu = min(NC, H - c0)
-    cdef bint carry = n.cell == GRU and s.has_next
+    cdef const floating *mask = NULL
+    cdef const floating *carry = NULL
+    if s.mask != NULL:
+        mask = (<const floating *> s.mask) + c0
+    if n.cell == GRU and s.has_next:
+        carry = (<const floating *> s.dh_carry) + c0
     if s.has_next:
         # S (B, NC) = da_h[t+1] (B, G·H) · Whh[:, units]: the part of dloss/dh_t through Whh
         gemm(B, 4, GH, <const floating *> s.da_h_next, GH, 1,
@@ -330,9 +335,7 @@ cdef inline void backward_tile(floating *S, const Net *n, const BackwardStep *s,
     else:
         memset(S, 0, B * NC * sizeof(floating))
     # + dloss/dh_t from above (dropped out as the forward pass was), + gru's u⊙dh of t+1
-    dh(B, nu, NC, S, (<floating *> s.dH) + c0,
-       NULL if s.mask == NULL else (<const floating *> s.mask) + c0,
-       (<const floating *> s.dh_carry) + c0 if carry else NULL, H)
+    dh(B, nu, NC, S, (<floating *> s.dH) + c0, mask, carry, H)
     if n.cell == RNN:                              # da = (1 - h²) ⊙ dh, into dH's place
         rnn_backward(B, nu, NC, S, (<const floating *> s.h) + c0, (<floating *> s.dH) + c0, H)
     elif n.cell == LSTM:

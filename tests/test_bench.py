@@ -98,8 +98,9 @@ def test_scaling_script_runs_at_a_tiny_size(tmp_path):
     (row,) = result["rows"]
     assert row["parameters"] == 8 * 65 * 2 + 8 * 8 + 8 + 65
     assert row["2_ranks"] > 0 and row["one_process_1_thread"] > 0 and row["allreduce_us"] > 0
+    assert row["one_process_default_threads"] > 0 and row["speedup_vs_one_process"] > 0
     assert row["gradient_bytes"] == 4 * (row["parameters"] + 3)
-    assert "| 2 ranks × 1 thread |" in proc.stdout
+    assert "| 2 ranks, default threads |" in proc.stdout
 
 
 def test_big_corpus_script_ignores_a_source_folder_in_the_working_directory(tmp_path):
@@ -129,6 +130,39 @@ def test_window_loop_reports_a_median(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("gru 2x8 B=3 float64, 1 thread(s): median ")
     assert "µs a window over" in proc.stdout
+
+
+def test_busy_script_runs_at_a_tiny_size(tmp_path):
+    out = tmp_path / "busy.json"
+    proc = run_script("busy.py", "--quick", "--repeats", "1", "--budget", "0.05", "--json", out,
+                      cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["default_threads"] >= 1 and result["micro_kernel"]
+    (busy,), (idle,) = result["busy"], result["idle"]
+    assert busy["default_vs_1_thread"] > 0 and idle["default_vs_1_thread"] > 0
+    assert "| busy: default × 1 thread |" in proc.stdout
+
+
+def test_generation_script_runs_against_this_install_as_its_baseline(tmp_path):
+    out = tmp_path / "generation.json"
+    proc = run_script("generation.py", "--baseline-python", sys.executable, "--repeats", "1",
+                      "--json", out, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    this, base = result["median"]["this"], result["median"]["baseline"]
+    assert set(this) == set(base) and "gru 2x256 float32" in this
+    assert this["gru 2x256 float32"]["complete 200 (ms)"] > 0
+    assert "| × baseline |" in proc.stdout
+
+
+def test_products_script_compares_with_blas(tmp_path):
+    out = tmp_path / "products.json"
+    proc = run_script("products.py", "--repeats", "1", "--budget", "0.01", "--json", out,
+                      cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 10 and all(r["rnncore_vs_blas"] > 0 for r in rows)
 
 
 def test_init_trials_script_runs_a_few_steps(tmp_path):

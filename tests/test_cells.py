@@ -37,10 +37,20 @@ def saved_small_model(path, cell):
     return path
 
 
-def assert_close(a, b, rtol, name):
+def gradient_floor(ref_grads, dtype):
+    """In float32, a gradient far smaller than the largest one (cancelling terms: a bias
+    of two characters, a recurrent weight of one unit) is judged on 1% of the largest one's
+    scale: its terms are that large, and float32 sums them with errors of their size."""
+    if dtype == "float64":
+        return 0.0
+    return 1e-2 * max(np.abs(g).max() for g in ref_grads.values())
+
+
+def assert_close(a, b, rtol, name, floor=0.0):
+    """max |a - b| within rtol of max |b| (or of `floor`, if larger)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     assert a.shape == b.shape, f"{name}: shape {a.shape} != {b.shape}"
-    scale = max(np.abs(b).max(), 1e-30)
+    scale = max(np.abs(b).max(), floor, 1e-30)
     err = np.abs(a - b).max() / scale
     assert err <= rtol, f"{name}: relative error {err:.3g} > {rtol}"
 
@@ -87,9 +97,9 @@ def test_kernel_matches_reference(cell, L, V, H, B, T, dtype, clip, p_drop, with
     assert list(grads) == list(ref_grads)
     for name in ref_grads:
         assert grads[name].dtype == np.dtype(dtype)
-        assert_close(grads[name], ref_grads[name], rtol, name)
+        assert_close(grads[name], ref_grads[name], rtol, name, gradient_floor(ref_grads, dtype))
     if clip:
-        assert all(np.abs(g).max() <= clip for g in grads.values())
+        assert all(np.abs(g).max() <= np.dtype(dtype).type(clip) for g in grads.values())
     # the forward pass alone never drops: it equals the reference without masks
     fwd_loss, fwd_state = model.loss(inputs, targets, state)
     ref_fwd = reference.loss_and_grads(params64, inputs, targets,
