@@ -5,6 +5,7 @@ They are slow, so they run only when asked for: `pytest --run-bench` (or
 RNNCORE_RUN_BENCH=1).  bench/ is not part of the source distribution: without it these
 tests are skipped.
 """
+import importlib.util
 import json
 import subprocess
 import sys
@@ -162,3 +163,25 @@ def test_products_script_compares_with_blas(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 10 and all(r["rnncore_vs_blas"] > 0 for r in rows)
+
+
+def test_init_trials_script_runs_a_few_steps(tmp_path):
+    out = tmp_path / "init.json"
+    torch_args = [] if importlib.util.find_spec("torch") else ["--no-torch"]
+    proc = run_script("init_trials.py", "--steps", "6", "--eval-every", "3", "--seeds", "2",
+                      "--cells", "gru", "--dropouts", "0.1", "--schemes", "zero", "pytorch",
+                      *torch_args, "--out", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(out.read_text())
+    assert record["command"].startswith("python bench/init_trials.py --steps 6")
+    assert "/root" not in out.read_text() and "/work" not in out.read_text()
+    systems = {"rnncore"} | ({"torch"} if not torch_args else set())
+    assert {r["system"] for r in record["runs"]} == systems
+    assert len(record["runs"]) == 2 * (2 + len(systems) - 1)      # seeds × (schemes + torch)
+    assert all(set(r["held_out"]) == {"3", "6"} for r in record["runs"])
+    assert record["chosen"]["gru"] in ("zero", "pytorch")
+    assert record["corpus"]["held_out_chars"] > 10_000 and not record["corpus"]["missing"]
+    if not torch_args:
+        (twin,) = record["twins"]
+        assert twin["max_abs_difference"] < 1e-3    # the same weights, the same 6 steps
+    assert "| GRU | **" in proc.stdout

@@ -1,6 +1,9 @@
 """Every cell and depth: the compiled kernels against the numpy reference (with dropout
 masks and carried state), the model's state and mask contracts, initialisation,
 generation and evaluation."""
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -199,14 +202,42 @@ def test_gated_initialisation(cell):
     for name, p in model.params.items():
         if name.startswith("W"):
             assert np.abs(p).max() <= 1 / np.sqrt(H) and p.std() > 0.5 / np.sqrt(3 * H)
-        elif cell == "lstm" and name.startswith("bh"):
-            np.testing.assert_array_equal(p[H:2 * H], 1.0)        # the forget gate
-            assert not p[:H].any() and not p[2 * H:].any()
-        else:
-            assert not p.any()
+        else:   # every bias zero, the LSTM's forget gate too (docs/init-trials.json)
+            assert not p.any(), name
     again = rnncore.CharRNN(vocab, H, cell=cell, num_layers=2, seed=0, dtype="float32")
     for name in model.params:
         np.testing.assert_allclose(again.params[name], model.params[name], rtol=1e-6)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.mark.skipif(not README.is_file(), reason="no README.md beside tests/")
+@pytest.mark.parametrize("where", ["README.md", "CharRNN's docstring"])
+def test_the_stated_initialisation_is_the_one_drawn(where):
+    text = README.read_text(encoding="utf-8") if where == "README.md" else \
+        rnncore.CharRNN.__doc__
+    text = " ".join(text.split())
+    # what the text says: the sentence about the gated cells' start
+    stated = re.search(r"gated (?:models draw every weight|weights start) uniform\(±1/√H\)"
+                       r".{0,60}?(?:every|Every) bias (?:is )?(zero|[-0-9.]+)", text)
+    assert stated, f"{where} does not state the gated cells' initialisation"
+    bias = 0.0 if stated.group(1) == "zero" else float(stated.group(1))
+    end = text.find(". ", stated.end())
+    sentence = text[stated.start():end if end >= 0 else None]
+    assert not re.search(r"except|forget[- ]gate[^.]{0,40}\b1\.0", sentence), \
+        f"{where} makes an exception the code does not: {sentence}"
+    # what the code does
+    vocab = rnncore.Vocab.from_text("abcdefgh")
+    H = 32
+    for cell in ("lstm", "gru"):
+        model = rnncore.CharRNN(vocab, H, cell=cell, num_layers=2, seed=5)
+        for name, p in model.params.items():
+            if name.startswith("W"):
+                assert np.abs(p).max() <= 1 / np.sqrt(H)
+                assert abs(p.std() * np.sqrt(3 * H) - 1) < 0.05   # uniform(±1/√H): σ = 1/√(3H)
+            else:
+                np.testing.assert_array_equal(p, bias, err_msg=f"{cell} {name}")
 
 
 @pytest.mark.parametrize("cell", reference.CELLS)

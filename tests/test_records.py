@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import rnncore
@@ -49,3 +50,43 @@ def test_train_defaults_are_the_trials_best_model():
     assert float(chosen.get("--dropout", 0)) == defaults["dropout"]
     readme = README.read_text(encoding="utf-8")
     assert f"| **{best['best_val_nats']:.4f}** |" in readme   # the bold row of the table
+
+
+def load_bench(name):
+    """A bench/ script as a module (bench/ is not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    finally:   # a script may put bench/ on the path to import its neighbours
+        sys.path[:] = [p for p in sys.path if Path(p).resolve() != BENCH]
+    return module
+
+
+def test_gated_cells_start_as_the_init_trials_best_scheme():
+    trials = load_bench("init_trials")
+    record = json.loads((DOCS / "init-trials.json").read_text())
+    # the record is consistent: its summary and its choice are those of its runs
+    summary = json.loads(json.dumps(trials.summarise(record["runs"])))
+    assert summary == record["summary"]
+    assert trials.choose(summary) == record["chosen"] and set(record["chosen"]) == {"lstm", "gru"}
+    assert record["settings"]["steps"] >= 1500 and len(record["settings"]["seeds"]) >= 5
+    assert {f["part"] for f in record["corpus"]["files"]} == {"train", "held_out"}
+    assert all("/" not in f["file"] for f in record["corpus"]["files"])   # stdlib-relative
+    # the code's default start is the chosen scheme, draw for draw, in both dtypes
+    vocab = rnncore.Vocab.from_text("abcdefg")
+    for cell, scheme in record["chosen"].items():
+        for dtype in ("float64", "float32"):
+            for seed in (0, 3):
+                model = rnncore.CharRNN(vocab, 12, dtype=dtype, seed=seed, cell=cell,
+                                        num_layers=2)
+                drawn = trials.initial_params(scheme, cell, len(vocab), 12, 2, seed, dtype)
+                assert drawn.keys() == model.params.keys()
+                for name in drawn:
+                    np.testing.assert_array_equal(model.params[name], drawn[name],
+                                                  err_msg=f"{cell} {name}")
+    # README shows the record's table
+    readme = README.read_text(encoding="utf-8")
+    for row in trials.table(record["summary"], record["chosen"]).splitlines():
+        assert row in readme, f"README lacks the init trials' row: {row}"
