@@ -305,7 +305,10 @@ class TrainingRun:
             if o.resume == "free" and given is not None:
                 saved[o.name] = given
         self.stored_target = ckpt.train_meta["config"].get("total_steps")
-        return {k: saved[k] for k in TRAIN_DEFAULTS}
+        # a run kept its best parameters once keeps them for good: a resume that did
+        # not repeat --keep-best must not let the best record move on without them
+        kept = {"keep_best": bool(ckpt.train_meta["config"].get("keep_best", False))}
+        return {**{k: saved[k] for k in TRAIN_DEFAULTS}, **kept}
 
     def _build(self, settings, corpus, model, ckpt, resumed=None, target=None):
         self.settings, self.corpus = settings, corpus

@@ -221,7 +221,6 @@ def test_progress_bar_keeps_its_bar_on_an_80_column_terminal(tmp_path):
     assert [l.split()[1] for l in log_lines] == ["200/400", "400/400"]   # validations only
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: a resume drops keep_best (fixed next)")
 def test_a_resumed_keep_best_run_keeps_the_parameters_its_best_record_names(tmp_path):
     """Resuming a --keep-best run without repeating keep_best=True still keeps the best:
     the parameters the checkpoint holds as the best score exactly the best validation it
