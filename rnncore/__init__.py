@@ -1,12 +1,13 @@
 """rnncore: fast character-level recurrent neural networks on the CPU."""
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .corpus import CorpusError, load_corpus
+from .errors import ConfigError, RnncoreError
 from .model import CharRNN
 from .run import TRAIN_DEFAULTS, RunError, RunResult, fit
 from .train import Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab
 
 __version__ = "0.1.0"
-__all__ = ["CharRNN", "Checkpoint", "CheckpointError", "CorpusError", "RunError", "RunResult",
+__all__ = ["CharRNN", "Checkpoint", "CheckpointError", "ConfigError", "CorpusError", "RnncoreError", "RunError", "RunResult",
            "TRAIN_DEFAULTS", "Trainer", "TrainingDiverged", "Vocab", "__version__", "evaluate",
            "fit", "load_checkpoint", "load_corpus", "save_checkpoint"]

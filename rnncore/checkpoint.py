@@ -15,36 +15,21 @@ Contents (every entry a plain array; strings are 0-d unicode arrays):
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .config import SCHEDULES
+from .errors import CheckpointError, CheckpointWriteError  # noqa: F401  (re-exported)
+from .files import remove_stale_temp_files, require_file, write_atomically  # noqa: F401
+from .layout import CELLS
 from .model import CharRNN
 from .npzfile import ArchiveError, PickledData, read_npz
 from .optim import OPTIMIZERS
-from .reference import CELLS
-from .train import SCHEDULES
 from .vocab import Vocab
 
 FORMAT = "rnncore-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, foreign, or inconsistent."""
-
-
-class CheckpointWriteError(OSError):
-    """The checkpoint could not be written (disk full, I/O error, read-only file system,
-    quota): the file at its path, if any, is untouched and no temporary file is left."""
-
-    def __init__(self, path, error, what="the checkpoint"):
-        super().__init__(error.errno, error.strerror, path)
-        self.message = f"could not write {what} {path} ({error.strerror or error})"
-
-    def __str__(self):
-        return self.message
 
 
 @dataclass
@@ -83,15 +68,6 @@ def save_checkpoint(path, model, train_state=None):
         arrays["train"] = np.array(json.dumps(train_meta))
         arrays.update({f"state.{k}": v for k, v in train_arrays.items()})
     write_atomically(os.fspath(path), lambda f: np.savez(f, **arrays))
-
-
-def require_file(path, file_noun, path_noun):
-    """CheckpointError "<file_noun> not found: path" or "<path_noun> path is a directory:
-    path" unless `path` names an existing file."""
-    if not os.path.exists(path):
-        raise CheckpointError(f"{file_noun} not found: {path}")
-    if os.path.isdir(path):
-        raise CheckpointError(f"{path_noun} path is a directory: {path}")
 
 
 def load_checkpoint(path):
@@ -291,62 +267,3 @@ def _fill_params(path, model, arrays, prefix):
         if not np.isfinite(a).all():
             raise CheckpointError(f"{path}: {what} {name} holds nan or inf")
         model.params[name] = np.ascontiguousarray(a)
-
-
-def _temp_prefix(path):
-    return "." + os.path.basename(path) + "."
-
-
-def remove_stale_temp_files(path):
-    """Delete temporary files that an earlier writer of `path` left when it was killed
-    mid-write (they are never the checkpoint itself).  Returns how many it removed."""
-    directory = os.path.dirname(os.path.abspath(path))
-    prefix = _temp_prefix(path)
-    removed = 0
-    for name in os.listdir(directory):
-        if name.startswith(prefix) and name.endswith(".tmp"):
-            try:
-                os.unlink(os.path.join(directory, name))
-                removed += 1
-            except OSError:
-                pass
-    return removed
-
-
-def write_atomically(path, write, what="the checkpoint"):
-    """Call write(f) on a temporary file beside `path`, fsync it, rename it over `path`
-    and fsync the directory: at any moment `path` holds the old or the new file.  A
-    failure removes the temporary file and raises CheckpointWriteError naming `what`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise CheckpointError(f"cannot write {path}: directory {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp",
-                                   dir=directory)
-    except OSError as e:
-        raise CheckpointWriteError(path, e, what) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise CheckpointWriteError(path, e, what) from None
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass

@@ -10,25 +10,21 @@ import os
 import sys
 
 from .about import ReportVersion
-from .checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint
-from .corpus import CorpusError, read_corpus
-from .lock import CheckpointInUse
+from .checkpoint import load_checkpoint
+from .corpus import read_corpus
+from .errors import NotEnoughMemory, RnncoreError, SafetensorsMissing, UsageError
+from .export import INSTALL as INSTALL_EXPORT, TORCH_MODULES
 from .metrics import LN2, metrics_path, plot_metrics, read_metrics
 from .model import CharRNN
-from .export import INSTALL as INSTALL_EXPORT, TORCH_MODULES, SafetensorsMissing
 from .parallel import world_rank
-from .run import DEFAULT_STEPS, RUN_DEFAULTS, TRAIN_OPTIONS, RunError, fit, flag
+from .run import DEFAULT_STEPS, RUN_DEFAULTS, TRAIN_OPTIONS, fit, flag
 from .sample import seen_prime
-from .train import Trainer, TrainingDiverged, evaluate
+from .train import Trainer, evaluate
 from .vocab import Vocab
 
 DEMO_TEXT = "Hola mundo, aprendiendo redes recurrentes!"
 DEMO_PRIME = "Hola mundo, aprendien"
 DEMO_STEPS = 3000   # seeds 0..99 all complete the demo from 1,400 steps on (tests check 20)
-
-class UsageError(Exception):
-    """A problem with what the user asked for, reported as one line."""
-
 
 # ---- argument types: argparse turns their ValueError into a one-line usage error ----
 def _int(text):
@@ -195,8 +191,7 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit stays quiet
         return 0
-    except (UsageError, RunError, CorpusError, CheckpointError, CheckpointInUse,
-            CheckpointWriteError, TrainingDiverged, ValueError, TypeError) as e:
+    except RnncoreError as e:   # anything else is a bug, and keeps its traceback
         return _fail(str(e))
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""
@@ -242,7 +237,7 @@ def cmd_train(args):
                      keep_best=args.keep_best, patience=args.patience, threads=args.threads,
                      echo=lambda line: print(line, flush=True),
                      distributed=args.distributed, **settings)
-    except (RunError, CorpusError, CheckpointError, CheckpointInUse, ValueError, TypeError):
+    except RnncoreError:
         if world_rank() != 0:   # every rank has the same error: rank 0 says it once
             return 1
         raise
@@ -434,7 +429,7 @@ def cmd_sample(args):
         for i, parts in enumerate(others, start=2):
             out.write(SAMPLE_HEADER.format(i, n) + "\n" + prime + "".join(parts) + "\n")
         out.flush()
-    except MemoryError as e:
+    except NotEnoughMemory as e:
         raise UsageError(f"{str(e) or 'not enough memory'}: lower --num-samples or "
                          "--beam") from None
     return 0

@@ -16,15 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ConfigError, CorpusError
 from .vocab import Vocab, codepoints_of as _codepoints
 
 CHUNK_BYTES = 1 << 22          # read 4 MiB at a time: ~70 MB of transient arrays at most
 CACHE_MIN_BYTES = 1 << 20      # cache the encoding of files from 1 MiB up
 MAX_CODEPOINT = 0x10FFFF
-
-
-class CorpusError(ValueError):
-    """The corpus file is missing, unreadable, empty or not in the stated encoding."""
 
 
 @dataclass
@@ -48,7 +45,7 @@ class Corpus:
     def split(self, val_fraction):
         """(train, val) views: the last `val_fraction` of the characters are held out."""
         if not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         n_val = int(len(self.data) * val_fraction)
         return self.data[:len(self.data) - n_val], self.data[len(self.data) - n_val:]
 

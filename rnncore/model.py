@@ -2,6 +2,12 @@
 
 Everything a caller hands in is validated and converted here (dtype, layout, shape), so
 the kernels in rnncore._cells and rnncore._kernels only ever see C-contiguous arrays of one float dtype.
+
+Imports go down the floors (layout, config, vocab, errors) with one sanctioned exception:
+the convenience methods save/load, sample/sample_stream/complete/beam_search and
+to_/from_safetensors import rnncore.checkpoint, rnncore.sample and rnncore.export inside
+the method, so that `model.save(path)` works as users expect while those modules (which
+import this one) stay above it.
 """
 import numpy as np
 
@@ -12,22 +18,9 @@ except ImportError as e:  # e.g. `import rnncore` from a source checkout that wa
         "rnncore's compiled kernels (rnncore._cells, rnncore._kernels) are not built "
         "here: install the package (`pip install .`) and import it from outside the source folder, or build "
         f"in place with `pip install -e .` ({e})") from None
-from .reference import CELLS, param_shapes, state_rows
+from .config import check_choice, check_int, check_number
+from .layout import CELLS, param_shapes, resolve_dtype, state_shape
 from .vocab import Vocab
-
-DTYPES = {"float32": np.float32, "float64": np.float64}
-_FUSED = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-
-
-def resolve_dtype(dtype):
-    """np.dtype for 'float32'/'float64' (or the numpy types); anything else is an error."""
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if resolved not in _FUSED:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return resolved
 
 
 class CharRNN:
@@ -36,7 +29,7 @@ class CharRNN:
     softmax, over the characters of `vocab`.
 
     params: C-contiguous arrays of `dtype`, editable in place, named and shaped as
-    rnncore.reference.param_shapes gives (G = 1 / 4 / 3 gate blocks for rnn / lstm / gru):
+    rnncore.layout.param_shapes gives (G = 1 / 4 / 3 gate blocks for rnn / lstm / gru):
         layer 0: Wxh (G·H, V), Whh (G·H, H), bh (G·H,)   [gru: bhn (H,)]
         layer k: Wxh_l{k} (G·H, H), Whh_l{k} (G·H, H), bh_l{k} (G·H,)   [gru: bhn_l{k}]
         decoder: Why (V, H), by (V,)
@@ -54,24 +47,12 @@ class CharRNN:
                  num_layers=1, dropout=0.0):
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be an rnncore.Vocab, got {type(vocab).__name__}")
-        if isinstance(hidden_size, bool) or not isinstance(hidden_size, (int, np.integer)) \
-                or hidden_size < 1:
-            raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
-        if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) \
-                or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
-        try:
-            dropout = float(dropout)
-        except (TypeError, ValueError):
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}") from None
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.vocab = vocab
-        self.hidden_size = int(hidden_size)
+        self.hidden_size = check_int(hidden_size, "hidden_size")
+        self.cell = check_choice(cell, "cell", CELLS)
+        self.num_layers = check_int(num_layers, "num_layers")
+        self.dropout = check_number(dropout, "dropout", 0, 1, high_open=True)
         self.dtype = resolve_dtype(dtype)
-        self.cell, self.num_layers, self.dropout = cell, int(num_layers), dropout
         # fixed for the model's life; looked up on every call, so computed once
         self._shapes = param_shapes(cell, len(vocab), self.hidden_size, self.num_layers)
         self.params = self._initial_params(np.random.default_rng(seed))
@@ -127,14 +108,12 @@ class CharRNN:
         """Shape of the recurrent state: (S·L, B, H), or (S·L, H) for batch_size None
         (1-D inputs); S = 2 for lstm (every layer's h, then every layer's c), else 1; the
         leading axis is dropped when S·L == 1.  The streams are axis -2."""
-        rows = state_rows(self.cell, self.num_layers)
-        shape = (self.hidden_size,) if batch_size is None else (batch_size, self.hidden_size)
-        return shape if rows == 1 else (rows,) + shape
+        return state_shape(self.cell, self.num_layers, self.hidden_size, batch_size)
 
     def initial_state(self, batch_size=None):
         """The zero state for `batch_size` streams (None: for 1-D inputs)."""
         if batch_size is not None:
-            _check_count(batch_size, "batch_size")
+            check_int(batch_size, "batch_size")
         return np.zeros(self.state_shape(batch_size), self.dtype)
 
     def dropout_masks(self, rng, batch_size, seq_length):
@@ -142,8 +121,8 @@ class CharRNN:
         numpy Generator rng: (L, T, B, H) of the model's dtype, each element 0 with
         probability `dropout`, else 1/(1-dropout).  The streams are axis -2, so the masks
         of a global batch sliced [..., b0:b1, :] are those of streams b0..b1-1."""
-        _check_count(batch_size, "batch_size")
-        _check_count(seq_length, "seq_length")
+        check_int(batch_size, "batch_size")
+        check_int(seq_length, "seq_length")
         shape = (self.num_layers, seq_length, batch_size, self.hidden_size)
         keep = rng.random(shape) >= self.dropout
         return (keep / (1 - self.dropout)).astype(self.dtype)
@@ -226,7 +205,7 @@ class CharRNN:
         beam search of width `beam` finds (beam=1: the most likely character at every
         step, greedy), without the prime.  See beam_search."""
         from .sample import beam_search, generate
-        _check_count(beam, "the beam width")
+        check_int(beam, "the beam width")
         if beam == 1:
             return generate(self, n, prime, greedy=True, skip_unknown=skip_unknown)[0]
         return beam_search(self, prime, n, beam, skip_unknown=skip_unknown)[0].text
@@ -313,6 +292,11 @@ class CharRNN:
             kernel.bind_params(params)
         return kernel
 
+    def generation_kernel(self):
+        """The bound kernel generation runs on (its feed/sample/beam take states of any
+        number of streams)."""
+        return self._kernel(1, 1)
+
     def _prepare(self, inputs, targets, state):
         """Checked (B,T) index arrays, whether they were 1-D, and the window's bound
         kernel with the state loaded."""
@@ -395,15 +379,6 @@ def _index_array(a, name):
     return np.ascontiguousarray(a, dtype=np.intp)
 
 
-def _check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _check_clip(clip):
-    if clip is None:
-        return 0.0
-    clip = float(clip)
-    if not clip >= 0 or clip == float("inf"):
-        raise ValueError(f"clip must be a finite number >= 0 (0 or None: off), got {clip}")
-    return clip
+    """0.0 for None (off), else the clip as a finite number >= 0."""
+    return 0.0 if clip is None else check_number(clip, "clip", 0)

@@ -21,9 +21,8 @@ import zlib
 
 import numpy as np
 
+from .errors import RunError, TrainingDiverged
 from .optim import clip_global_norm
-from .run import RunError
-from .train import TrainingDiverged
 
 INSTALL_HINT = "pip install 'rnncore[mpi]'"
 

@@ -14,27 +14,22 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checkpoint import (CheckpointWriteError, load_checkpoint, remove_stale_temp_files,
-                         save_checkpoint)
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import OPTIMIZERS, SCHEDULES
 from .corpus import load_corpus
+from .errors import CheckpointWriteError, MetricsWriteError, RunError, TrainingDiverged
+from .files import remove_stale_temp_files, writable_directory_problem
+from .layout import CELLS
 from .lock import CheckpointLock
-from .metrics import LN2, MetricsLog, MetricsWriteError, metrics_path
+from .metrics import LN2, MetricsLog, metrics_path
 from .model import CharRNN
-from .optim import OPTIMIZERS
-from .reference import CELLS
-from .train import (SCHEDULES, HopelessRunWatch, Trainer, TrainingDiverged, evaluate,
-                    worse_than_uniform)
-
-
-class RunError(ValueError):
-    """A problem with what the run was asked to do, or a run that had to stop: one line
-    that names it (and, once training started, which checkpoint was kept)."""
+from .parallel import connect
+from .train import HopelessRunWatch, Trainer, evaluate, worse_than_uniform
 
 
 class _WriteFailed(RuntimeError):
@@ -72,7 +67,7 @@ TRAIN_OPTIONS = (
     Option("seq_length", 50, "positive_int", "time steps per window", "fixed"),
     Option("batch_size", 16, "positive_int", "parallel streams (over MPI: in all ranks)",
            "fixed"),
-    Option("optimizer", "adam", "choice", "update rule", "fixed", choices=tuple(OPTIMIZERS)),
+    Option("optimizer", "adam", "choice", "update rule", "fixed", choices=OPTIMIZERS),
     Option("val_fraction", 0.05, "fraction",
            "hold out this last fraction of the corpus for validation (0: none)", "fixed"),
     Option("learning_rate", 2e-3, "positive_float", "step size", "free"),
@@ -183,7 +178,6 @@ class TrainingRun:
                 _check_positive_int(value, name)
         if minutes is not None and not (minutes > 0 and math.isfinite(minutes)):
             raise RunError(f"minutes must be a finite number > 0, got {minutes!r}")
-        from .parallel import connect   # here: rnncore.parallel imports this module
         self.workers = connect(distributed)    # rank, size, collectives; one process: no-ops
         self.is_root = self.workers.rank == 0
         self.corpus_path, self.out = os.fspath(corpus), os.fspath(out)
@@ -276,20 +270,9 @@ class TrainingRun:
         self._check_writable()
 
     def _check_writable(self):
-        out = self.out
-        directory = os.path.dirname(os.path.abspath(out))
-        if os.path.isdir(out):
-            raise RunError(f"--out {out} is a directory")
-        if not os.path.isdir(directory):
-            what = "is not a directory" if os.path.exists(directory) else "does not exist"
-            raise RunError(f"--out {out}: {directory} {what}")
-        try:
-            fd, probe = tempfile.mkstemp(dir=directory, prefix=".rnncore-probe-")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise RunError(f"--out {out}: directory {directory} is not writable "
-                           f"({e.strerror})") from None
+        problem = writable_directory_problem(self.out)
+        if problem:
+            raise RunError(problem)
 
     def _resume_settings(self, ckpt):
         saved = {**TRAIN_DEFAULTS, **ckpt.train_meta["config"]}

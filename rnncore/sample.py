@@ -8,13 +8,13 @@ only draws the uniform numbers of a chunk up front and cuts the text at the stop
 between chunks.  So a seed gives the same text whether it is read whole or in chunks.
 """
 import math
-import os
 from collections import namedtuple
 
 import numpy as np
 
-from .model import _check_count
-from .reference import GATES, state_rows
+from .config import check_int
+from .errors import ConfigError
+from .layout import check_memory, generation_bytes_per_stream, state_rows
 
 #: sampled streams are generated in chunks that double from FIRST_CHUNK up to LAST_CHUNK
 #: characters: the first text shows at once, and longer chunks cost less per character;
@@ -30,14 +30,13 @@ log-probability given the prime, in nats (the sum over its characters of log p).
 
 def _check_length(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"the number of characters must be an integer >= 0, got {n!r}")
+        raise ConfigError(f"the number of characters must be an integer >= 0, got {n!r}")
     return int(n)
 
 
 def _check_positive(value, name):
     """int(value), or the model's ValueError for anything but a positive integer."""
-    _check_count(value, name)
-    return int(value)
+    return check_int(value, name)
 
 
 def prime_ids(model, prime, skip_unknown=False):
@@ -53,29 +52,16 @@ def seen_prime(model, prime):
     return model.vocab.decode(prime_ids(model, prime, skip_unknown=True))
 
 
-def check_memory(needed_bytes, what):
-    """Refuse, with a MemoryError naming `what`, an allocation larger than the machine's
-    physical memory (rather than let the system kill the process part way)."""
-    try:
-        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return
-    if needed_bytes > physical:
-        raise MemoryError(f"{what} would need {needed_bytes / 1e9:,.1f} GB, more than this "
-                          f"machine's {physical / 1e9:,.1f} GB of memory")
-
-
 def _bytes_per_stream(model):
     """Generation memory of one stream or beam: its state and step scratch."""
-    rows = state_rows(model.cell, model.num_layers)
-    G = GATES[model.cell]
-    return (2 * rows + 2 * G + 1) * model.hidden_size * model.dtype.itemsize
+    return generation_bytes_per_stream(model.cell, model.num_layers, model.hidden_size,
+                                       model.dtype)
 
 
 def primed_state(model, ids, num_streams=1):
     """The generation state (S·L, num_streams, H) of every stream after the characters
     `ids`, fed from the zero state."""
-    kernel = model._kernel(1, 1)
+    kernel = model.generation_kernel()
     rows = state_rows(model.cell, model.num_layers)
     state = np.zeros((rows, 1, model.hidden_size), model.dtype)
     kernel.feed(ids, state)
@@ -102,7 +88,7 @@ def stream_samples(model, n, prime="", greedy=False, temperature=None, top_k=Non
         given = [name for name, value in (("temperature", temperature), ("top_k", top_k),
                                           ("seed", seed)) if value is not None]
         if given:
-            raise ValueError(f"greedy generation draws nothing: {', '.join(given)} "
+            raise ConfigError(f"greedy generation draws nothing: {', '.join(given)} "
                              "cannot be used with it")
         temperature = 1.0
     elif temperature is None:
@@ -110,20 +96,20 @@ def stream_samples(model, n, prime="", greedy=False, temperature=None, top_k=Non
     else:
         temperature = float(temperature)
         if not (temperature > 0 and np.isfinite(temperature)):
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+            raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
     if top_k is None:
         top_k = 0
     else:
         top_k = min(_check_positive(top_k, "top_k"), model.n_vocab)
     if stop is not None and (not isinstance(stop, str) or not stop):
-        raise ValueError(f"stop must be a non-empty str (or None), got {stop!r}")
+        raise ConfigError(f"stop must be a non-empty str (or None), got {stop!r}")
     ids = prime_ids(model, prime, skip_unknown)
     check_memory(num_samples * (_bytes_per_stream(model) + 2 * 8), f"{num_samples:,} streams")
     return _stream(model, n, ids, greedy, temperature, top_k, seed, stop, num_samples)
 
 
 def _stream(model, n, ids, greedy, temperature, top_k, seed, stop, num_samples):
-    kernel = model._kernel(1, 1)
+    kernel = model.generation_kernel()
     state = primed_state(model, ids, num_samples)
     rng = None if greedy else np.random.default_rng(seed)
     no_uniforms = np.zeros((0, num_samples))
@@ -190,5 +176,5 @@ def beam_search(model, prime, n, beam, skip_unknown=False):
     state = primed_state(model, ids, 1)
     out = np.zeros((beam, n), np.intp)
     scores = np.zeros(beam)
-    count = model._kernel(1, 1).beam(state, out, scores)
+    count = model.generation_kernel().beam(state, out, scores)
     return [Completion(model.vocab.decode(out[i]), float(scores[i])) for i in range(count)]

@@ -15,12 +15,11 @@ import math
 
 import numpy as np
 
+from .config import SCHEDULES, check_int
 from .corpus import compact_dtype
+from .errors import ConfigError, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
 from .model import CharRNN
 from .optim import OPTIMIZERS, clip_global_norm, make_optimizer
-
-
-SCHEDULES = ("constant", "step", "cosine")
 
 
 def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmup_steps=0,
@@ -39,11 +38,11 @@ def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmu
         return base_lr * decay ** epoch
     if schedule == "cosine":
         if not total_steps:
-            raise ValueError("the cosine schedule needs total_steps")
+            raise ConfigError("the cosine schedule needs total_steps")
         span = max(1, total_steps - warmup_steps)
         progress = min(1.0, (step - warmup_steps) / span)
         return base_lr * (min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
-    raise ValueError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    raise ConfigError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 
 def evaluate(model, data, window=1024):
@@ -55,7 +54,7 @@ def evaluate(model, data, window=1024):
     data = np.asarray(data)
     n = len(data) - 1
     if n < 1:
-        raise ValueError("evaluation needs at least 2 characters")
+        raise ConfigError("evaluation needs at least 2 characters")
     total, h = 0.0, None
     for start in range(0, n, window):
         stop = min(start + window, n)
@@ -115,21 +114,12 @@ class HopelessRunWatch:
         return None
 
 
-class TrainingDiverged(ArithmeticError):
-    """The loss became nan or inf; the parameters were not updated with it."""
-
-    def __init__(self, step, loss):
-        super().__init__(f"the loss became {loss} at step {step}: training diverged "
-                         "(try a lower learning rate or a smaller clip)")
-        self.step, self.loss = step, loss
-
-
 def make_streams(data, n_streams):
     """(B, L+1) read-only view of `data` as B overlapping contiguous streams (no copy)."""
     data = np.asarray(data)
     length = (len(data) - 1) // n_streams
     if length < 1:
-        raise ValueError(f"the corpus has {len(data)} characters: too short for "
+        raise ConfigError(f"the corpus has {len(data)} characters: too short for "
                          f"{n_streams} stream(s) (each needs at least 2)")
     item = data.strides[0]
     return np.lib.stride_tricks.as_strided(data, shape=(n_streams, length + 1),
@@ -157,33 +147,33 @@ class Trainer:
         _check_positive_int(seq_length, "seq_length")
         _check_positive_int(batch_size, "batch_size")
         if not (learning_rate > 0 and math.isfinite(learning_rate)):
-            raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate}")
+            raise ConfigError(f"learning_rate must be a finite number > 0, got {learning_rate}")
         if clip_norm is not None and not (clip_norm > 0 and math.isfinite(clip_norm)):
-            raise ValueError(f"clip_norm must be a finite number > 0 (or None), got {clip_norm}")
+            raise ConfigError(f"clip_norm must be a finite number > 0 (or None), got {clip_norm}")
         if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
                              f"got {optimizer!r}")
         self.model = model
         self.seq_length, self.batch_size = int(seq_length), int(batch_size)
         self.learning_rate = float(learning_rate)
         self.clip = 0.0 if clip is None else float(clip)
         if not (self.clip >= 0 and math.isfinite(self.clip)):
-            raise ValueError(f"clip must be a finite number >= 0 (0: off), got {clip}")
+            raise ConfigError(f"clip must be a finite number >= 0 (0: off), got {clip}")
         self.clip_norm = None if clip_norm is None else float(clip_norm)
         if lr_schedule not in SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, "
+            raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, "
                              f"got {lr_schedule!r}")
         if lr_schedule == "cosine" and not total_steps:
-            raise ValueError("the cosine schedule needs total_steps")
+            raise ConfigError("the cosine schedule needs total_steps")
         _check_positive_int(warmup_steps, "warmup_steps", allow_zero=True)
         if not 0 < lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}")
+            raise ConfigError(f"lr_decay must be in (0, 1], got {lr_decay}")
         self.lr_schedule, self.total_steps = lr_schedule, total_steps
         self.warmup_steps, self.lr_decay = int(warmup_steps), float(lr_decay)
         self.data = self._encode(text)
         self.streams = make_streams(self.data, self.batch_size)
         if self.stream_length < self.seq_length:
-            raise ValueError(
+            raise ConfigError(
                 f"the corpus has {len(self.data)} characters: shorter than one window of "
                 f"{self.seq_length} steps per stream for {self.batch_size} stream(s) "
                 f"(needs at least {self.batch_size * self.seq_length + 1}); "
@@ -304,14 +294,14 @@ class Trainer:
         vocab = self.model.vocab
         if isinstance(text, str):
             if len(text) < 2:
-                raise ValueError(f"the corpus has {len(text)} character(s): nothing to predict")
+                raise ConfigError(f"the corpus has {len(text)} character(s): nothing to predict")
             ids = vocab.encode(text)
         else:
             ids = np.asarray(text)
             if ids.ndim != 1 or ids.dtype.kind not in "iu":
                 raise TypeError("text must be a str or a 1-D integer array of indices")
             if ids.size < 2:
-                raise ValueError(f"the corpus has {ids.size} character(s): nothing to predict")
+                raise ConfigError(f"the corpus has {ids.size} character(s): nothing to predict")
             # indices are range-checked window by window, by the kernel: no pass over a
             # corpus that may be larger than memory
             if ids.dtype.kind == "u":
@@ -321,6 +311,4 @@ class Trainer:
 
 
 def _check_positive_int(value, name, allow_zero=False):
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_int(value, name, 0 if allow_zero else 1)

@@ -1,6 +1,8 @@
 """The character vocabulary: sorted unique characters <-> integer indices."""
 import numpy as np
 
+from .errors import ConfigError
+
 
 class Vocab:
     """Characters sorted by code point; index i is the i-th character.
@@ -73,7 +75,7 @@ class Vocab:
         if not known.all():
             if not skip_unknown:
                 missing = "".join(self.unknown(text))
-                raise ValueError(f"characters not in the vocabulary: {missing!r}")
+                raise ConfigError(f"characters not in the vocabulary: {missing!r}")
             cps = cps[known]
         return np.searchsorted(self._codepoints, cps).astype(np.int64)
 

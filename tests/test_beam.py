@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from rnncore import reference
+from rnncore import layout, reference
 from rnncore.sample import Completion
 from test_cells import gated_model
 
@@ -65,7 +65,7 @@ def assert_same_ranking(found, expected, tol):
         assert [t for t, _ in found] == [t for t, _ in expected]
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("L", [1, 2])
 @pytest.mark.parametrize("V,n,prime", [(5, 4, "#!$%"), (3, 5, ""), (4, 3, "#")])
 def test_exhaustive_beam_is_brute_force(cell, L, V, n, prime):
@@ -80,7 +80,7 @@ def test_exhaustive_beam_is_brute_force(cell, L, V, n, prime):
     assert np.isclose(np.exp([s for _, s in found]).sum(), 1.0, rtol=1e-10)
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("L", [1, 2])
 def test_exhaustive_beam_in_float32(cell, L):
     model = gated_model(cell, L, 4, 5, dtype="float32", seed=7, scale=0.9)
@@ -88,7 +88,7 @@ def test_exhaustive_beam_in_float32(cell, L):
     assert_same_ranking(model.beam_search("!#", 4, beam=4 ** 4), expected, 2e-5)
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("L", [1, 2])
 @pytest.mark.parametrize("width", [2, 3, 7])
 def test_narrow_beam_matches_the_textbook_search(cell, L, width):
@@ -99,7 +99,7 @@ def test_narrow_beam_matches_the_textbook_search(cell, L, width):
     np.testing.assert_allclose([s for _, s in found], [s for _, s in expected], rtol=1e-10)
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("L", [1, 2])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_width_one_is_greedy(cell, L, dtype):

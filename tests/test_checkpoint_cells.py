@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore import reference
+from rnncore import layout, reference
 from rnncore.checkpoint import load_checkpoint, save_checkpoint
 
 TEXT = "Hola mundo, aprendiendo redes recurrentes! " * 3
@@ -21,7 +21,7 @@ def test_checkpoint_from_before_the_gated_cells_loads_and_gives_the_same_loss():
     ckpt = load_checkpoint(OLD_VANILLA)
     model = ckpt.model
     assert (model.cell, model.num_layers, model.dropout) == ("rnn", 1, 0.0)
-    assert tuple(model.params) == reference.PARAM_NAMES
+    assert tuple(model.params) == layout.PARAM_NAMES
     ids = model.vocab.encode(TEXT)
     loss, state = model.loss(ids[:-1], ids[1:])
     assert loss == pytest.approx(OLD_VANILLA_LOSS, rel=1e-12)
@@ -33,7 +33,7 @@ def test_checkpoint_from_before_the_gated_cells_loads_and_gives_the_same_loss():
     assert np.isfinite(trainer.train_step())
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 def test_config_records_the_cell_and_round_trips(tmp_path, cell):
     vocab = rnncore.Vocab.from_text(TEXT)
     model = rnncore.CharRNN(vocab, 5, cell=cell, num_layers=2, dropout=0.3, seed=1,
@@ -53,7 +53,7 @@ def test_config_records_the_cell_and_round_trips(tmp_path, cell):
     assert loaded.sample(30, "Hola", seed=2) == model.sample(30, "Hola", seed=2)
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 def test_resume_with_dropout_is_bit_identical(tmp_path, cell):
     vocab = rnncore.Vocab.from_text(TEXT)
 

@@ -7,7 +7,7 @@ import pytest
 
 import rnncore
 from cli_helpers import assert_clean_error, run
-from rnncore import export, reference
+from rnncore import export, layout, reference
 from test_cells import gated_model, saved_small_model
 
 safetensors = pytest.importorskip("safetensors")
@@ -19,7 +19,7 @@ def saved(model, tmp_path, name="m.safetensors"):
     return path
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("L", [1, 2, 3])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_round_trip_is_exact(tmp_path, cell, L, dtype):
@@ -91,7 +91,7 @@ def torch_loss(torch, tensors_path, cell, V, inputs, targets, dtype, state=None)
     return float(loss), last.numpy()
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("L", [1, 2])
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-6), ("float64", 1e-12)])
 def test_pytorch_predicts_what_rnncore_predicts(tmp_path, torch_module, cell, L, dtype, tol):
@@ -114,7 +114,7 @@ def test_pytorch_predicts_what_rnncore_predicts(tmp_path, torch_module, cell, L,
     assert t_loss2 == pytest.approx(loss2, rel=tol, abs=0)
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 def test_a_model_changed_in_pytorch_comes_back(tmp_path, torch_module, cell):
     # fine-tuning in PyTorch makes bias_hh nonzero; rnncore folds it in
     torch = torch_module

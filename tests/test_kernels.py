@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import rnncore
-from rnncore import _kernels, reference
+from rnncore import _kernels, layout, reference
 from conftest import random_model
 
 
@@ -42,7 +42,7 @@ def test_kernel_matches_reference(V, H, B, T, dtype, clip, with_h0, one_d, seed)
     assert h_last.shape == ref_h.shape and h_last.dtype == np.dtype(dtype)
     assert abs(loss - ref_loss) <= rtol * abs(ref_loss)
     assert_close(h_last, ref_h, rtol, "h_last")
-    for name in reference.PARAM_NAMES:
+    for name in layout.PARAM_NAMES:
         assert grads[name].dtype == np.dtype(dtype) and grads[name].shape == ref_grads[name].shape
         assert_close(grads[name], ref_grads[name], rtol, name)
     if clip:
@@ -83,7 +83,7 @@ def test_min_char_rnn_gradient_at_one_stream():
     model = random_model(5, 4, seed=7)
     x, y = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 4])
     loss, grads, _ = model.loss_and_grads(x, y, clip=None)
-    Wxh, Whh, Why, bh, by = (model.params[k] for k in reference.PARAM_NAMES)
+    Wxh, Whh, Why, bh, by = (model.params[k] for k in layout.PARAM_NAMES)
     h, total, dby = np.zeros(4), 0.0, np.zeros(5)
     for xi, yi in zip(x, y):
         h = np.tanh(Wxh[:, xi] + Whh @ h + bh)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rnncore import reference
+from rnncore import layout, reference
 
 
 def random_params(cell, V, H, L, seed, scale=0.5, dtype=np.float64):
@@ -10,7 +10,7 @@ def random_params(cell, V, H, L, seed, scale=0.5, dtype=np.float64):
     contracting) and nonzero biases, so every term of the gradient is exercised."""
     rng = np.random.default_rng(seed)
     params = {}
-    for name, shape in reference.param_shapes(cell, V, H, L).items():
+    for name, shape in layout.param_shapes(cell, V, H, L).items():
         p = rng.standard_normal(shape) * scale
         if name.startswith("Whh"):
             p /= max(1.0, np.sqrt(H) * scale / 0.9)
@@ -24,7 +24,7 @@ def random_masks(L, T, B, H, p, seed):
 
 
 def random_state(cell, L, B, H, seed):
-    rows = reference.state_rows(cell, L)
+    rows = layout.state_rows(cell, L)
     state = np.random.default_rng(seed).uniform(-0.8, 0.8, (rows, B, H))
     return state[0] if rows == 1 else state
 
@@ -52,7 +52,7 @@ def assert_close(a, b, rtol, name):
     assert err <= rtol, f"{name}: relative error {err:.3g} > {rtol}"
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("L", [1, 2, 3])
 def test_reference_gradients_match_finite_differences(cell, L):
     V, H, B, T = 5, 3, 2, 4
@@ -69,7 +69,7 @@ def test_reference_gradients_match_finite_differences(cell, L):
         assert_close(grads[name], numeric[name], 1e-6, f"{cell} L={L} {name}")
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 def test_state_carries_across_windows(cell):
     # two windows with the state carried equal one long window
     V, H, L, B = 6, 4, 2, 3
@@ -81,7 +81,7 @@ def test_state_carries_across_windows(cell):
     loss_b, _, state_b = reference.loss_and_grads(params, x[:, 4:], y[:, 4:], state_a)
     assert (4 * loss_a + 5 * loss_b) / 9 == pytest.approx(loss_all, rel=1e-13)
     np.testing.assert_allclose(state_b, state_all, rtol=1e-13)
-    assert state_all.shape == (reference.state_rows(cell, L), B, H)
+    assert state_all.shape == (layout.state_rows(cell, L), B, H)
 
 
 def test_state_shapes():
@@ -96,17 +96,17 @@ def test_state_shapes():
 
 
 def test_single_layer_rnn_names_are_the_seeds():
-    assert tuple(reference.param_shapes("rnn", 7, 5)) == reference.PARAM_NAMES
-    assert reference.param_shapes("gru", 7, 5, 2) == {
+    assert tuple(layout.param_shapes("rnn", 7, 5)) == layout.PARAM_NAMES
+    assert layout.param_shapes("gru", 7, 5, 2) == {
         "Wxh": (15, 7), "Whh": (15, 5), "Wxh_l1": (15, 5), "Whh_l1": (15, 5), "Why": (7, 5),
         "bh": (15,), "bhn": (5,), "bh_l1": (15,), "bhn_l1": (5,), "by": (7,)}
-    for cell in reference.CELLS:
+    for cell in layout.CELLS:
         for L in (1, 3):
             params = random_params(cell, 4, 2, L, seed=0)
-            assert reference.infer_config(params) == (cell, L)
+            assert layout.infer_config(params) == (cell, L)
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("L", [1, 2])
 def test_reference_matches_torch_autograd(cell, L):
     torch = pytest.importorskip("torch")
@@ -126,7 +126,7 @@ def test_reference_matches_torch_autograd(cell, L):
     x = torch.nn.functional.one_hot(torch.tensor(inputs.T), V).double()   # (T, B, V)
     finals = []
     for k in range(L):
-        s = reference.layer_suffix(k)
+        s = layout.layer_suffix(k)
         layer = module_class(x.shape[2], H, dtype=torch.float64)
         bias_hh = torch.zeros_like(tp["bh" + s])
         if cell == "gru":

@@ -3,12 +3,12 @@ parallel streams, stopping at a text, greedy without silently ignored options.""
 import numpy as np
 import pytest
 
-from rnncore import reference
+from rnncore import layout, reference
 from rnncore.sample import FIRST_CHUNK
 from test_cells import gated_model
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("L", [1, 2])
 def test_streamed_pieces_are_the_whole_sample(cell, L):
     model = gated_model(cell, L, 7, 8, seed=2, scale=0.8)
@@ -26,7 +26,7 @@ def test_the_first_piece_comes_before_the_rest_is_generated():
     assert len(first) == FIRST_CHUNK
 
 
-@pytest.mark.parametrize("cell", reference.CELLS)
+@pytest.mark.parametrize("cell", layout.CELLS)
 def test_several_samples_are_parallel_independent_streams(cell):
     model = gated_model(cell, 2, 6, 8, seed=4, scale=0.8)
     texts = model.sample(400, "!", seed=3, num_samples=4)

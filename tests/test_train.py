@@ -124,7 +124,7 @@ def test_clip_norm_bounds_the_joint_gradient_norm(hola):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"seq_length": 0}, "seq_length must be an integer >= 1"),
+    ({"seq_length": 0}, "seq_length must be a positive integer"),
     ({"batch_size": -2}, "batch_size must be"),
     ({"learning_rate": 0}, "learning_rate must be"),
     ({"learning_rate": float("nan")}, "learning_rate must be"),
