@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import SCHEDULES
+from .config import TrainConfig, problem
 from .errors import CheckpointError, CheckpointWriteError  # noqa: F401  (re-exported)
 from .files import remove_stale_temp_files, require_file, write_atomically  # noqa: F401
 from .layout import CELLS
@@ -182,21 +182,19 @@ def _is_number(value, low=None, high=None, low_open=False):
     return high is None or value <= high
 
 
-# what `train --resume` accepts for each saved training setting (absent ones default)
-_TRAIN_CONFIG_CHECKS = {
-    "seq_length": lambda v: _is_int(v, 1),
-    "batch_size": lambda v: _is_int(v, 1),
-    "learning_rate": lambda v: _is_number(v, 0, low_open=True),
-    "optimizer": lambda v: v in OPTIMIZERS,
-    "clip": lambda v: v is None or _is_number(v, 0),
-    "clip_norm": lambda v: v is None or _is_number(v, 0, low_open=True),
-    "lr_schedule": lambda v: v in SCHEDULES,
-    "warmup_steps": lambda v: _is_int(v),
-    "lr_decay": lambda v: _is_number(v, 0, 1, low_open=True),
-    "val_fraction": lambda v: _is_number(v, 0) and v < 1,
-    "seed": lambda v: v is None or _is_int(v, low=-2**63),
-    "keep_best": lambda v: isinstance(v, bool),
-}
+def _config_problem(config):
+    """What is wrong with a stored training configuration (keys it holds are checked by
+    the config's one validation; absent ones take their defaults), or None."""
+    for f in TrainConfig.fields():
+        if f.metadata["stored"] and f.name in config:
+            wrong = problem(f.metadata["kind"], config[f.name], f.metadata["choices"],
+                            f.metadata["optional"] or f.name in ("clip", "seed"))
+            if wrong:
+                return f"{f.name} = {config[f.name]!r}"
+    total = config.get("total_steps")
+    if total is not None and not _is_int(total, 1):
+        return f"total_steps = {total!r}"
+    return None
 
 
 def _check_train_state(path, meta, arrays, model):
@@ -222,9 +220,9 @@ def _check_train_state(path, meta, arrays, model):
     config = meta.get("config")
     if not isinstance(config, dict):
         raise malformed("no training configuration")
-    for key, accepted in _TRAIN_CONFIG_CHECKS.items():
-        if key in config and not accepted(config[key]):
-            raise malformed(f"{key} = {config[key]!r}")
+    wrong = _config_problem(config)
+    if wrong:
+        raise malformed(wrong)
     optimizer = meta.get("optimizer")
     if not isinstance(optimizer, dict) or optimizer.get("name") not in OPTIMIZERS \
             or not _is_int(optimizer.get("step_count")):

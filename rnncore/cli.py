@@ -17,7 +17,9 @@ from .export import INSTALL as INSTALL_EXPORT, TORCH_MODULES
 from .metrics import LN2, metrics_path, plot_metrics, read_metrics
 from .model import CharRNN
 from .parallel import world_rank
-from .run import DEFAULT_STEPS, RUN_DEFAULTS, TRAIN_OPTIONS, fit, flag
+from .config import (DEFAULT_STEPS, RANGES, SETTINGS, all_fields, flag, parse_text)
+from .errors import ConfigError
+from .run import fit
 from .sample import seen_prime
 from .train import Trainer, evaluate
 from .vocab import Vocab
@@ -26,57 +28,38 @@ DEMO_TEXT = "Hola mundo, aprendiendo redes recurrentes!"
 DEMO_PRIME = "Hola mundo, aprendien"
 DEMO_STEPS = 3000   # seeds 0..99 all complete the demo from 1,400 steps on (tests check 20)
 
-# ---- argument types: argparse turns their ValueError into a one-line usage error ----
-def _int(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+# ---- argument types: the config's checks; argparse makes their error one usage line ----
+def _kind_type(kind):
+    def parse(text):
+        try:
+            return parse_text(kind, text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = kind
+    return parse
 
 
-def positive_int(text):
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+positive_int = _kind_type("positive_int")
+positive_float = _kind_type("positive_float")
+_int = _kind_type("int")
 
 
-def nonnegative_int(text):
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def argument_type(f):
+    """argparse's type for a setting: its text parsed and checked by the config's one
+    validation (argparse prefixes the flag: "argument --clip: must be >= 0, got -1")."""
+    return _kind_type(f.metadata["kind"])
 
 
-def fraction(text):
-    value = _float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def _float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
-    return value
-
-
-def positive_float(text):
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def nonnegative_float(text):
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+def setting_help(f):
+    """A setting's help: what it does, its default, its range, what --resume does."""
+    m = f.metadata
+    default = "off" if f.default is None else f.default
+    parts = [f"default {default}"]
+    if m["kind"] in RANGES and m["kind"] != "int":
+        parts.append(RANGES[m["kind"]])
+    if m["resume"] == "fixed":
+        parts.append("fixed by the checkpoint on --resume")
+    return f"{m['help']} ({'; '.join(parts)})"
 
 
 def build_parser():
@@ -100,41 +83,25 @@ def build_parser():
     train.add_argument("corpus", help="text file to learn")
     train.add_argument("--out", required=True, help="checkpoint file to write (.npz)")
     budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=positive_int,
-                        help=f"total optimizer steps (default {DEFAULT_STEPS}; with --resume: "
-                        "the run's own total)")
-    budget.add_argument("--epochs", type=positive_int,
-                        help="train for this many passes over the training text in all "
-                        "(the header says how many steps make one)")
-    budget.add_argument("--minutes", type=positive_float,
-                        help="train for this many minutes (this invocation; not with the "
-                        "cosine schedule, which needs a step count)")
-    for option in TRAIN_OPTIONS:      # the run's settings, one table shared with fit()
-        default = "off" if option.default is None else option.default
-        note = "; fixed by the checkpoint on --resume" if option.resume == "fixed" else ""
-        train.add_argument(flag(option.name), type=ARGUMENT_TYPES[option.kind],
-                           choices=option.choices,
-                           help=f"{option.help} (default {default}{note})")
-    train.add_argument("--print-every", type=positive_int,
-                       default=RUN_DEFAULTS["print_every"],
-                       help="log every K steps; the train loss is the mean over them "
-                       f"(default {RUN_DEFAULTS['print_every']})")
-    train.add_argument("--checkpoint-every", type=positive_int,
-                       default=RUN_DEFAULTS["checkpoint_every"],
-                       help=f"save every K steps (default {RUN_DEFAULTS['checkpoint_every']})")
+    budget_help = {"steps": f"(default {DEFAULT_STEPS}; with --resume: the run's own total)",
+                   "epochs": "(the header says how many steps make one)",
+                   "minutes": "(not with the cosine schedule, which needs a step count)"}
+    for f in all_fields():   # every setting, from the one table fit() shares (config)
+        m = f.metadata
+        if f.name in budget_help:
+            budget.add_argument(flag(f.name), type=argument_type(f),
+                                help=f"{m['help']} {budget_help[f.name]}")
+        elif m["kind"] == "flag":
+            train.add_argument(flag(f.name), action="store_true", default=None,
+                               help=m["help"])
+        else:
+            train.add_argument(flag(f.name), type=argument_type(f), choices=m["choices"],
+                               help=setting_help(f))
     train.add_argument("--resume", action="store_true",
                        help="continue the run saved at --out")
     train.add_argument("--force", action="store_true",
                        help="overwrite an existing --out without resuming it")
     train.add_argument("--encoding", default="utf-8", help="corpus encoding (default utf-8)")
-    train.add_argument("--eval-every", type=positive_int, default=RUN_DEFAULTS["eval_every"],
-                       help="validate every K steps, and at the end "
-                       f"(default {RUN_DEFAULTS['eval_every']})")
-    train.add_argument("--keep-best", action="store_true",
-                       help="keep the best-validation parameters in the checkpoint; "
-                       "sample and eval use them")
-    train.add_argument("--patience", type=positive_int,
-                       help="stop after N validations in a row without improvement")
     train.add_argument("--threads", type=positive_int,
                        help="BLAS threads (default: the BLAS library's own, all cores; "
                        "measured no slower than one thread at every size in README)")
@@ -176,11 +143,6 @@ def build_parser():
     plot.add_argument("--out", help="PNG to write (default: beside the log, .png)")
     plot.set_defaults(func=cmd_plot)
     return parser
-
-
-ARGUMENT_TYPES = {"positive_int": positive_int, "nonnegative_int": nonnegative_int,
-                  "int": _int, "positive_float": positive_float,
-                  "nonnegative_float": nonnegative_float, "fraction": fraction, "choice": str}
 
 
 def main(argv=None):
@@ -228,13 +190,14 @@ def cmd_demo(args):
 
 # ---- train --------------------------------------------------------------------------
 def cmd_train(args):
-    settings = {o.name: getattr(args, o.name) for o in TRAIN_OPTIONS}
+    settings = {name: getattr(args, name) for name in SETTINGS}
     try:
         result = fit(args.corpus, args.out, steps=args.steps, epochs=args.epochs,
                      minutes=args.minutes, resume=args.resume, force=args.force,
                      encoding=args.encoding, eval_every=args.eval_every,
                      print_every=args.print_every, checkpoint_every=args.checkpoint_every,
-                     keep_best=args.keep_best, patience=args.patience, threads=args.threads,
+                     keep_best=bool(args.keep_best), patience=args.patience,
+                     threads=args.threads,
                      echo=lambda line: print(line, flush=True),
                      distributed=args.distributed, **settings)
     except RnncoreError:

@@ -6,8 +6,8 @@ and the checkpoint (every `checkpoint_every` steps, at the end, on Ctrl-C/SIGTER
 progress bar on a terminal, and resumes a saved run bit for bit.  `rnncore train` is this
 function behind argparse; over MPI (`distributed=True`) every process runs it.
 
-The options a run takes are listed once, in TRAIN_OPTIONS: the CLI builds its flags from
-that table and the library its defaults, so adding a model or training option is one row.
+The options a run takes are listed once, in rnncore.config: the CLI builds its flags from
+there and the library its defaults, so adding a model or training option is one field.
 """
 import contextlib
 import math
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import OPTIMIZERS, SCHEDULES
+from .config import (DEFAULT_STEPS, RUN_DEFAULTS, SETTINGS, TRAIN_DEFAULTS, ModelConfig,
+                     TrainConfig, field_of, flag, split_settings)
 from .corpus import load_corpus
 from .errors import CheckpointWriteError, MetricsWriteError, RunError, TrainingDiverged
 from .files import remove_stale_temp_files, writable_directory_problem
-from .layout import CELLS
 from .lock import CheckpointLock
 from .metrics import LN2, MetricsLog, metrics_path
 from .model import CharRNN
@@ -38,65 +38,10 @@ class _WriteFailed(RuntimeError):
     meets it, so the guard must end every process (one process: run() makes it a RunError)."""
 
 
-@dataclass(frozen=True)
-class Option:
-    """One setting of a run.  kind names the check its value gets (the CLI's argument
-    type); resume says what --resume does with it: 'fixed' (must match the checkpoint),
-    'free' (may change) or 'kept' (the checkpoint's, never asked again).  model: the
-    setting is passed to the model's constructor."""
-    name: str
-    default: object
-    kind: str
-    help: str
-    resume: str
-    choices: tuple = None
-    model: bool = False
-
-
-TRAIN_OPTIONS = (
-    Option("cell", "gru", "choice", "recurrent cell: rnn (tanh), lstm or gru", "fixed",
-           choices=CELLS, model=True),
-    Option("num_layers", 2, "positive_int", "stacked recurrent layers", "fixed", model=True),
-    Option("hidden_size", 256, "positive_int", "hidden units (of every layer)", "fixed",
-           model=True),
-    Option("dropout", 0.1, "fraction", "drop each layer's output with this probability while "
-           "training (inverted dropout, never on the recurrent connection)", "fixed",
-           model=True),
-    Option("dtype", "float32", "choice", "parameter precision", "fixed",
-           choices=("float32", "float64"), model=True),
-    Option("seq_length", 50, "positive_int", "time steps per window", "fixed"),
-    Option("batch_size", 16, "positive_int", "parallel streams (over MPI: in all ranks)",
-           "fixed"),
-    Option("optimizer", "adam", "choice", "update rule", "fixed", choices=OPTIMIZERS),
-    Option("val_fraction", 0.05, "fraction",
-           "hold out this last fraction of the corpus for validation (0: none)", "fixed"),
-    Option("learning_rate", 2e-3, "positive_float", "step size", "free"),
-    Option("clip", 5.0, "nonnegative_float", "clip each gradient element to [-C, C]; 0: off",
-           "free"),
-    Option("clip_norm", None, "positive_float",
-           "clip the joint L2 norm of all gradients", "free"),
-    Option("lr_schedule", "constant", "choice",
-           "constant, step (x lr-decay per epoch, char-rnn's) or cosine (to 0 at the last "
-           "step)", "free", choices=SCHEDULES),
-    Option("lr_decay", 0.97, "positive_float", "factor per epoch for the step schedule",
-           "free"),
-    Option("warmup_steps", 0, "nonnegative_int", "linear warm-up from 0 over this many steps",
-           "free"),
-    Option("seed", 0, "int", "initialisation seed", "kept"),
-)
-TRAIN_DEFAULTS = {o.name: o.default for o in TRAIN_OPTIONS}
-DEFAULT_STEPS = 10000          # a fresh run's budget when none is given
-RUN_DEFAULTS = {"eval_every": 500, "print_every": 100, "checkpoint_every": 1000}
-
-
 def build_model(vocab, settings):
     """The model a fresh run starts from: every `model` option, and the seed."""
     return CharRNN(vocab, seed=settings["seed"],
-                   **{o.name: settings[o.name] for o in TRAIN_OPTIONS if o.model})
-
-
-def flag(name):
-    return "--" + name.replace("_", "-")
+                   **{name: settings[name] for name in ModelConfig.names()})
 
 
 @dataclass
@@ -166,14 +111,20 @@ class TrainingRun:
         if unknown:
             raise TypeError(f"fit() got unknown setting(s) {', '.join(sorted(unknown))}; "
                             f"known: {', '.join(TRAIN_DEFAULTS)}")
+        # the one validation of every setting given (a resume checks them against the
+        # checkpoint later); the run-level numbers are checked by the same table
+        model_given, train_given = split_settings({k: v for k, v in settings.items()
+                                                   if v is not None})
+        ModelConfig(**model_given)
+        TrainConfig(**train_given, **{k: v for k, v in (
+            ("eval_every", eval_every), ("print_every", print_every),
+            ("checkpoint_every", checkpoint_every), ("patience", patience))
+            if v is not None})
         budgets = [name for name, v in (("steps", steps), ("epochs", epochs),
                                         ("minutes", minutes)) if v is not None]
         if len(budgets) > 1:
             raise RunError(f"give one budget, not {' and '.join(flag(b) for b in budgets)}")
-        for name, value in (("steps", steps), ("epochs", epochs), ("eval_every", eval_every),
-                            ("print_every", print_every),
-                            ("checkpoint_every", checkpoint_every), ("patience", patience),
-                            ("threads", threads)):
+        for name, value in (("steps", steps), ("epochs", epochs), ("threads", threads)):
             if value is not None:
                 _check_positive_int(value, name)
         if minutes is not None and not (minutes > 0 and math.isfinite(minutes)):
@@ -183,8 +134,11 @@ class TrainingRun:
         self.corpus_path, self.out = os.fspath(corpus), os.fspath(out)
         self.steps, self.epochs, self.minutes = steps, epochs, minutes
         self.resume, self.force, self.encoding = resume, force, encoding
-        self.eval_every, self.print_every = eval_every, print_every
-        self.checkpoint_every, self.patience = checkpoint_every, patience
+        self.eval_every = RUN_DEFAULTS["eval_every"] if eval_every is None else eval_every
+        self.print_every = RUN_DEFAULTS["print_every"] if print_every is None else print_every
+        self.checkpoint_every = RUN_DEFAULTS["checkpoint_every"] if checkpoint_every is None \
+            else checkpoint_every
+        self.patience = patience
         self.threads, self.progress, self.callback = threads, progress, callback
         self.echo = (echo or _silent) if self.is_root else _silent
         self.given = {k: v for k, v in settings.items() if v is not None}
@@ -276,17 +230,18 @@ class TrainingRun:
 
     def _resume_settings(self, ckpt):
         saved = {**TRAIN_DEFAULTS, **ckpt.train_meta["config"]}
-        saved.update({o.name: ckpt.model.config[o.name] for o in TRAIN_OPTIONS
-                      if o.model and o.name in ckpt.model.config})
-        free = ", ".join(flag(o.name) for o in TRAIN_OPTIONS if o.resume == "free")
-        for o in TRAIN_OPTIONS:
-            given = self.given.get(o.name)
-            if o.resume == "fixed" and given is not None and given != saved[o.name]:
-                raise RunError(f"{flag(o.name)} {given} conflicts with the checkpoint's "
-                               f"{saved[o.name]} (a resumed run keeps its model and streams; "
+        saved.update({name: ckpt.model.config[name] for name in ModelConfig.names()
+                      if name in ckpt.model.config})
+        free = ", ".join(flag(n) for n in SETTINGS if field_of(n).metadata["resume"] == "free")
+        for name in SETTINGS:
+            resume = field_of(name).metadata["resume"]
+            given = self.given.get(name)
+            if resume == "fixed" and given is not None and given != saved[name]:
+                raise RunError(f"{flag(name)} {given} conflicts with the checkpoint's "
+                               f"{saved[name]} (a resumed run keeps its model and streams; "
                                f"only {free} may change)")
-            if o.resume == "free" and given is not None:
-                saved[o.name] = given
+            if resume == "free" and given is not None:
+                saved[name] = given
         self.stored_target = ckpt.train_meta["config"].get("total_steps")
         # a run kept its best parameters once keeps them for good: a resume that did
         # not repeat --keep-best must not let the best record move on without them

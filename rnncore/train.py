@@ -15,11 +15,11 @@ import math
 
 import numpy as np
 
-from .config import SCHEDULES, check_int
+from .config import SCHEDULES, TrainConfig, check_int
 from .corpus import compact_dtype
 from .errors import ConfigError, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
 from .model import CharRNN
-from .optim import OPTIMIZERS, clip_global_norm, make_optimizer
+from .optim import clip_global_norm, make_optimizer
 
 
 def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmup_steps=0,
@@ -144,32 +144,22 @@ class Trainer:
                  **optimizer_options):
         if not isinstance(model, CharRNN):
             raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
-        _check_positive_int(seq_length, "seq_length")
-        _check_positive_int(batch_size, "batch_size")
-        if not (learning_rate > 0 and math.isfinite(learning_rate)):
-            raise ConfigError(f"learning_rate must be a finite number > 0, got {learning_rate}")
-        if clip_norm is not None and not (clip_norm > 0 and math.isfinite(clip_norm)):
-            raise ConfigError(f"clip_norm must be a finite number > 0 (or None), got {clip_norm}")
-        if optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
-                             f"got {optimizer!r}")
-        self.model = model
-        self.seq_length, self.batch_size = int(seq_length), int(batch_size)
-        self.learning_rate = float(learning_rate)
-        self.clip = 0.0 if clip is None else float(clip)
-        if not (self.clip >= 0 and math.isfinite(self.clip)):
-            raise ConfigError(f"clip must be a finite number >= 0 (0: off), got {clip}")
-        self.clip_norm = None if clip_norm is None else float(clip_norm)
-        if lr_schedule not in SCHEDULES:
-            raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, "
-                             f"got {lr_schedule!r}")
+        # the one validation of the training settings (rnncore.config)
+        config = TrainConfig(seq_length=seq_length, batch_size=batch_size,
+                             learning_rate=learning_rate, optimizer=optimizer,
+                             clip=0.0 if clip is None else clip, clip_norm=clip_norm,
+                             lr_schedule=lr_schedule, lr_decay=lr_decay,
+                             warmup_steps=warmup_steps, seed=0 if seed is None else seed)
         if lr_schedule == "cosine" and not total_steps:
             raise ConfigError("the cosine schedule needs total_steps")
-        _check_positive_int(warmup_steps, "warmup_steps", allow_zero=True)
-        if not 0 < lr_decay <= 1:
-            raise ConfigError(f"lr_decay must be in (0, 1], got {lr_decay}")
+        if total_steps is not None:
+            check_int(total_steps, "total_steps")
+        self.model = model
+        self.seq_length, self.batch_size = config.seq_length, config.batch_size
+        self.learning_rate, self.clip = config.learning_rate, config.clip
+        self.clip_norm = config.clip_norm
         self.lr_schedule, self.total_steps = lr_schedule, total_steps
-        self.warmup_steps, self.lr_decay = int(warmup_steps), float(lr_decay)
+        self.warmup_steps, self.lr_decay = config.warmup_steps, config.lr_decay
         self.data = self._encode(text)
         self.streams = make_streams(self.data, self.batch_size)
         if self.stream_length < self.seq_length:

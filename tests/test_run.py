@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore.run import TRAIN_OPTIONS, RunError, _log_line
+from rnncore.config import SETTINGS, field_of
+from rnncore.run import RunError, _log_line
 from cli_helpers import SMALL, assert_clean_error, corpus, run
 
 TEXT = "the quick brown fox jumps over the lazy dog; " * 60
@@ -135,10 +136,10 @@ def test_one_table_of_defaults_for_the_cli_and_the_library():
     train = next(a for a in parser._subparsers._group_actions[0].choices.items()
                  if a[0] == "train")[1]
     helps = {a.dest: a.help for a in train._actions}
-    for option in TRAIN_OPTIONS:
-        default = "off" if option.default is None else option.default
-        assert f"(default {default}" in helps[option.name]
-        assert rnncore.TRAIN_DEFAULTS[option.name] == option.default
+    for name in SETTINGS:
+        default = field_of(name).default
+        assert f"(default {'off' if default is None else default}" in helps[name]
+        assert rnncore.TRAIN_DEFAULTS[name] == default
 
 
 def test_info_reports_what_the_checkpoint_holds(tmp_path):
