@@ -196,7 +196,7 @@ def cmd_train(args):
                      minutes=args.minutes, resume=args.resume, force=args.force,
                      encoding=args.encoding, eval_every=args.eval_every,
                      print_every=args.print_every, checkpoint_every=args.checkpoint_every,
-                     keep_best=bool(args.keep_best), patience=args.patience,
+                     keep_best=args.keep_best, patience=args.patience,
                      threads=args.threads,
                      echo=lambda line: print(line, flush=True),
                      distributed=args.distributed, **settings)

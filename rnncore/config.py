@@ -237,9 +237,6 @@ class TrainConfig(_Settings):
                    if getattr(self, name) is not None]
         if len(budgets) > 1:
             raise ConfigError(f"give one budget, not {' and '.join(flag(b) for b in budgets)}")
-        if self.lr_schedule == "cosine" and self.minutes is not None:
-            raise ConfigError("the cosine schedule falls to 0 at the last step: give --steps "
-                              "or --epochs with it, not --minutes")
 
     def stored(self):
         """What the checkpoint keeps for a resume (the budget travels as total_steps)."""

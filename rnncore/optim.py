@@ -109,3 +109,13 @@ def clip_global_norm(grads, max_norm):
         for g in grads.values():
             g *= g.dtype.type(scale)
     return norm
+
+
+def clip_gradients(flat, grads, clip, clip_norm):
+    """The gradient clipping of a training step, the one place it happens: every element
+    of `flat` (the buffer all of `grads` view) to [-clip, clip] (0: off), then the joint
+    L2 norm of all to clip_norm (None: off)."""
+    if clip:
+        np.clip(flat, -clip, clip, out=flat)
+    if clip_norm is not None:
+        clip_global_norm(grads, clip_norm)

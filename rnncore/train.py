@@ -19,7 +19,7 @@ from .config import SCHEDULES, TrainConfig, check_int
 from .corpus import compact_dtype
 from .errors import ConfigError, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
 from .model import CharRNN
-from .optim import clip_global_norm, make_optimizer
+from .optim import clip_gradients, make_optimizer
 
 
 def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmup_steps=0,
@@ -169,7 +169,8 @@ class Trainer:
                 f"(needs at least {self.batch_size * self.seq_length + 1}); "
                 "lower seq_length or batch_size")
         self.optimizer = make_optimizer(optimizer, model, **optimizer_options)
-        self.grads = model.zeros_like_params()
+        self.share = (0, self.batch_size)    # the streams this process trains
+        self._bind_gradients(np.zeros(model.num_parameters(), model.dtype))
         self.step = 0           # optimizer steps taken
         self.epoch = 0          # completed passes over the streams
         self.pointer = 0        # position within every stream
@@ -197,23 +198,62 @@ class Trainer:
         return learning_rate_at(self.step, self.learning_rate, self.lr_schedule,
                                 self.total_steps, self.warmup_steps, self.lr_decay, self.epoch)
 
-    def train_step(self, learning_rate=None):
-        """One window: gradients, clipping, update, advance.  Returns the mean loss (nats
-        per char).  Raises TrainingDiverged, before updating, if the loss is not finite.
-        learning_rate overrides the schedule for this step."""
-        inputs, targets = self.next_window()
+    def train_step(self, learning_rate=None, reduce=None):
+        """One window: the gradients, then their update.  Returns the mean loss (nats per
+        char).  Raises TrainingDiverged, before updating, if the loss is not finite.
+        learning_rate overrides the schedule for this step.  reduce(flat_grads, loss) ->
+        loss, given by a distribution strategy (rnncore.parallel), combines this
+        process's gradients and loss with the others' between the two halves; it is the
+        only thing distribution adds to a step."""
+        loss, n_steps, h_last = self.compute_gradients()
+        if reduce is not None:
+            loss = reduce(self.flat_grads, loss)
+        self.apply_gradients(loss, n_steps, h_last, learning_rate)
+        return loss
+
+    def compute_gradients(self):
+        """Forward and backward over this process's streams of the next window, unclipped,
+        into self.grads (averaged over these streams, scaled by their share of all B).
+        Returns (mean loss over these streams, positions consumed, their last state)."""
+        inputs, targets = self.next_window()                    # (B, T') all streams
+        lo, hi = self.share
         masks = None
-        if self.model.dropout > 0:
+        if self.model.dropout > 0:   # drawn for all B streams, so every share draws alike
             masks = self.model.dropout_masks(self.dropout_rng, *inputs.shape)
-        loss, grads, h_last = self.model.loss_and_grads(
-            inputs, targets, self.hidden, clip=self.clip, out=self.grads, dropout_masks=masks)
+            masks = masks[..., lo:hi, :]
+        loss, _, h_last = self.model.loss_and_grads(
+            inputs[lo:hi], targets[lo:hi], self.hidden, clip=0, out=self.grads,
+            dropout_masks=masks)
+        if hi - lo != self.batch_size:
+            self.flat_grads *= self.flat_grads.dtype.type((hi - lo) / self.batch_size)
+            loss *= (hi - lo) / self.batch_size
+        return loss, inputs.shape[1], h_last
+
+    def apply_gradients(self, loss, n_steps, h_last, learning_rate=None):
+        """The update from self.grads: the finite check, the clips (elementwise, then the
+        joint norm: the one place either happens), the optimizer, the advance."""
         if not math.isfinite(loss):
             raise TrainingDiverged(self.step + 1, loss)
-        if self.clip_norm is not None:
-            clip_global_norm(grads, self.clip_norm)
-        self.optimizer.step(grads, self.current_lr if learning_rate is None else learning_rate)
-        self.advance(inputs.shape[1], h_last)
-        return loss
+        clip_gradients(self.flat_grads, self.grads, self.clip, self.clip_norm)
+        self.optimizer.step(self.grads, self.current_lr if learning_rate is None
+                            else learning_rate)
+        self.advance(n_steps, h_last)
+
+    def use_share(self, lo, hi, flat_grads):
+        """Train only streams lo..hi-1 of the B (this process's share of a distributed
+        run), writing the gradients into flat_grads (a buffer the strategy reduces)."""
+        self.share = (lo, hi)
+        self._bind_gradients(flat_grads)
+        self.hidden = np.ascontiguousarray(self.hidden[..., lo:hi, :])
+
+    def _bind_gradients(self, flat):
+        """self.grads as views of one flat buffer, so clipping and a reduction each make
+        one pass over every gradient."""
+        self.flat_grads, self.grads, offset = flat, {}, 0
+        for name, shape in self.model.shapes.items():
+            size = int(np.prod(shape))
+            self.grads[name] = flat[offset:offset + size].reshape(shape)
+            offset += size
 
     def advance(self, n_steps, h_last):
         """Count one step that consumed n_steps positions of every stream and ended in

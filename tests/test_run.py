@@ -120,8 +120,9 @@ def test_minutes_budget_stops_and_saves(tmp_path):
 
 @pytest.mark.parametrize("kwargs,error,match", [
     ({"steps": 5, "epochs": 1}, RunError, "give one budget, not --steps and --epochs"),
-    ({"steps": 0}, RunError, "steps must be a positive integer"),
-    ({"minutes": -1}, RunError, "minutes must be a finite number > 0"),
+    ({"steps": 0}, rnncore.ConfigError, "steps must be a positive integer, got 0"),
+    ({"minutes": -1}, rnncore.ConfigError, "minutes must be > 0, got -1"),
+    ({"lr_decay": 1.5}, rnncore.ConfigError, r"lr_decay must be in \(0, 1\], got 1.5"),
     ({"hidden": 3}, TypeError, "unknown setting"),
 ])
 def test_bad_fit_arguments(tmp_path, kwargs, error, match):
