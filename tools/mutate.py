@@ -1,7 +1,7 @@
 """Mutation testing for rnncore's Python layer: does the test suite notice a one-line bug?
 
     python tools/mutate.py rnncore/train.py --only learning_rate_at evaluate \
-        --tests tests/test_schedules.py tests/test_evaluate.py
+        --tests tests/train/test_schedules.py tests/train/test_evaluate.py
 
 For each module it lists the small, one-place changes a careless edit could make (a
 comparison flipped or made inclusive, an operator swapped, a constant moved by one, a

@@ -1,0 +1,223 @@
+"""What many tests share, in one place: running the real CLI, small corpora and models.
+
+Tests build what they need themselves (never from ../shared): corpus() writes a small text,
+random_model() and gated_model() give models with O(1) weights whose recurrence contracts,
+saved_small_model() a checkpoint the CLI tests sample from.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+import numpy as np
+
+import rnncore
+
+
+def _installed_script():
+    """The `rnncore` console script of this interpreter's installation: beside the
+    interpreter (a venv's bin, also when that venv is not activated), else on PATH."""
+    for folder in (os.path.dirname(sys.executable), sysconfig.get_path("scripts")):
+        found = shutil.which("rnncore", path=folder)
+        if found:
+            return found
+    return shutil.which("rnncore")
+
+
+RNNCORE = _installed_script()
+
+
+def rnncore_command(script=True):
+    """argv prefix that starts rnncore: the console script when installed, else
+    `python -m rnncore` with the interpreter running the tests."""
+    return [RNNCORE] if script and RNNCORE else [sys.executable, "-m", "rnncore"]
+
+
+def run(*args, cwd, timeout=120, script=True):
+    """Run the installed console script (or `python -m rnncore`) in a subprocess."""
+    return subprocess.run(rnncore_command(script) + [str(a) for a in args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def assert_clean_error(proc, match, status=1):
+    """Exit status `status` (README: 1 for bad input, 2 for a bad argument) with one
+    `rnncore: error:` line naming the problem, and no traceback."""
+    assert proc.returncode == status, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if "error:" in l]
+    assert len(errors) == 1, proc.stderr
+    assert match in errors[0], errors[0]
+
+
+def digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def corpus(tmp_path, text="the cat sat on the mat. " * 40, name="corpus.txt"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+FOX = "the quick brown fox jumps over the lazy dog; " * 60   # 28 symbols, 2,700 chars
+SMALL_SETTINGS = {"hidden_size": 16, "seq_length": 8, "batch_size": 2}
+
+
+def quiet_fit(tmp_path, text=FOX, **kwargs):
+    """fit() on `text` (written to tmp_path/corpus.txt) into tmp_path/model.npz, with
+    small settings, echoing into a list: (RunResult, lines)."""
+    lines = []
+    options = {**SMALL_SETTINGS, "print_every": 10, "eval_every": 20, **kwargs}
+    result = rnncore.fit(corpus(tmp_path, text), tmp_path / "model.npz", echo=lines.append,
+                         **options)
+    return result, lines
+
+
+def read_log(tmp_path, name="model.metrics.jsonl"):
+    """The records of the metrics log tmp_path/name, line by line."""
+    with open(tmp_path / name) as f:
+        return [json.loads(line) for line in f]
+
+
+def text_of_random_words(n_words, seed=0):
+    """Text of random words, not periodic: its held-out end repeats no training window."""
+    rng = np.random.default_rng(seed)
+    lexicon = ["".join(rng.choice(list("abcdefghijklmnop"), rng.integers(1, 7)))
+               for _ in range(60)]
+    return " ".join(rng.choice(lexicon, n_words)) + ".\n"
+
+
+SMALL = ["--hidden-size", "16", "--seq-length", "8", "--batch-size", "2", "--print-every", "10"]
+
+
+def random_model(n_vocab, hidden_size, dtype="float64", seed=0, scale=0.5):
+    """A model over the first n_vocab printable characters with O(scale) weights, so that
+    tanh and softmax are far from their linear regimes.  Whh is scaled by 1/sqrt(H) so the
+    recurrence stays contracting: in the chaotic regime any two correct implementations
+    drift apart exponentially in T, and no tolerance would be meaningful."""
+    vocab = rnncore.Vocab([chr(33 + i) for i in range(n_vocab)])
+    model = rnncore.CharRNN(vocab, hidden_size, dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for name, p in model.params.items():
+        p[...] = rng.standard_normal(p.shape) * scale
+    model.params["Whh"] /= max(1.0, np.sqrt(hidden_size) * scale / 0.9)
+    return model
+
+
+def gated_model(cell, L, V, H, dtype="float64", seed=0, scale=0.5, dropout=0.0):
+    """A model with O(scale) weights and nonzero biases; recurrent weights scaled by
+    1/sqrt(H) so the recurrence contracts (see random_model)."""
+    vocab = rnncore.Vocab([chr(33 + i) for i in range(V)])
+    model = rnncore.CharRNN(vocab, H, dtype=dtype, seed=seed, cell=cell, num_layers=L,
+                            dropout=dropout)
+    rng = np.random.default_rng(seed + 1)
+    for name, p in model.params.items():
+        p[...] = rng.standard_normal(p.shape) * scale
+        if name.startswith("Whh"):
+            p /= max(1.0, np.sqrt(H) * scale / 0.9)
+    return model
+
+
+def saved_small_model(path, cell):
+    """A 2-layer model of `cell` (8 units, weights as gated_model's) over the characters of
+    'the cat sat on a mat.', saved at path; returns path."""
+    vocab = rnncore.Vocab.from_text("the cat sat on a mat.")
+    model = gated_model(cell, 2, len(vocab), 8, seed=1, scale=0.9)
+    model.vocab = vocab
+    model.save(path)
+    return path
+
+
+def assert_close(a, b, rtol, name):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, f"{name}: shape {a.shape} != {b.shape}"
+    scale = max(np.abs(b).max(), 1e-30)
+    err = np.abs(a - b).max() / scale
+    assert err <= rtol, f"{name}: relative error {err:.3g} > {rtol}"
+
+
+def require(module):
+    """The module, or a skip where it is not installed; in CI (CI=true, where .ci/run
+    installs it) a missing module fails instead, so that its tests never skip unseen."""
+    import importlib
+    import pytest
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+def trained(tmp_path, steps=20, extra=()):
+    """A checkpoint tmp_path/model.npz trained by the CLI on corpus()'s text (SMALL)."""
+    out = tmp_path / "model.npz"
+    proc = run("train", corpus(tmp_path), "--out", out, "--steps", steps, *SMALL, *extra,
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def rewrite_npz(path, **changes):
+    """Rewrite the .npz at path with entries changed (None: removed)."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays.update(changes)
+    for k in [k for k, v in changes.items() if v is None]:
+        del arrays[k]
+    np.savez(path, **arrays)
+
+
+WORDS = text_of_random_words(500)
+WORD_OPTS = ["--hidden-size", "16", "--seq-length", "8", "--batch-size", "2"]
+
+
+def train_words(tmp_path, *extra, steps, name="model.npz"):
+    """The CLI trained on WORDS (random words: a held-out end unlike any training window)."""
+    out = tmp_path / name
+    proc = run("train", corpus(tmp_path, WORDS), "--out", out, "--steps", steps,
+               *WORD_OPTS, *extra, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def held_out(tmp_path, fraction, text=WORDS):
+    """README: --val-fraction F holds out the end of the corpus; that end, as a file."""
+    n_val = int(len(text) * fraction)
+    path = tmp_path / "held_out.txt"
+    path.write_text(text[len(text) - n_val:], encoding="utf-8")
+    return path, n_val
+
+
+def eval_json(tmp_path, out, text_path, *extra):
+    """`rnncore eval --json` of out on text_path, parsed."""
+    proc = run("eval", out, text_path, "--json", *extra, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def train_fox(tmp_path, *extra, steps=60, text=FOX):
+    """The CLI trained on `text` into tmp_path/model.npz (SMALL, validating every 20)."""
+    out = tmp_path / "model.npz"
+    proc = run("train", corpus(tmp_path, text), "--out", out, "--steps", steps, *SMALL,
+               "--eval-every", "20", *extra, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+#: a learning rate so high the loss stays above ln V
+EXPLODING = ["--optimizer", "sgd", "--learning-rate", "50", "--clip", "0"]
+
+
+def train_to(tmp_path, out, *extra):
+    """The CLI trained on FOX into `out` (SMALL, logging every 100, validating every 200)."""
+    proc = run("train", corpus(tmp_path, FOX), "--out", out, *SMALL, "--print-every", 100,
+               "--eval-every", 200, *extra, cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def warnings_of(proc):
+    """The warning lines a CLI run printed on stderr."""
+    return [line for line in proc.stderr.splitlines() if "warning:" in line]
