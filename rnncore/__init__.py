@@ -1,13 +1,16 @@
 """rnncore: fast character-level recurrent neural networks on the CPU."""
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .config import ModelConfig, TrainConfig
 from .corpus import CorpusError, load_corpus
-from .errors import ConfigError, RnncoreError
+from .errors import ConfigError, NotEnoughMemory, RnncoreError
 from .model import CharRNN
 from .run import TRAIN_DEFAULTS, RunError, RunResult, fit
 from .train import Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab
 
 __version__ = "0.1.0"
-__all__ = ["CharRNN", "Checkpoint", "CheckpointError", "ConfigError", "CorpusError", "RnncoreError", "RunError", "RunResult",
-           "TRAIN_DEFAULTS", "Trainer", "TrainingDiverged", "Vocab", "__version__", "evaluate",
-           "fit", "load_checkpoint", "load_corpus", "save_checkpoint"]
+__all__ = ["CharRNN", "Checkpoint", "CheckpointError", "ConfigError", "CorpusError",
+           "ModelConfig", "NotEnoughMemory", "RnncoreError", "RunError", "RunResult",
+           "TRAIN_DEFAULTS", "TrainConfig", "Trainer", "TrainingDiverged", "Vocab",
+           "__version__", "evaluate", "fit", "load_checkpoint", "load_corpus",
+           "save_checkpoint"]

@@ -16,6 +16,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -35,17 +36,17 @@ VERSION = 1
 @dataclass
 class Checkpoint:
     model: CharRNN                                # the latest parameters
-    train_meta: dict = None                       # None for a model saved on its own
+    train_meta: Optional[dict] = None             # None for a model saved on its own
     train_arrays: dict = field(default_factory=dict)
-    best_model: CharRNN = None                    # the best-validation one, with --keep-best
+    best_model: Optional[CharRNN] = None          # the best-validation one, with --keep-best
 
     @property
-    def preferred_model(self):
+    def preferred_model(self) -> CharRNN:
         """What sampling and evaluation use: the best-validation model when kept."""
         return self.best_model if self.best_model is not None else self.model
 
 
-def save_checkpoint(path, model, train_state=None):
+def save_checkpoint(path, model: CharRNN, train_state=None) -> None:
     """Write `model` (and optionally a Trainer's state() pair) to `path`, atomically.
 
     The file is written to a temporary file in the same directory, flushed and fsync'ed,
@@ -70,7 +71,7 @@ def save_checkpoint(path, model, train_state=None):
     write_atomically(os.fspath(path), lambda f: np.savez(f, **arrays))
 
 
-def load_checkpoint(path):
+def load_checkpoint(path) -> Checkpoint:
     """Read and check a checkpoint; return a Checkpoint.  Raises CheckpointError naming
     the problem for a missing, truncated, foreign, pickle-bearing or mismatched file."""
     path = os.fspath(path)
@@ -213,10 +214,12 @@ def _check_train_state(path, meta, arrays, model):
         raise malformed("elapsed must be a number >= 0")
     if "corpus_sha256" in meta and not isinstance(meta["corpus_sha256"], str):
         raise malformed("corpus_sha256 must be a string")
-    best = meta.get("best")
-    if best is not None and not (isinstance(best, dict) and _is_number(best.get("val_loss"))
-                                 and _is_int(best.get("step"))):
-        raise malformed("best must hold a finite val_loss and a step")
+    for key in ("best", "last_validation"):
+        record = meta.get(key)
+        if record is not None and not (isinstance(record, dict)
+                                       and _is_number(record.get("val_loss"))
+                                       and _is_int(record.get("step"))):
+            raise malformed(f"{key} must hold a finite val_loss and a step")
     config = meta.get("config")
     if not isinstance(config, dict):
         raise malformed("no training configuration")

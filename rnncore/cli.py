@@ -62,8 +62,17 @@ def setting_help(f):
     return f"{m['help']} ({'; '.join(parts)})"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a short error: the one line that matters and where to look, not
+    twenty lines of usage above it."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists the "
+                     "options)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rnncore", description="Character-level RNN language models, fast on a CPU.")
     parser.add_argument("--version", action=ReportVersion)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -228,7 +237,8 @@ def checkpoint_summary(ckpt):
             "lr_schedule": config.get("lr_schedule"), "warmup_steps": config.get("warmup_steps"),
             "lr_decay": config.get("lr_decay"), "clip": config.get("clip"),
             "clip_norm": config.get("clip_norm"), "val_fraction": config.get("val_fraction"),
-            "seed": config.get("seed"), "best_validation": meta.get("best")}
+            "seed": config.get("seed"), "best_validation": meta.get("best"),
+            "last_validation": meta.get("last_validation")}
         summary["corpus"] = {"path": meta.get("corpus_path"),
                              "sha256": meta.get("corpus_sha256"),
                              "training_chars": meta.get("corpus_chars")}
@@ -241,39 +251,64 @@ def cmd_info(args):
     if args.json:
         print(json.dumps(summary))
         return 0
+    for line in info_lines(args.checkpoint, summary):
+        print(line)
+    return 0
+
+
+def info_lines(path, summary):
+    """`rnncore info`'s text: every line within 80 columns but for the paths it names."""
     m = summary["model"]
     layers = f"{m['num_layers']} layers" if m["num_layers"] > 1 else "1 layer"
     dropout = f", dropout {m['dropout']:g}" if m["dropout"] else ""
-    print(f"{args.checkpoint}: {_CELL_NAMES[m['cell']]}, {layers} of {m['hidden_size']} units"
-          f"{dropout}, {m['dtype']}, {m['parameters']:,} parameters")
-    print(f"vocabulary: {m['n_vocab']} symbols {summary['vocabulary']!r}")
+    lines = [f"{path}: {_CELL_NAMES[m['cell']]}, {layers} of {m['hidden_size']} units"
+             f"{dropout}, {m['dtype']}",
+             f"parameters: {m['parameters']:,}",
+             f"vocabulary: {m['n_vocab']} symbols"]
+    lines += ["  " + part for part in _quoted_in_pieces(summary["vocabulary"], 76)]
     t = summary.get("training")
     if t is None:
-        print("training state: none (a model saved on its own)")
-        return 0
+        return lines + ["training state: none (a model saved on its own)"]
     target = f"/{t['target_steps']:,}" if t["target_steps"] else ""
     seconds = t["training_seconds"] or 0.0
-    print(f"training: step {t['step']:,}{target}, epoch {t['epoch']}, "
-          f"{seconds:,.0f} s of training; {t['streams']} stream(s) x {t['window']} steps")
     clip_norm = f", clip-norm {t['clip_norm']:g}" if t["clip_norm"] else ""
-    print(f"optimizer: {t['optimizer']} lr {t['learning_rate']:g}, schedule "
-          f"{t['lr_schedule']} (warm-up {t['warmup_steps']}, decay {t['lr_decay']:g}), "
-          f"clip {t['clip']:g}{clip_norm}, seed {t['seed']}")
-    best = t["best_validation"]
+    lines += [f"training: step {t['step']:,}{target}, epoch {t['epoch']}, "
+              f"{seconds:,.0f} s of training",
+              f"  {t['streams']} stream(s) x {t['window']} steps, seed {t['seed']}",
+              f"optimizer: {t['optimizer']} lr {t['learning_rate']:g}, clip {t['clip']:g}"
+              f"{clip_norm}",
+              f"  schedule {t['lr_schedule']} (warm-up {t['warmup_steps']}, decay "
+              f"{t['lr_decay']:g})"]
+    best, last = t["best_validation"], t.get("last_validation")
     if best is None:
-        print("best validation: none yet")
+        lines.append("best validation: none yet")
     else:
         kept = ("kept; sample and eval use it" if summary["best_parameters_kept"]
                 else "not kept (train with --keep-best)")
-        print(f"best validation: {best['val_loss']:.4f} nats/char "
-              f"({best['val_loss'] / LN2:.4f} bits/char) at step {best['step']:,}, "
-              f"parameters {kept}")
+        lines += [f"best validation: {best['val_loss']:.4f} nats/char "
+                  f"({best['val_loss'] / LN2:.4f} bits/char) at step {best['step']:,}",
+                  f"  parameters {kept}"]
+    if last is not None and last != best:
+        lines.append(f"last validation: {last['val_loss']:.4f} nats/char at step "
+                     f"{last['step']:,}")
     c = summary["corpus"]
-    where = c["path"] or "(path not recorded)"
     chars = f"{c['training_chars']:,}" if c["training_chars"] is not None else "?"
-    print(f"corpus: {where}, {chars} training chars, sha256 {(c['sha256'] or '?')[:16]}..., "
-          f"{t['val_fraction']:g} held out")
-    return 0
+    lines += [f"corpus: {c['path'] or '(path not recorded)'}",
+              f"  {chars} training chars, {t['val_fraction']:g} held out, sha256 "
+              f"{(c['sha256'] or '?')[:16]}..."]
+    return lines
+
+
+def _quoted_in_pieces(text, width):
+    """repr(text) cut into quoted pieces of at most `width` characters, each whole
+    (an escape is never split)."""
+    pieces, current = [], ""
+    for char in text:
+        if len(repr(current + char)) > width:
+            pieces.append(repr(current))
+            current = ""
+        current += char
+    return pieces + [repr(current)]
 
 
 # ---- sample -------------------------------------------------------------------------
@@ -451,7 +486,13 @@ def cmd_eval(args):
     n_unseen = len(text) - len(ids)
     if len(ids) < 2:
         raise UsageError(f"{args.file} has fewer than 2 characters the model knows")
-    result = evaluate(model, ids)
+    bar = _eval_bar(len(ids) - 1)
+    try:
+        result = evaluate(model, ids, progress=None if bar is None
+                          else lambda done: bar.update(done - bar.n))
+    finally:
+        if bar is not None:
+            bar.close()
     result["unseen_chars"] = n_unseen
     result["unseen_symbols"] = "".join(unseen)
     if args.json:   # JSON has no inf: a perplexity too large for a float is null
@@ -465,6 +506,18 @@ def cmd_eval(args):
         print(f"{n_unseen:,} characters the model has never seen were dropped: "
               f"{result['unseen_symbols']!r}")
     return 0
+
+
+def _eval_bar(total):
+    """A progress bar on stderr for eval when stderr is a terminal (a large file takes a
+    while), else None."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="char", unit_scale=True, dynamic_ncols=True, leave=False)
 
 
 # ---- plot ---------------------------------------------------------------------------

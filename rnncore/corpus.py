@@ -13,6 +13,7 @@ import mmap
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class Corpus:
     vocab: Vocab
     data: np.ndarray       # (N,) compact unsigned indices; a read-only memmap when cached
     sha256: str
-    cache_path: str = None
+    cache_path: Optional[str] = None
 
     def __len__(self):
         return len(self.data)
@@ -58,7 +59,7 @@ def compact_dtype(n_vocab):
     raise ValueError(f"a vocabulary of {n_vocab} characters is too large")
 
 
-def read_corpus(path, encoding="utf-8"):
+def read_corpus(path, encoding: str = "utf-8") -> str:
     """The whole text of the file at `path`, decoded strictly (for small files)."""
     _check_path(path, encoding)
     try:
@@ -74,8 +75,9 @@ def read_corpus(path, encoding="utf-8"):
     return text
 
 
-def load_corpus(path, encoding="utf-8", vocab=None, cache_min_bytes=CACHE_MIN_BYTES,
-                vocab_source="the model's"):
+def load_corpus(path, encoding: str = "utf-8", vocab: Optional[Vocab] = None,
+                cache_min_bytes: int = CACHE_MIN_BYTES,
+                vocab_source: str = "the model's") -> "Corpus":
     """Encode the file at `path` with `vocab` (by default, the file's own characters).
 
     Characters outside a given vocabulary are an error naming them.

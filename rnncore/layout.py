@@ -128,12 +128,13 @@ def physical_memory():
         return None
 
 
-def check_memory(needed_bytes, what):
+def check_memory(needed_bytes, what, hint=None):
     """Refuse, with NotEnoughMemory naming `what`, an allocation larger than the
     machine's physical memory (rather than let the system kill the process part way, or
     numpy fail with a traceback): "<what> would need N GB, more than this machine's M GB
-    of memory"."""
+    of memory[: hint]"."""
     physical = physical_memory()
     if physical is not None and needed_bytes > physical:
         raise NotEnoughMemory(f"{what} would need {needed_bytes / 1e9:,.1f} GB, more than "
-                              f"this machine's {physical / 1e9:,.1f} GB of memory")
+                              f"this machine's {physical / 1e9:,.1f} GB of memory"
+                              + (f": {hint}" if hint else ""))

@@ -9,6 +9,8 @@ to_/from_safetensors import rnncore.checkpoint, rnncore.sample and rnncore.expor
 the method, so that `model.save(path)` works as users expect while those modules (which
 import this one) stay above it.
 """
+from typing import Dict, Iterator, List, Optional, Tuple, Union
+
 import numpy as np
 
 try:
@@ -19,7 +21,8 @@ except ImportError as e:  # e.g. `import rnncore` from a source checkout that wa
         "here: install the package (`pip install .`) and import it from outside the source folder, or build "
         f"in place with `pip install -e .` ({e})") from None
 from .config import check_choice, check_int, check_number
-from .layout import CELLS, param_shapes, resolve_dtype, state_shape
+from .layout import (CELLS, check_memory, num_parameters, param_shapes, resolve_dtype,
+                     state_shape)
 from .vocab import Vocab
 
 
@@ -43,8 +46,9 @@ class CharRNN:
     recurrent connection, and never in loss(), evaluation or generation.
     """
 
-    def __init__(self, vocab, hidden_size=64, dtype="float64", seed=None, cell="rnn",
-                 num_layers=1, dropout=0.0):
+    def __init__(self, vocab: Vocab, hidden_size: int = 64, dtype: str = "float64",
+                 seed: Optional[int] = None, cell: str = "rnn", num_layers: int = 1,
+                 dropout: float = 0.0):
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be an rnncore.Vocab, got {type(vocab).__name__}")
         self.vocab = vocab
@@ -53,6 +57,11 @@ class CharRNN:
         self.num_layers = check_int(num_layers, "num_layers")
         self.dropout = check_number(dropout, "dropout", 0, 1, high_open=True)
         self.dtype = resolve_dtype(dtype)
+        # the parameters are drawn in float64, then cast: refuse at once what cannot fit
+        check_memory(num_parameters(self.cell, len(vocab), self.hidden_size, self.num_layers)
+                     * (8 + self.dtype.itemsize),
+                     f"the parameters of a {self.cell} of {self.num_layers} layer(s) x "
+                     f"{self.hidden_size:,} units")
         # fixed for the model's life; looked up on every call, so computed once
         self._shapes = param_shapes(cell, len(vocab), self.hidden_size, self.num_layers)
         self.params = self._initial_params(np.random.default_rng(seed))
@@ -98,19 +107,19 @@ class CharRNN:
                 "dtype": self.dtype.name, "n_vocab": self.n_vocab,
                 "num_layers": self.num_layers, "dropout": self.dropout}
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         return sum(int(np.prod(s)) for s in self.shapes.values())
 
     def zeros_like_params(self):
         return {name: np.zeros(shape, self.dtype) for name, shape in self.shapes.items()}
 
-    def state_shape(self, batch_size=None):
+    def state_shape(self, batch_size: Optional[int] = None) -> Tuple[int, ...]:
         """Shape of the recurrent state: (S·L, B, H), or (S·L, H) for batch_size None
         (1-D inputs); S = 2 for lstm (every layer's h, then every layer's c), else 1; the
         leading axis is dropped when S·L == 1.  The streams are axis -2."""
         return state_shape(self.cell, self.num_layers, self.hidden_size, batch_size)
 
-    def initial_state(self, batch_size=None):
+    def initial_state(self, batch_size: Optional[int] = None) -> np.ndarray:
         """The zero state for `batch_size` streams (None: for 1-D inputs)."""
         if batch_size is not None:
             check_int(batch_size, "batch_size")
@@ -133,8 +142,9 @@ class CharRNN:
                 f"num_layers={self.num_layers}, dropout={self.dropout})")
 
     # ---- the window's loss and gradients -----------------------------------------
-    def loss_and_grads(self, inputs, targets, state=None, clip=5.0, out=None,
-                       dropout_masks=None):
+    def loss_and_grads(self, inputs, targets, state=None, clip: Optional[float] = 5.0,
+                       out: Optional[Dict[str, np.ndarray]] = None, dropout_masks=None
+                       ) -> Tuple[float, Dict[str, np.ndarray], np.ndarray]:
         """Loss, gradients and last recurrent state of one window, in compiled code.
 
         inputs, targets: (T,) or (B,T) integer arrays of character indices in [0, V).
@@ -160,15 +170,17 @@ class CharRNN:
         loss = kernel.run(inputs, targets, True, clip, use_masks)
         return loss, out, self._last_state(kernel, single)
 
-    def loss(self, inputs, targets, state=None):
+    def loss(self, inputs, targets, state=None) -> Tuple[float, np.ndarray]:
         """Forward only, never dropping: (mean nats per character, last state)."""
         inputs, targets, single, kernel = self._prepare(inputs, targets, state)
         loss = kernel.run(inputs, targets, False, 0.0, False)
         return loss, self._last_state(kernel, single)
 
     # ---- generation ----------------------------------------------------------------
-    def sample(self, n, prime="", temperature=1.0, top_k=None, seed=None,
-               skip_unknown=False, stop=None, num_samples=None):
+    def sample(self, n: int, prime: str = "", temperature: float = 1.0,
+               top_k: Optional[int] = None, seed: Optional[int] = None,
+               skip_unknown: bool = False, stop: Optional[str] = None,
+               num_samples: Optional[int] = None) -> Union[str, List[str]]:
         """n new characters drawn from softmax(y / temperature), after feeding `prime`.
 
         top_k keeps only the k most likely characters at each step; seed makes it
@@ -185,8 +197,11 @@ class CharRNN:
                          num_samples=1 if num_samples is None else num_samples)
         return texts[0] if num_samples is None else texts
 
-    def sample_stream(self, n, prime="", temperature=None, top_k=None, seed=None,
-                      skip_unknown=False, stop=None, num_samples=None, greedy=False):
+    def sample_stream(self, n: int, prime: str = "", temperature: Optional[float] = None,
+                      top_k: Optional[int] = None, seed: Optional[int] = None,
+                      skip_unknown: bool = False, stop: Optional[str] = None,
+                      num_samples: Optional[int] = None, greedy: bool = False
+                      ) -> Iterator:
         """sample() as it is generated: an iterator over pieces of text (str), in chunks
         of growing size; with num_samples, over tuples of that many pieces, one per
         stream ("" for a stream that has stopped).  greedy=True takes the most likely
@@ -200,7 +215,7 @@ class CharRNN:
             return (pieces[0] for pieces in chunks)
         return chunks
 
-    def complete(self, prime, n, skip_unknown=False, beam=1):
+    def complete(self, prime: str, n: int, skip_unknown: bool = False, beam: int = 1) -> str:
         """The n characters after `prime` with the highest total log-probability that a
         beam search of width `beam` finds (beam=1: the most likely character at every
         step, greedy), without the prime.  See beam_search."""
@@ -210,7 +225,8 @@ class CharRNN:
             return generate(self, n, prime, greedy=True, skip_unknown=skip_unknown)[0]
         return beam_search(self, prime, n, beam, skip_unknown=skip_unknown)[0].text
 
-    def beam_search(self, prime, n, beam=5, skip_unknown=False):
+    def beam_search(self, prime: str, n: int, beam: int = 5, skip_unknown: bool = False
+                    ) -> list:
         """The `beam` best n-character continuations of `prime` that a beam search of
         that width finds, best first: a list of rnncore.sample.Completion(text,
         log_prob), log_prob being the continuation's total log-probability given the
@@ -220,13 +236,13 @@ class CharRNN:
         return beam_search(self, prime, n, beam, skip_unknown=skip_unknown)
 
     # ---- checkpoints -----------------------------------------------------------------
-    def save(self, path):
+    def save(self, path) -> None:
         """Write the model to `path` (.npz, atomically).  See rnncore.checkpoint."""
         from .checkpoint import save_checkpoint
         save_checkpoint(path, self)
 
     @classmethod
-    def load(cls, path, latest=False):
+    def load(cls, path, latest: bool = False) -> "CharRNN":
         """Read a model written by save() or by training; checked, never unpickled.
 
         A run trained with keep_best holds two sets of parameters: this returns the
@@ -237,7 +253,7 @@ class CharRNN:
         ckpt = load_checkpoint(path)
         return ckpt.model if latest else ckpt.preferred_model
 
-    def to_safetensors(self, path):
+    def to_safetensors(self, path) -> None:
         """Write the model to `path` with PyTorch's names (torch.nn.RNN/LSTM/GRU and
         Linear), for use in PyTorch; see rnncore.export.  Needs `pip install
         'rnncore[export]'`."""
@@ -245,7 +261,7 @@ class CharRNN:
         save_safetensors(self, path)
 
     @classmethod
-    def from_safetensors(cls, path):
+    def from_safetensors(cls, path) -> "CharRNN":
         """Read a model written by to_safetensors / `rnncore export` (or saved back from
         PyTorch with the same names and metadata); see rnncore.export."""
         from .export import load_safetensors

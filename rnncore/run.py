@@ -203,9 +203,11 @@ class BestKeeper:
         self.n_vocab, self.keep, self.patience = n_vocab, keep, patience
         self.best, self.evals_since_best = best, evals_since_best
         self.params = params if keep else None
+        self.last = None              # {"val_loss", "step"} of the latest validation
 
     def observe(self, val_loss, step, params):
         """Take one validation; returns whether it is the new best."""
+        self.last = {"val_loss": val_loss, "step": step}
         if not worse_than_uniform(val_loss, self.n_vocab) and (
                 self.best is None or val_loss < self.best["val_loss"]):
             self.best = {"val_loss": val_loss, "step": step}
@@ -224,16 +226,17 @@ class BestKeeper:
         return None
 
     def meta(self):
-        return {"best": self.best, "evals_since_best": self.evals_since_best}
+        return {"best": self.best, "evals_since_best": self.evals_since_best,
+                "last_validation": self.last}
 
     def arrays(self):
         return {} if self.params is None else {f"best.{k}": v for k, v in self.params.items()}
 
     def summary(self):
-        """'; best validation X nats/char (Y bits/char) at step N', or ''."""
+        """'best validation X nats/char (Y bits/char) at step N', or None."""
         if self.best is None:
-            return ""
-        return (f"; best validation {self.best['val_loss']:.4f} nats/char "
+            return None
+        return (f"best validation {self.best['val_loss']:.4f} nats/char "
                 f"({self.best['val_loss'] / LN2:.4f} bits/char) at step {self.best['step']}")
 
 
@@ -280,9 +283,9 @@ class Reporter:
         self.bar = None
         self.target = None
 
-    def start(self, header, resumed_at, target, step):
+    def start(self, header, resumed_at, target, step, minutes=None):
         """The metrics log continues from the checkpoint's step (or starts afresh), the
-        header, and the bar."""
+        header, and the bar (of steps; of seconds under a --minutes budget)."""
         if self.is_root:
             if resumed_at is not None:
                 self.log.truncate_after(resumed_at)
@@ -293,16 +296,26 @@ class Reporter:
         self.echo(header["text"])
         self.target = target
         if self.is_root:
-            self.bar = _progress_bar(self.progress, target, step)
+            self.bar = _progress_bar(self.progress, target, step, minutes)
+            self.timed = self.bar is not None and target is None
 
-    def step(self, window):
-        """After every step: the bar's count, and its train loss (the mean of the steps
-        since the last record, the number the next log line will show)."""
-        if self.bar is not None:
+    def step(self, window, step, seconds):
+        """After every step: the bar's count (steps, or the seconds of a --minutes run)
+        and its train loss: the mean of the steps since the last record, so at a logged
+        step the very number the log line shows."""
+        if self.bar is None:
+            return
+        if self.timed:
+            self.bar.update(min(seconds, self.bar.total) - self.bar.n)
+        else:
             self.bar.update(1)
-            if self.bar.n % 10 == 0:
-                self.bar.set_postfix_str(f"train {sum(window) / len(window):.4f} nats/char",
-                                         refresh=False)
+        if step % 10 == 0 or self.timed:
+            self.bar.set_postfix_str(self._postfix(step, sum(window) / len(window)),
+                                     refresh=False)
+
+    def _postfix(self, step, train_loss):
+        where = f"step {step:,}, " if self.timed else ""
+        return f"{where}train {train_loss:.4f} nats/char"
 
     def record(self, record):
         """A record: the metrics log, the hopeless warning, and a log line (on a
@@ -314,10 +327,21 @@ class Reporter:
         if warning:
             _write_line("rnncore: " + warning, self.bar, sys.stderr)
         self.log.write(record)
+        if self.bar is not None:
+            self.bar.set_postfix_str(self._postfix(record["step"], record["train_loss"]),
+                                     refresh=False)
         if self.bar is None:
             self.echo(_log_line(record, self.target))
         elif "val_loss" in record:
             self.bar.write(_log_line(record, self.target))
+
+    def finish(self, lines):
+        """The last lines: what happened, and the best validation on a line of its own
+        (each fits 80 columns but for the checkpoint's path)."""
+        self.close()
+        for line in lines:
+            if line:
+                self.echo(line)
 
     def close(self):
         if self.bar is not None:
@@ -428,6 +452,7 @@ class TrainingRun:
         self.checkpointer.saved_step = shared["saved_step"]
         self.keeper.best = shared["best"]["best"]
         self.keeper.evals_since_best = shared["best"]["evals_since_best"]
+        self.keeper.last = shared["best"]["last_validation"]
         self.elapsed = shared["elapsed"]
 
     def _open_output(self):
@@ -455,7 +480,8 @@ class TrainingRun:
                               t.seq_length, m.dtype, slots) * (1 + t.keep_best)
         layers = "layer" if m.num_layers == 1 else "layers"
         check_memory(need, f"training a {m.cell} of {m.num_layers} {layers} x "
-                     f"{m.hidden_size:,} units ({t.batch_size} streams x {t.seq_length})")
+                     f"{m.hidden_size:,} units ({t.batch_size} streams x {t.seq_length})",
+                     "lower --hidden-size, --num-layers, --batch-size or --seq-length")
 
     def _build(self, plan, corpus, model):
         t = plan.train
@@ -495,6 +521,7 @@ class TrainingRun:
         self.keeper = BestKeeper(self.trainer.model.n_vocab, self.plan.train.keep_best,
                                  self.plan.train.patience, meta.get("best"),
                                  int(meta.get("evals_since_best", 0)), params)
+        self.keeper.last = meta.get("last_validation")
         self.checkpointer.saved_step = self.trainer.step
 
     # ---- the loop ------------------------------------------------------------------
@@ -528,11 +555,12 @@ class TrainingRun:
         trainer, strategy, t = self.trainer, self.strategy, self.plan.train
         self.reporter.start({"out": self.out, "text": self._header()},
                             trainer.step if self.plan.resumed else None, self.target,
-                            trainer.step)
+                            trainer.step, t.minutes)
         history, window, status, stop_reason = [], [], "finished", None
         clock = _Clock(self.elapsed, t.minutes, trainer.step)
+        stop = _StopFlag(self._already_stopping if self.is_root else None)
         try:
-            with _StopFlag() as stop:
+            with stop:
                 while self.target is None or trainer.step < self.target:
                     strategy.request(stop.signal is not None,
                                      self.is_root and clock.out_of_time())
@@ -543,10 +571,13 @@ class TrainingRun:
                         raise RunError(f"{e}; {self.checkpointer.kept()}") from None
                     interrupt, out_of_time = strategy.requests()
                     self.elapsed = clock.elapsed()
-                    self.reporter.step(window)
                     step = trainer.step
+                    self.reporter.step(window, step, clock.seconds())
                     last = step == self.target or interrupt or out_of_time
-                    validate = len(self.val_data) and (step % t.eval_every == 0 or last)
+                    # Ctrl-C saves at once: no validation pass first (the checkpoint
+                    # records the last one it had)
+                    validate = len(self.val_data) and not interrupt and (
+                        step % t.eval_every == 0 or last)
                     if step % t.print_every == 0 or validate or last:
                         record = self._record(lr, window, clock, validate)
                         window = []
@@ -565,20 +596,28 @@ class TrainingRun:
                     if stop_reason or out_of_time:
                         status = "stopped_early" if stop_reason else "finished"
                         break
+                self.reporter.close()
+                self.stopping = "saving"
+                if self.checkpointer.saved_step != trainer.step:
+                    self._save()
         finally:
             self.reporter.close()
-        if self.checkpointer.saved_step != trainer.step:
-            self._save()
-        best = self.keeper.summary()
+        step = trainer.step
         if status == "interrupted":
-            self.reporter.echo(f"interrupted at step {trainer.step}: saved {self.out} "
-                               f"(continue with --resume){best}")
+            said = f"interrupted at step {step}: saved {self.out} (continue with --resume)"
         elif status == "stopped_early":
-            self.reporter.echo(f"stopped early at step {trainer.step}: {stop_reason}; saved "
-                               f"{self.out}{best}")
+            said = f"stopped early at step {step}: {stop_reason}; saved {self.out}"
         else:
-            self.reporter.echo(f"saved {self.out} at step {trainer.step}{best}")
+            said = f"saved {self.out} at step {step}"
+        self.reporter.finish([said, self.keeper.summary()])
         return self._result(status, history)
+
+    def _already_stopping(self):
+        """What a second Ctrl-C says (the first one's step and save are under way)."""
+        doing = ("writing the checkpoint" if getattr(self, "stopping", None) == "saving"
+                 else f"finishing step {self.trainer.step + 1}, then saving")
+        print(f"rnncore: already stopping: {doing} {self.out}; a moment", file=sys.stderr,
+              flush=True)
 
     def _record(self, lr, window, clock, validate):
         trainer = self.trainer
@@ -597,8 +636,8 @@ class TrainingRun:
                   else f"{s.minutes:g} minutes")
         ranks = f" on {self.strategy.size} MPI processes" if self.strategy.size > 1 else ""
         return "\n".join((
-            f"corpus {self.corpus_path}: {len(self.corpus):,} chars ({len(t.data):,} train, "
-            f"{len(self.val_data):,} validation), {model.n_vocab} symbols",
+            f"corpus {self.corpus_path}: {len(self.corpus):,} chars, {model.n_vocab} symbols",
+            f"{len(t.data):,} for training, {len(self.val_data):,} held out for validation",
             f"model: {model.cell} {model.num_layers}x{model.hidden_size}"
             f"{f' (dropout {model.dropout:g})' if model.dropout else ''}, "
             f"{model.num_parameters():,} parameters, {model.dtype.name}",
@@ -649,7 +688,11 @@ class _Clock:
         self.deadline = None if minutes is None else self.start + 60 * minutes
 
     def elapsed(self):
-        return self.before + time.perf_counter() - self.start
+        return self.before + self.seconds()
+
+    def seconds(self):
+        """Training seconds of this invocation."""
+        return time.perf_counter() - self.start
 
     def out_of_time(self):
         return self.deadline is not None and time.perf_counter() >= self.deadline
@@ -708,8 +751,9 @@ class _StopFlag:
     saves is always that of a whole step.  (Outside the main thread signals cannot be
     caught: the flag then stays down and Ctrl-C raises as usual.)"""
 
-    def __init__(self):
+    def __init__(self, on_repeat=None):
         self.signal = None
+        self.on_repeat = on_repeat     # what a second signal says (None: nothing)
         self._old = {}
 
     def __enter__(self):
@@ -719,6 +763,8 @@ class _StopFlag:
         return self
 
     def _set(self, signum, frame):
+        if self.signal is not None and self.on_repeat is not None:
+            self.on_repeat()
         self.signal = signum
 
     def __exit__(self, *exc):
@@ -726,7 +772,8 @@ class _StopFlag:
             signal.signal(s, handler)
 
 
-def _progress_bar(progress, total, initial):
+def _progress_bar(progress, total, initial, minutes=None):
+    """A bar of steps to `total`; with no step total, of the seconds of `minutes`."""
     if progress == "auto":
         progress = sys.stderr.isatty()
     if not progress:
@@ -735,6 +782,10 @@ def _progress_bar(progress, total, initial):
         from tqdm import tqdm
     except ImportError:
         return None
+    if total is None and minutes is not None:
+        return tqdm(total=60 * minutes, unit="s", dynamic_ncols=True,
+                    bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]"
+                               "{postfix}")
     # a short fixed part, so that the bar itself keeps its width on an 80-column terminal
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"

@@ -12,6 +12,7 @@ the next window, and at the end of the streams wraps to the start with a zero st
 B=1 every character but the first is a target once per pass, the last one included.
 """
 import math
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -45,11 +46,14 @@ def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmu
     raise ConfigError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 
-def evaluate(model, data, window=1024):
+def evaluate(model: CharRNN, data, window: int = 1024,
+             progress: Optional[Callable[[int], None]] = None) -> dict:
     """Statefully predict data[1:] from data[:-1], carrying the hidden state across windows.
 
     Returns {"nats_per_char", "bits_per_char", "perplexity", "chars"} (chars = predictions
-    made; perplexity inf where it overflows).  The forward pass runs in compiled code, one window at a time.
+    made; perplexity inf where it overflows).  The forward pass runs in compiled code, one
+    window at a time; progress(n), if given, is called after each with the predictions
+    made so far (a progress bar's update).
     """
     data = np.asarray(data)
     n = len(data) - 1
@@ -60,6 +64,8 @@ def evaluate(model, data, window=1024):
         stop = min(start + window, n)
         loss, h = model.loss(data[start:stop], data[start + 1:stop + 1], h)
         total += loss * (stop - start)
+        if progress is not None:
+            progress(stop)
     nats = total / n
     return {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
             "perplexity": perplexity(nats), "chars": n}
@@ -138,9 +144,11 @@ class Trainer:
     part of state(), so a resumed run draws the same masks).
     """
 
-    def __init__(self, model, text, seq_length=10, batch_size=1, learning_rate=1e-2,
-                 optimizer="sgd", clip=5.0, clip_norm=None, lr_schedule="constant",
-                 total_steps=None, warmup_steps=0, lr_decay=0.97, seed=0,
+    def __init__(self, model: CharRNN, text, seq_length: int = 10, batch_size: int = 1,
+                 learning_rate: float = 1e-2, optimizer: str = "sgd",
+                 clip: Optional[float] = 5.0, clip_norm: Optional[float] = None,
+                 lr_schedule: str = "constant", total_steps: Optional[int] = None,
+                 warmup_steps: int = 0, lr_decay: float = 0.97, seed: Optional[int] = 0,
                  **optimizer_options):
         if not isinstance(model, CharRNN):
             raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
@@ -198,7 +206,8 @@ class Trainer:
         return learning_rate_at(self.step, self.learning_rate, self.lr_schedule,
                                 self.total_steps, self.warmup_steps, self.lr_decay, self.epoch)
 
-    def train_step(self, learning_rate=None, reduce=None):
+    def train_step(self, learning_rate: Optional[float] = None,
+                   reduce: Optional[Callable] = None) -> float:
         """One window: the gradients, then their update.  Returns the mean loss (nats per
         char).  Raises TrainingDiverged, before updating, if the loss is not finite.
         learning_rate overrides the schedule for this step.  reduce(flat_grads, loss) ->
@@ -266,7 +275,7 @@ class Trainer:
             self.epoch += 1
             self.hidden = np.zeros_like(self.hidden)
 
-    def train(self, steps, callback=None):
+    def train(self, steps: int, callback: Optional[Callable] = None) -> List[float]:
         """Take `steps` steps; return their losses (mean nats per char, one per step).
         callback(trainer, loss) runs after every step; returning True stops early."""
         _check_positive_int(steps, "steps", allow_zero=True)
@@ -278,7 +287,7 @@ class Trainer:
         return losses
 
     # ---- what a checkpoint needs to resume exactly ---------------------------------
-    def state(self):
+    def state(self) -> Tuple[Dict[str, np.ndarray], dict]:
         """(arrays, meta): everything besides the model to continue bit for bit."""
         opt_arrays, opt_meta = self.optimizer.state_dict()
         arrays = {f"optim.{k}": v for k, v in opt_arrays.items()}

@@ -221,3 +221,73 @@ def train_to(tmp_path, out, *extra):
 def warnings_of(proc):
     """The warning lines a CLI run printed on stderr."""
     return [line for line in proc.stderr.splitlines() if "warning:" in line]
+
+
+def run_unprivileged(*args, cwd, timeout=120):
+    """The CLI in a subprocess that cannot write where only root could: as root (who
+    writes anywhere) it imports rnncore, then drops to the user nobody before main runs;
+    as anyone else it runs as that user.  cwd must be readable by nobody (see
+    shared_tmp)."""
+    code = ("import os, sys\n"
+            "import rnncore, rnncore.cli\n"
+            "if os.geteuid() == 0:\n"
+            "    os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+            "sys.exit(rnncore.cli.main(sys.argv[1:]))\n")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, env=env)
+
+
+def shared_tmp(tmp_path):
+    """A folder the user nobody can read and enter (pytest's tmp_path is root's alone)."""
+    import tempfile
+    from pathlib import Path
+    folder = Path(tempfile.mkdtemp(prefix="rnncore-shared-"))
+    folder.chmod(0o755)
+    return folder
+
+
+def run_dying(*args, cwd, kill_at, where="mid-write", timeout=120):
+    """The CLI in a subprocess that SIGKILLs itself inside its kill_at-th checkpoint
+    write: "mid-write" after half the file's bytes, "before-rename" once the whole
+    temporary file is written and fsync'ed, just before it would replace the checkpoint.
+    A deterministic stand-in for a kill that happens to land inside a write."""
+    code = f"""
+import io, os, signal, sys
+import rnncore.checkpoint as checkpoint, rnncore.files as files
+original, count = files.write_atomically, [0]
+
+def dying(path, write, what="the checkpoint"):
+    count[0] += 1
+    if count[0] < {kill_at}:
+        return original(path, write, what)
+    if {where!r} == "mid-write":
+        def half(f):
+            buf = io.BytesIO()
+            write(buf)
+            data = buf.getvalue()
+            f.write(data[:len(data) // 2])
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(path, half, what)
+    os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
+    return original(path, write, what)
+
+checkpoint.write_atomically = dying
+import rnncore.cli
+sys.exit(rnncore.cli.main(sys.argv[1:]))
+"""
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def fit_then_spoil(tmp_path):
+    """A keep-best run (vanilla, 60 steps) resumed to step 100 at a rate that spoils it:
+    its best (step 60) and latest parameters differ.  Returns the checkpoint path."""
+    vanilla = dict(cell="rnn", num_layers=1, dropout=0.0)
+    quiet_fit(tmp_path, steps=60, keep_best=True, learning_rate=0.01, **vanilla)
+    result, _ = quiet_fit(tmp_path, steps=100, resume=True, learning_rate=0.5)
+    assert result.best["step"] == 60, "the scenario needs its best before the spoiling"
+    return tmp_path / "model.npz"

@@ -11,8 +11,7 @@ import rnncore.corpus
 import rnncore.train
 from rnncore.checkpoint import load_checkpoint
 
-from support import (EXPLODING, FOX, WORDS, corpus, eval_json, held_out, quiet_fit,
-                     read_log, run, train_to, train_words, warnings_of)
+from support import (EXPLODING, FOX, WORDS, corpus, eval_json, fit_then_spoil, held_out, quiet_fit, read_log, run, train_to, train_words, warnings_of)
 
 
 KEEP_BEST = ["--keep-best", "--val-fraction", "0.1", "--eval-every", "10", "--print-every",
@@ -83,7 +82,7 @@ def test_patience_n_stops_at_the_nth_validation_without_improvement(tmp_path, pa
     assert all(loss < math.log(len(set(WORDS))) for _, loss in validations[1:])
     assert validations[-1][0] == stop            # not one validation later
     assert load_checkpoint(out).train_meta["step"] == stop
-    last = proc.stdout.splitlines()[-1]
+    last = proc.stdout.splitlines()[-2]       # the last line is the best validation
     assert last.startswith(f"stopped early at step {stop}:")
     # the message names the count it stopped at (wording aside)
     assert re.search(rf"\b{patience} (validation|evaluation)s?\b", last), last
@@ -103,16 +102,23 @@ def test_patience_counts_validations_without_improvement_exactly(tmp_path):
     # it stops at the first validation that does not beat the best so far
     worse = next(i for i in range(1, len(vals)) if vals[i] >= min(vals[:i]))
     assert len(vals) == worse + 1
-    assert "no validation improvement in 1 evaluations" in lines[-1]
+    assert "no validation improvement in 1 evaluations" in lines[-2]
+    assert lines[-1].startswith("best validation ")
 
 
 def test_load_says_which_parameters_it_gives(tmp_path):
-    quiet_fit(tmp_path, steps=100, keep_best=True, optimizer="sgd", learning_rate=0.8, clip=0.0)
-    ckpt = rnncore.load_checkpoint(tmp_path / "model.npz")
-    best = rnncore.CharRNN.load(tmp_path / "model.npz")
-    latest = rnncore.CharRNN.load(tmp_path / "model.npz", latest=True)
-    np.testing.assert_array_equal(best.params["Why"], ckpt.preferred_model.params["Why"])
-    np.testing.assert_array_equal(latest.params["Why"], ckpt.model.params["Why"])
+    path = fit_then_spoil(tmp_path)
+    ckpt = rnncore.load_checkpoint(path)
+    best, latest = rnncore.CharRNN.load(path), rnncore.CharRNN.load(path, latest=True)
+    assert ckpt.best_model is not None and ckpt.preferred_model is ckpt.best_model
+    for name in ckpt.model.params:
+        np.testing.assert_array_equal(best.params[name], ckpt.best_model.params[name])
+        np.testing.assert_array_equal(latest.params[name], ckpt.model.params[name])
+    assert not np.array_equal(best.params["Why"], latest.params["Why"])
+    # and the kept best is what scored the recorded best validation
+    val = rnncore.load_corpus(tmp_path / "corpus.txt").split(0.05)[1]
+    assert rnncore.evaluate(best, val)["nats_per_char"] == pytest.approx(
+        ckpt.train_meta["best"]["val_loss"], rel=1e-6)
 
 
 def test_a_resumed_keep_best_run_keeps_the_parameters_its_best_record_names(tmp_path):

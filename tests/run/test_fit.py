@@ -27,7 +27,10 @@ def test_fit_validates_keeps_best_checkpoints_and_returns_the_history(tmp_path):
                                           if "val_loss" in r)
     ckpt = rnncore.load_checkpoint(tmp_path / "model.npz")
     assert ckpt.train_meta["step"] == 60 and ckpt.best_model is not None
-    assert lines[-1].startswith(f"saved {tmp_path / 'model.npz'} at step 60; best validation")
+    assert lines[-2] == f"saved {tmp_path / 'model.npz'} at step 60"
+    assert lines[-1] == (f"best validation {result.best['val_loss']:.4f} nats/char "
+                         f"({result.best['val_loss'] / math.log(2):.4f} bits/char) at step "
+                         f"{result.best['step']}")
 
 
 def test_epoch_budget_and_header(tmp_path):
@@ -35,7 +38,7 @@ def test_epoch_budget_and_header(tmp_path):
     trainer_steps_per_epoch = math.ceil(((len(TEXT) - int(len(TEXT) * 0.05) - 1) // 2) / 8)
     assert result.step == 2 * trainer_steps_per_epoch and result.epoch == 2
     header = lines[0].splitlines()
-    assert f"{trainer_steps_per_epoch:,} steps per epoch" in header[3]
+    assert f"{trainer_steps_per_epoch:,} steps per epoch" in header[4]
     assert all(len(line) <= 80 for line in header[1:])   # the first names the corpus path
 
 

@@ -33,7 +33,7 @@ TEXT_CLI_EVAL = FOX
 
 def test_validation_is_logged_in_nats_and_bits(tmp_path):
     out, proc = train_fox(tmp_path, "--val-fraction", "0.1")
-    assert "(2,430 train, 270 validation)" in proc.stdout
+    assert "2,430 for training, 270 held out for validation" in proc.stdout
     val_lines = [l for l in proc.stdout.splitlines() if " val " in l]
     assert len(val_lines) == 3  # steps 20, 40, 60
     assert "best validation" in proc.stdout.splitlines()[-1]
