@@ -2,6 +2,7 @@
 and a non-zero status, never a traceback, and nothing the user had is lost."""
 import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 import rnncore
 from rnncore.checkpoint import load_checkpoint
 
-from support import SMALL, assert_clean_error, corpus, digest, rewrite_npz, run, trained
+from support import (SMALL, assert_clean_error, corpus, digest, rewrite_npz, run, run_unprivileged, shared_tmp, trained)
 
 pytestmark = pytest.mark.slow   # every test here starts a process
 
@@ -108,16 +109,21 @@ def test_row_out_directory_missing(tmp_path):
                            *SMALL, cwd=tmp_path), "is not a directory")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
 def test_row_out_directory_not_writable(tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
+    # runs as root too: the CLI drops to the user nobody, for whom the folder is read-only
+    folder = shared_tmp(tmp_path)
     try:
-        assert_clean_error(run("train", corpus(tmp_path), "--out", locked / "m.npz", *SMALL,
-                               cwd=tmp_path), "is not writable")
+        text = corpus(folder)
+        text.chmod(0o644)
+        locked = folder / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        proc = run_unprivileged("train", text, "--out", locked / "m.npz", *SMALL, cwd=folder)
+        assert_clean_error(proc, f"--out {locked / 'm.npz'}: directory {locked} is not "
+                                 "writable")
+        assert os.listdir(locked) == []
     finally:
-        locked.chmod(0o700)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_row_out_exists_without_resume(tmp_path):
