@@ -175,3 +175,14 @@ def test_the_package_ships_type_hints():
         assert inspect.signature(function).return_annotation is not inspect.Signature.empty
     hints = inspect.signature(rnncore.CharRNN.__init__).parameters
     assert hints["hidden_size"].annotation is int
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--lr-decay", "1.5", "argument --lr-decay: must be in (0, 1], got 1.5"),
+    ("--dropout", "1", "argument --dropout: must be in [0, 1), got 1"),
+    ("--eval-every", "0", "argument --eval-every: must be a positive integer, got 0"),
+    ("--warmup-steps", "-1", "argument --warmup-steps: must be >= 0, got -1")])
+def test_the_cli_checks_a_setting_with_the_configs_one_validation(capsys, flag, value, says):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "c.txt", "--out", "m.npz", flag, value])
+    assert capsys.readouterr().err.splitlines()[0] == f"rnncore train: error: {says}"
