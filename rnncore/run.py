@@ -281,6 +281,7 @@ class Reporter:
         self.log = MetricsLog(metrics_path(out))
         self.hopeless = HopelessRunWatch(n_vocab)
         self.bar = None
+        self.timed = False            # a bar of seconds (--minutes), not of steps
         self.target = None
 
     def start(self, header, resumed_at, target, step, minutes=None):
@@ -583,9 +584,10 @@ class TrainingRun:
                         window = []
                         history.append(record)
                         self.reporter.record(record)
-                        stop_reason = (self.keeper.stop_reason if validate else None) \
-                            or next(filter(None, (p.stop_reason(record)
-                                                  for p in self.parts)), None)
+                        # every part sees every record (the callback the last one too)
+                        reasons = [self.keeper.stop_reason if validate else None] + [
+                            part.stop_reason(record) for part in self.parts]
+                        stop_reason = next(filter(None, reasons), None)
                     if step % t.checkpoint_every == 0:
                         self._save()
                     if step % 1000 == 0:

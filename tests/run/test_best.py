@@ -176,3 +176,12 @@ def test_keep_best_keeps_the_good_weights_when_training_explodes_later(tmp_path)
     latest = json.loads(run("eval", out, tmp_path / "corpus.txt", "--json", "--latest",
                             cwd=tmp_path).stdout)
     assert best["nats_per_char"] < LN_V < latest["nats_per_char"]
+
+
+def test_the_callback_sees_the_record_that_patience_stops_at(tmp_path):
+    seen = []
+    result, _ = quiet_fit(tmp_path, steps=2000, patience=1, optimizer="sgd",
+                          learning_rate=0.8, clip=0.0, eval_every=10, cell="rnn",
+                          num_layers=1, dropout=0.0, callback=seen.append)
+    assert result.status == "stopped_early"
+    assert seen == result.history and seen[-1]["step"] == result.step
