@@ -513,8 +513,8 @@ class TrainingRun:
         meta = ckpt.train_meta
         same_corpus = meta.get("corpus_sha256") == self.corpus.sha256
         if not self.trainer.load_state(ckpt.train_arrays, meta, same_corpus):
-            self.echo("note: the corpus differs from the checkpoint's; its streams restart "
-                      "at the beginning")
+            self.reporter.echo("note: the corpus differs from the checkpoint's; its streams "
+                               "restart at the beginning")
         self.elapsed = float(meta.get("elapsed", 0.0))
         params = None
         if ckpt.best_model is not None:

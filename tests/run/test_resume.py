@@ -1,6 +1,7 @@
 """--resume: bit for bit as if the run had never stopped, what a resume may change, the
 budget it continues to, the metrics log across it, --force."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,8 +11,7 @@ import rnncore.corpus
 import rnncore.train
 from rnncore.checkpoint import load_checkpoint
 
-from support import (FOX, SMALL, assert_clean_error, corpus, digest, quiet_fit, read_log,
-                     run, text_of_random_words, train_fox, trained)
+from support import (FOX, SMALL, assert_clean_error, corpus, digest, quiet_fit, read_log, run, text_of_random_words, train_fox, trained)
 
 
 # ---- exact resume ----------------------------------------------------------------------
@@ -170,3 +170,16 @@ def test_conflicting_val_fraction_on_resume(tmp_path):
     assert_clean_error(run("train", tmp_path / "corpus.txt", "--out", out, "--steps", 20,
                            "--resume", "--val-fraction", "0.2", cwd=tmp_path),
                        "--val-fraction 0.2 conflicts")
+
+
+def test_a_silent_resume_on_another_corpus_restarts_its_streams_quietly(tmp_path):
+    quiet_fit(tmp_path, steps=10)
+    shutil.copy(tmp_path / "model.npz", tmp_path / "copy.npz")
+    other = tmp_path / "other.txt"
+    other.write_text(FOX[::-1], encoding="utf-8")          # the same characters, reversed
+    result = rnncore.fit(other, tmp_path / "model.npz", resume=True, steps=20, echo=None)
+    assert result.step == 20
+    lines = []
+    rnncore.fit(other, tmp_path / "copy.npz", resume=True, steps=20, echo=lines.append)
+    assert "note: the corpus differs from the checkpoint's; its streams restart at the " \
+           "beginning" in lines
