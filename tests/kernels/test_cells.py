@@ -220,3 +220,8 @@ def test_parameters_and_gradient_arrays_replaced_or_edited_are_followed():
     for name in out_a:
         np.testing.assert_array_equal(out_a[name], out_b[name])
         assert np.abs(out_b[name]).max() > 0
+
+
+def test_the_kernels_gate_blocks_are_the_layouts():
+    # the compiled module keeps a copy of the table (pyx/_cells.pyx): the two must agree
+    assert _cells.GATES == layout.GATES
