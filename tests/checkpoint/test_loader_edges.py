@@ -67,3 +67,18 @@ def test_a_training_state_from_before_the_run_settings_resumes_with_their_defaul
                               print_every=None)
     assert [r["step"] for r in result.history] == [40]     # print_every's default 100
     assert "val_loss" in result.history[-1]                  # the budget's end validates
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format": np.array("another-format")},
+     "is not an rnncore checkpoint (no 'rnncore-checkpoint' marker)"),
+    ({"format": None}, "is not an rnncore checkpoint (no 'rnncore-checkpoint' marker)"),
+    ({"version": None}, "the format version is missing"),
+    ({"version": np.array(2)}, "has checkpoint format version 2; this rnncore reads version 1")])
+def test_the_format_marker_and_version_are_checked_first(tmp_path, change, message):
+    path = tmp_path / "m.npz"
+    rnncore.CharRNN(rnncore.Vocab.from_text("abc"), 4, seed=0).save(path)
+    rewrite_npz(path, **change)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    assert str(e.value) in (f"{path} {message}", f"{path}: {message}")
