@@ -122,7 +122,7 @@ def build_parser():
     info = sub.add_parser("info", help="what a checkpoint holds",
                           description="Model, training state, schedule, best validation, "
                           "vocabulary and corpus of a checkpoint.")
-    info.add_argument("checkpoint")
+    info.add_argument("checkpoint", help="checkpoint file written by `rnncore train`")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
 
@@ -138,7 +138,7 @@ def build_parser():
                     ".safetensors file written by `rnncore export`")
     ev.add_argument("file", help="text file to evaluate on")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--encoding", default="utf-8")
+    ev.add_argument("--encoding", default="utf-8", help="FILE's encoding (default utf-8)")
     ev.add_argument("--latest", action="store_true",
                     help="use the latest parameters, not the best-validation ones")
     ev.set_defaults(func=cmd_eval)

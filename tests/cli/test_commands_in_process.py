@@ -83,3 +83,46 @@ def test_export_says_what_pytorch_loads(spoiled, capsys, tmp_path):
     back = rnncore.CharRNN.from_safetensors(tmp_path / "m.safetensors")
     np.testing.assert_array_equal(back.params["Why"],
                                   rnncore.load_checkpoint(spoiled).best_model.params["Why"])
+
+
+def test_eval_drops_and_counts_the_characters_the_model_never_saw(spoiled, capsys, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("the lazy fox, QUICK!", encoding="utf-8")
+    got = json.loads(out_of(capsys, "eval", spoiled, other, "--json"))
+    known = "the lazy fox "
+    assert (got["chars"], got["unseen_chars"]) == (len(known) - 1, 7)
+    assert got["unseen_symbols"] == "!,CIKQU"
+    model = rnncore.load_checkpoint(spoiled).best_model
+    assert got["nats_per_char"] == rnncore.evaluate(
+        model, model.vocab.encode(known))["nats_per_char"]
+
+
+def test_plot_names_a_missing_log(tmp_path, capsys):
+    assert cli.main(["plot", str(tmp_path / "none.npz")]) == 1
+    assert capsys.readouterr().err == (f"rnncore: error: no metrics log at "
+                                       f"{tmp_path / 'none.metrics.jsonl'} (written by "
+                                       "`rnncore train` beside its checkpoint)\n")
+
+
+def _arguments():
+    parser = cli.build_parser()
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        for action in sub._actions:
+            if action.dest != "help":
+                yield name, action
+
+
+def test_every_argument_of_every_command_says_what_it_is():
+    for command, action in _arguments():
+        assert action.help, (command, action.dest)
+
+
+def test_every_setting_flag_gives_its_default_and_range():
+    from rnncore.config import RANGES, field_of
+    helps = {a.dest: a.help for c, a in _arguments() if c == "train"}
+    for name, kind in [(n, field_of(n).metadata["kind"]) for n in helps
+                       if n in rnncore.TRAIN_DEFAULTS]:
+        default = field_of(name).default
+        assert f"(default {'off' if default is None else default}" in helps[name]
+        if kind in RANGES and kind != "int":
+            assert f"; {RANGES[kind]}" in helps[name], (name, helps[name])
