@@ -88,3 +88,18 @@ def test_an_array_of_indices_is_used_in_place_not_copied():
         ids = np.array([0, 1, 2, 1, 0, 2], dtype)
         t = Trainer(model, ids, seq_length=2)
         assert np.shares_memory(t.data, ids) and np.shares_memory(t.streams, ids)
+
+
+def test_a_trainers_state_stores_every_setting_of_the_trainer(tmp_path):
+    text = "the quick brown fox jumps over the lazy dog; " * 20
+    model = rnncore.CharRNN(rnncore.Vocab.from_text(text), 6, seed=1)
+    trainer = rnncore.Trainer(model, text, seq_length=7, batch_size=3, learning_rate=0.02,
+                              optimizer="adagrad", clip=1.5, clip_norm=3.0, lr_schedule="step",
+                              total_steps=50, warmup_steps=4, lr_decay=0.8, seed=9)
+    trainer.train(5)
+    rnncore.save_checkpoint(tmp_path / "m.npz", model, trainer.state())
+    config = rnncore.load_checkpoint(tmp_path / "m.npz").train_meta["config"]
+    assert config == {"seq_length": 7, "batch_size": 3, "learning_rate": 0.02,
+                      "optimizer": "adagrad", "clip": 1.5, "clip_norm": 3.0,
+                      "lr_schedule": "step", "total_steps": 50, "warmup_steps": 4,
+                      "lr_decay": 0.8}
