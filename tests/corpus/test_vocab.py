@@ -42,3 +42,17 @@ def test_bad_vocab_input():
         Vocab.from_text("abc").decode([3])
     with pytest.raises(ValueError, match="sorted"):
         Vocab(["b", "a"])
+
+
+def test_a_vocabulary_is_never_equal_to_what_is_not_one():
+    assert Vocab.from_text("ab") != "ab"
+    assert Vocab.from_text("ab") != ["a", "b"]
+    assert Vocab.from_text("ba") == Vocab(["a", "b"])
+
+
+def test_code_points_must_be_one_dimensional_integers():
+
+    with pytest.raises(ValueError, match="1-D integer array"):
+        Vocab.from_codepoints(np.array([[97, 98]]))
+    with pytest.raises(ValueError, match="1-D integer array"):
+        Vocab.from_codepoints(np.array([97.0]))
