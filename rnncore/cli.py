@@ -274,7 +274,8 @@ def info_lines(path, summary):
     clip_norm = f", clip-norm {t['clip_norm']:g}" if t["clip_norm"] else ""
     lines += [f"training: step {t['step']:,}{target}, epoch {t['epoch']}, "
               f"{seconds:,.0f} s of training",
-              f"  {t['streams']} stream(s) x {t['window']} steps, seed {t['seed']}",
+              f"  {t['streams']} stream(s) x {t['window']} steps"
+              + ("" if t["seed"] is None else f", seed {t['seed']}"),
               f"optimizer: {t['optimizer']} lr {t['learning_rate']:g}, clip {t['clip']:g}"
               f"{clip_norm}",
               f"  schedule {t['lr_schedule']} (warm-up {t['warmup_steps']}, decay "
@@ -293,9 +294,10 @@ def info_lines(path, summary):
                      f"{last['step']:,}")
     c = summary["corpus"]
     chars = f"{c['training_chars']:,}" if c["training_chars"] is not None else "?"
+    held = ("held-out part not recorded" if t["val_fraction"] is None
+            else f"{t['val_fraction']:g} held out")
     lines += [f"corpus: {c['path'] or '(path not recorded)'}",
-              f"  {chars} training chars, {t['val_fraction']:g} held out, sha256 "
-              f"{(c['sha256'] or '?')[:16]}..."]
+              f"  {chars} training chars, {held}, sha256 {(c['sha256'] or '?')[:16]}..."]
     return lines
 
 

@@ -75,3 +75,17 @@ def test_a_failed_write_raises_removes_its_temporary_file_and_keeps_the_old_one(
     with pytest.raises((OSError, CheckpointError)):
         save_checkpoint(path, model)
     assert os.listdir(tmp_path) == ["m.npz"] and path.read_bytes() == before
+
+
+def test_the_temporary_file_is_hidden_beside_the_checkpoint_and_named_for_it(tmp_path):
+    """.NAME.<random>.tmp in the same directory: what a later run clears when a killed
+    writer left one (remove_stale_temp_files), and never the checkpoint itself."""
+    from rnncore.files import remove_stale_temp_files, write_atomically
+    seen = []
+    write_atomically(str(tmp_path / "m.npz"), lambda f: seen.append(os.listdir(tmp_path)))
+    (name,) = seen[0]
+    assert name.startswith(".m.npz.") and name.endswith(".tmp")
+    (tmp_path / name).write_bytes(b"left by a killed writer")
+    (tmp_path / ".other.npz.x.tmp").write_bytes(b"another checkpoint's")
+    assert remove_stale_temp_files(str(tmp_path / "m.npz")) == 1
+    assert sorted(os.listdir(tmp_path)) == [".other.npz.x.tmp", "m.npz"]

@@ -118,11 +118,26 @@ def test_every_argument_of_every_command_says_what_it_is():
 
 
 def test_every_setting_flag_gives_its_default_and_range():
-    from rnncore.config import RANGES, field_of
+    from rnncore.config import field_of
+    ranges = {"positive_int": ">= 1", "nonnegative_int": ">= 0", "positive_float": "> 0",
+              "nonnegative_float": ">= 0", "fraction": "[0, 1)", "decay": "(0, 1]"}
     helps = {a.dest: a.help for c, a in _arguments() if c == "train"}
     for name, kind in [(n, field_of(n).metadata["kind"]) for n in helps
                        if n in rnncore.TRAIN_DEFAULTS]:
         default = field_of(name).default
         assert f"(default {'off' if default is None else default}" in helps[name]
-        if kind in RANGES and kind != "int":
-            assert f"; {RANGES[kind]}" in helps[name], (name, helps[name])
+        if kind in ranges:
+            assert f"; {ranges[kind]}" in helps[name], (name, helps[name])
+    assert "; [0, 1)" in helps["dropout"] and "; > 0" in helps["learning_rate"]
+
+
+def test_info_of_a_checkpoint_a_trainer_saved(tmp_path, capsys):
+    """save_checkpoint(path, model, trainer.state()): no run around it, so no training
+    time, corpus or best validation recorded; info says so rather than failing."""
+    model = rnncore.CharRNN(rnncore.Vocab.from_text(FOX), 6, seed=0)
+    trainer = rnncore.Trainer(model, FOX, seq_length=5, batch_size=2)
+    trainer.train(3)
+    rnncore.save_checkpoint(tmp_path / "m.npz", model, trainer.state())
+    text = out_of(capsys, "info", tmp_path / "m.npz").splitlines()
+    assert "training: step 3, epoch 0, 0 s of training" in text
+    assert "best validation: none yet" in text and "corpus: (path not recorded)" in text

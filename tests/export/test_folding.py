@@ -54,5 +54,6 @@ def test_the_exported_names_and_metadata_are_exactly_pytorchs(tmp_path):
         [f"rnn.{w}_{hi}_l{k}" for k in range(2) for w in ("weight", "bias")
          for hi in ("ih", "hh")] + ["decoder.weight", "decoder.bias"])
     meta = export.metadata(model)
-    assert meta["torch_module"] == "LSTM" and meta["num_layers"] == "2"
-    assert meta["format"] == "rnncore-safetensors" and meta["format_version"] == "1"
+    assert meta == {"format": "rnncore-safetensors", "format_version": "1", "cell": "lstm",
+                    "torch_module": "LSTM", "hidden_size": "4", "num_layers": "2",
+                    "dropout": "0.0", "n_vocab": "6", "vocab": "[33, 34, 35, 36, 37, 38]"}

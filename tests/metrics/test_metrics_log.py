@@ -7,7 +7,8 @@ from rnncore.metrics import MetricsLog, metrics_path, read_metrics
 def test_read_metrics_skips_a_torn_last_line_and_non_records(tmp_path):
     path = tmp_path / "m.metrics.jsonl"
     lines = [json.dumps({"step": 1, "train_loss": 2.0}), json.dumps([1, 2]),
-             json.dumps({"note": "no step"}), json.dumps({"step": 2, "train_loss": 1.5}),
+             json.dumps({"note": "no step"}), json.dumps("a step"), json.dumps(["step"]),
+             json.dumps({"step": 2, "train_loss": 1.5}),
              '{"step": 3, "train_lo']
     path.write_text("\n".join(lines))
     assert read_metrics(path) == [{"step": 1, "train_loss": 2.0},
