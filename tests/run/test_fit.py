@@ -75,3 +75,13 @@ def test_one_table_of_defaults_for_the_cli_and_the_library():
         default = field_of(name).default
         assert f"(default {'off' if default is None else default}" in helps[name]
         assert rnncore.TRAIN_DEFAULTS[name] == default
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.0003])
+def test_a_held_out_part_too_small_to_predict_means_no_validation(tmp_path, fraction):
+    # 2,700 characters: 0.0003 holds out 0 of them (under 2: nothing to predict)
+    result, lines = quiet_fit(tmp_path, steps=40, val_fraction=fraction, eval_every=10,
+                              keep_best=True)
+    assert not [r for r in result.history if "val_loss" in r]
+    assert result.best is None and "0 held out for validation" in lines[0]
+    assert rnncore.load_checkpoint(tmp_path / "model.npz").best_model is None

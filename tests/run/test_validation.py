@@ -1,5 +1,4 @@
 """Validation: the held-out end of the corpus, predicted whole, logged in nats and bits."""
-
 import numpy as np
 import pytest
 
@@ -49,3 +48,4 @@ def test_no_validation_when_fraction_is_zero(tmp_path):
     out, proc = train_fox(tmp_path, "--val-fraction", "0")
     assert " val " not in proc.stdout
     assert all("val_loss" not in r for r in read_log(tmp_path))
+
