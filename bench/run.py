@@ -31,7 +31,7 @@ import numpy as np
 
 import rnncore
 from blas_report import cpu_model, gemm_peak   # bench/ is this script's folder
-from rnncore import _cells, _kernels, reference
+from rnncore import _cells, _kernels, layout, reference
 from rnncore.train import Trainer
 
 try:
@@ -99,13 +99,13 @@ def flops_per_char(H, V, cell="rnn", layers=1):
     """Matrix work per character, forward + backward: 6·G·H² per recurrent product (one per
     layer) and per deeper layer's input projection, plus the decoder's 6·H·V (layer 0's
     one-hot input is a gather, not counted).  For one rnn layer: 6·H² + 6·H·V."""
-    G = reference.GATES[cell]
+    G = layout.GATES[cell]
     return 6 * G * H * H * (2 * layers - 1) + 6 * H * V
 
 
 # ---- the systems under test: each returns a zero-argument callable doing one window ----
 def make_rnncore(params, dtype, x, y, state):
-    cell, layers = reference.infer_config(params)
+    cell, layers = layout.infer_config(params)
     V, H = params["Why"].shape
     model = rnncore.CharRNN(rnncore.Vocab([chr(0x100 + i) for i in range(V)]), H, dtype=dtype,
                             cell=cell, num_layers=layers)
@@ -123,7 +123,7 @@ def make_numpy(params, dtype, x, y, state):
 
 
 def make_torch(params, dtype, x, y, state):
-    cell, layers = reference.infer_config(params)
+    cell, layers = layout.infer_config(params)
     V, H = params["Why"].shape
     B, T = x.shape
     dt = {"float32": torch.float32, "float64": torch.float64}[dtype]
@@ -132,7 +132,7 @@ def make_torch(params, dtype, x, y, state):
     lin = torch.nn.Linear(H, V, dtype=dt)
     with torch.no_grad():
         for k in range(layers):
-            s = reference.layer_suffix(k)
+            s = layout.layer_suffix(k)
             getattr(rnn, f"weight_ih_l{k}").copy_(torch.from_numpy(params["Wxh" + s]))
             getattr(rnn, f"weight_hh_l{k}").copy_(torch.from_numpy(params["Whh" + s]))
             getattr(rnn, f"bias_ih_l{k}").copy_(torch.from_numpy(params["bh" + s]))
@@ -206,7 +206,7 @@ def bench_window(V, H, B, T, dtype, threads, repeats, budget, use_torch, cell="r
         vocab = rnncore.Vocab([chr(0x100 + i) for i in range(V)])
         params = rnncore.CharRNN(vocab, H, cell=cell, num_layers=layers, seed=0).params
     x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
-    rows = reference.state_rows(cell, layers)
+    rows = layout.state_rows(cell, layers)
     state = rng.uniform(-0.5, 0.5, (rows, B, H))
     state = state[0] if rows == 1 else state          # the model's state form
     systems = {"rnncore": make_rnncore(params, dtype, x, y, state),
@@ -363,8 +363,8 @@ def main(argv=None):
     ap.add_argument("--batches", type=int, nargs="+", help="stream counts (default 1 32)")
     ap.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
                     default=["float64", "float32"])
-    ap.add_argument("--cells", nargs="+", choices=list(reference.CELLS),
-                    default=list(reference.CELLS), help="cells to time (default all)")
+    ap.add_argument("--cells", nargs="+", choices=list(layout.CELLS),
+                    default=list(layout.CELLS), help="cells to time (default all)")
     ap.add_argument("--layers", type=int, nargs="+", default=[1, 2],
                     help="depths of the lstm and gru rows (default 1 2; rnn rows: 1)")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats (median; >= 5)")

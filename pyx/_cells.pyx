@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from rnncore.layout import GATES, param_shapes    # what a model is: cells, gates, shapes
+
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.string cimport memset
 
@@ -50,7 +52,6 @@ if rnncore_gemm_setting_error() != NULL:
 MICROKERNEL = rnncore_gemm_isa().decode()
 
 CELL_CODES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 #: Below this many multiply-adds in a step of one layer (B·G·H·H), a call runs on one
 #: thread: handing a step over between cores costs more than splitting it saves.
@@ -169,8 +170,7 @@ cdef int check_indices(const Py_ssize_t[:, ::1] a, Py_ssize_t V, str name) excep
 
 
 def expected_shapes(cell, Py_ssize_t n_vocab, Py_ssize_t hidden_size, Py_ssize_t num_layers):
-    """{name: shape} of the parameters, in rnncore.reference.param_shapes's order."""
-    from rnncore.reference import param_shapes
+    """{name: shape} of the parameters, in rnncore.layout.param_shapes's order."""
     return param_shapes(cell, n_vocab, hidden_size, num_layers)
 
 

@@ -1,6 +1,8 @@
 """rnncore: fast character-level recurrent neural networks on the CPU."""
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .config import ModelConfig, TrainConfig
 from .corpus import CorpusError, load_corpus
+from .errors import ConfigError, NotEnoughMemory, RnncoreError
 from .model import CharRNN
 from .run import TRAIN_DEFAULTS, RunError, RunResult, fit
 from .threads import get_num_threads, set_num_threads
@@ -8,7 +10,8 @@ from .train import Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab
 
 __version__ = "0.1.0"
-__all__ = ["CharRNN", "Checkpoint", "CheckpointError", "CorpusError", "RunError", "RunResult",
-           "TRAIN_DEFAULTS", "Trainer", "TrainingDiverged", "Vocab", "__version__", "evaluate",
-           "fit", "get_num_threads", "load_checkpoint", "load_corpus", "save_checkpoint",
-           "set_num_threads"]
+__all__ = ["CharRNN", "Checkpoint", "CheckpointError", "ConfigError", "CorpusError",
+           "ModelConfig", "NotEnoughMemory", "RnncoreError", "RunError", "RunResult",
+           "TRAIN_DEFAULTS", "TrainConfig", "Trainer", "TrainingDiverged", "Vocab",
+           "__version__", "evaluate", "fit", "get_num_threads", "load_checkpoint",
+           "load_corpus", "save_checkpoint", "set_num_threads"]

@@ -221,7 +221,7 @@ class Batcher:
         top_k = np.array([j.settings["top_k"] for j in streams], np.intp)
         top_p = np.array([j.settings["top_p"] for j in streams])
         out = np.empty((size, B), np.intp)
-        self.model._kernel(1, 1).sample_rows(state, out, uniforms, temperature, top_k,
+        self.model.generation_kernel().sample_rows(state, out, uniforms, temperature, top_k,
                                              top_p)
         decode = self.model.vocab.decode
         still = []

@@ -15,52 +15,38 @@ Contents (every entry a plain array; strings are 0-d unicode arrays):
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
+from .config import TrainConfig, problem
+from .errors import CheckpointError, CheckpointWriteError  # noqa: F401  (re-exported)
+from .files import remove_stale_temp_files, require_file, write_atomically  # noqa: F401
+from .layout import CELLS
 from .model import CharRNN
 from .npzfile import ArchiveError, PickledData, read_npz
 from .optim import OPTIMIZERS
-from .reference import CELLS
-from .train import SCHEDULES
 from .vocab import Vocab
 
 FORMAT = "rnncore-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, foreign, or inconsistent."""
-
-
-class CheckpointWriteError(OSError):
-    """The checkpoint could not be written (disk full, I/O error, read-only file system,
-    quota): the file at its path, if any, is untouched and no temporary file is left."""
-
-    def __init__(self, path, error, what="the checkpoint"):
-        super().__init__(error.errno, error.strerror, path)
-        self.message = f"could not write {what} {path} ({error.strerror or error})"
-
-    def __str__(self):
-        return self.message
-
-
 @dataclass
 class Checkpoint:
     model: CharRNN                                # the latest parameters
-    train_meta: dict = None                       # None for a model saved on its own
+    train_meta: Optional[dict] = None             # None for a model saved on its own
     train_arrays: dict = field(default_factory=dict)
-    best_model: CharRNN = None                    # the best-validation one, with --keep-best
+    best_model: Optional[CharRNN] = None          # the best-validation one, with --keep-best
 
     @property
-    def preferred_model(self):
+    def preferred_model(self) -> CharRNN:
         """What sampling and evaluation use: the best-validation model when kept."""
         return self.best_model if self.best_model is not None else self.model
 
 
-def save_checkpoint(path, model, train_state=None):
+def save_checkpoint(path, model: CharRNN, train_state=None) -> None:
     """Write `model` (and optionally a Trainer's state() pair) to `path`, atomically.
 
     The file is written to a temporary file in the same directory, flushed and fsync'ed,
@@ -85,16 +71,7 @@ def save_checkpoint(path, model, train_state=None):
     write_atomically(os.fspath(path), lambda f: np.savez(f, **arrays))
 
 
-def require_file(path, file_noun, path_noun):
-    """CheckpointError "<file_noun> not found: path" or "<path_noun> path is a directory:
-    path" unless `path` names an existing file."""
-    if not os.path.exists(path):
-        raise CheckpointError(f"{file_noun} not found: {path}")
-    if os.path.isdir(path):
-        raise CheckpointError(f"{path_noun} path is a directory: {path}")
-
-
-def load_checkpoint(path):
+def load_checkpoint(path) -> Checkpoint:
     """Read and check a checkpoint; return a Checkpoint.  Raises CheckpointError naming
     the problem for a missing, truncated, foreign, pickle-bearing or mismatched file."""
     path = os.fspath(path)
@@ -206,21 +183,19 @@ def _is_number(value, low=None, high=None, low_open=False):
     return high is None or value <= high
 
 
-# what `train --resume` accepts for each saved training setting (absent ones default)
-_TRAIN_CONFIG_CHECKS = {
-    "seq_length": lambda v: _is_int(v, 1),
-    "batch_size": lambda v: _is_int(v, 1),
-    "learning_rate": lambda v: _is_number(v, 0, low_open=True),
-    "optimizer": lambda v: v in OPTIMIZERS,
-    "clip": lambda v: v is None or _is_number(v, 0),
-    "clip_norm": lambda v: v is None or _is_number(v, 0, low_open=True),
-    "lr_schedule": lambda v: v in SCHEDULES,
-    "warmup_steps": lambda v: _is_int(v),
-    "lr_decay": lambda v: _is_number(v, 0, 1, low_open=True),
-    "val_fraction": lambda v: _is_number(v, 0) and v < 1,
-    "seed": lambda v: v is None or _is_int(v, low=-2**63),
-    "keep_best": lambda v: isinstance(v, bool),
-}
+def _config_problem(config):
+    """What is wrong with a stored training configuration (keys it holds are checked by
+    the config's one validation; absent ones take their defaults), or None."""
+    for f in TrainConfig.fields():
+        if f.metadata["stored"] and f.name in config:
+            wrong = problem(f.metadata["kind"], config[f.name], f.metadata["choices"],
+                            f.metadata["optional"] or f.name in ("clip", "seed"))
+            if wrong:
+                return f"{f.name} = {config[f.name]!r}"
+    total = config.get("total_steps")
+    if total is not None and not _is_int(total, 1):
+        return f"total_steps = {total!r}"
+    return None
 
 
 def _check_train_state(path, meta, arrays, model):
@@ -239,16 +214,18 @@ def _check_train_state(path, meta, arrays, model):
         raise malformed("elapsed must be a number >= 0")
     if "corpus_sha256" in meta and not isinstance(meta["corpus_sha256"], str):
         raise malformed("corpus_sha256 must be a string")
-    best = meta.get("best")
-    if best is not None and not (isinstance(best, dict) and _is_number(best.get("val_loss"))
-                                 and _is_int(best.get("step"))):
-        raise malformed("best must hold a finite val_loss and a step")
+    for key in ("best", "last_validation"):
+        record = meta.get(key)
+        if record is not None and not (isinstance(record, dict)
+                                       and _is_number(record.get("val_loss"))
+                                       and _is_int(record.get("step"))):
+            raise malformed(f"{key} must hold a finite val_loss and a step")
     config = meta.get("config")
     if not isinstance(config, dict):
         raise malformed("no training configuration")
-    for key, accepted in _TRAIN_CONFIG_CHECKS.items():
-        if key in config and not accepted(config[key]):
-            raise malformed(f"{key} = {config[key]!r}")
+    wrong = _config_problem(config)
+    if wrong:
+        raise malformed(wrong)
     optimizer = meta.get("optimizer")
     if not isinstance(optimizer, dict) or optimizer.get("name") not in OPTIMIZERS \
             or not _is_int(optimizer.get("step_count")):
@@ -291,62 +268,3 @@ def _fill_params(path, model, arrays, prefix):
         if not np.isfinite(a).all():
             raise CheckpointError(f"{path}: {what} {name} holds nan or inf")
         model.params[name] = np.ascontiguousarray(a)
-
-
-def _temp_prefix(path):
-    return "." + os.path.basename(path) + "."
-
-
-def remove_stale_temp_files(path):
-    """Delete temporary files that an earlier writer of `path` left when it was killed
-    mid-write (they are never the checkpoint itself).  Returns how many it removed."""
-    directory = os.path.dirname(os.path.abspath(path))
-    prefix = _temp_prefix(path)
-    removed = 0
-    for name in os.listdir(directory):
-        if name.startswith(prefix) and name.endswith(".tmp"):
-            try:
-                os.unlink(os.path.join(directory, name))
-                removed += 1
-            except OSError:
-                pass
-    return removed
-
-
-def write_atomically(path, write, what="the checkpoint"):
-    """Call write(f) on a temporary file beside `path`, fsync it, rename it over `path`
-    and fsync the directory: at any moment `path` holds the old or the new file.  A
-    failure removes the temporary file and raises CheckpointWriteError naming `what`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise CheckpointError(f"cannot write {path}: directory {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp",
-                                   dir=directory)
-    except OSError as e:
-        raise CheckpointWriteError(path, e, what) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise CheckpointWriteError(path, e, what) from None
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass

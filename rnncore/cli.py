@@ -10,54 +10,67 @@ import os
 import sys
 
 from .about import ReportVersion
-from .checkpoint import CheckpointError, CheckpointWriteError, load_checkpoint
-from .corpus import CorpusError, read_corpus
-from .lock import CheckpointInUse
+from .checkpoint import load_checkpoint
+from .corpus import read_corpus
+from .errors import NotEnoughMemory, RnncoreError, SafetensorsMissing, UsageError
+from .export import INSTALL as INSTALL_EXPORT, TORCH_MODULES
 from .metrics import LN2, metrics_path, plot_metrics, read_metrics
 from .model import CharRNN
-from .export import INSTALL as INSTALL_EXPORT, TORCH_MODULES, SafetensorsMissing
 from .parallel import world_rank
-from .run import DEFAULT_STEPS, RUN_DEFAULTS, TRAIN_OPTIONS, RunError, fit, flag
+from .config import (DEFAULT_STEPS, RANGES, SETTINGS, all_fields, flag, parse_text)
+from .errors import ConfigError
+from .run import fit
 from .sample import seen_prime
 from .threads import set_num_threads
-from .train import Trainer, TrainingDiverged, evaluate
+from .train import Trainer, evaluate
 from .vocab import Vocab
 
 DEMO_TEXT = "Hola mundo, aprendiendo redes recurrentes!"
 DEMO_PRIME = "Hola mundo, aprendien"
 DEMO_STEPS = 3000   # seeds 0..99 all complete the demo from 1,400 steps on (tests check 20)
 
-class UsageError(Exception):
-    """A problem with what the user asked for, reported as one line."""
+# ---- argument types: the config's checks; argparse makes their error one usage line ----
+def _kind_type(kind):
+    def parse(text):
+        try:
+            return parse_text(kind, text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = kind
+    return parse
 
 
-# ---- argument types: argparse turns their ValueError into a one-line usage error ----
-def _int(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+positive_int = _kind_type("positive_int")
+positive_float = _kind_type("positive_float")
+nonnegative_int = _kind_type("nonnegative_int")
+_int = _kind_type("int")
 
 
-def positive_int(text):
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def argument_type(f):
+    """argparse's type for a setting: its text parsed and checked by the config's one
+    validation (argparse prefixes the flag: "argument --clip: must be >= 0, got -1")."""
+    return _kind_type(f.metadata["kind"])
 
 
-def nonnegative_int(text):
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def setting_help(f):
+    """A setting's help: what it does, its default, its range, what --resume does."""
+    m = f.metadata
+    default = "off" if f.default is None else f.default
+    parts = [f"default {default}"]
+    if m["kind"] in RANGES and m["kind"] != "int":
+        parts.append(RANGES[m["kind"]])
+    if m["resume"] == "fixed":
+        parts.append("fixed by the checkpoint on --resume")
+    return f"{m['help']} ({'; '.join(parts)})"
 
 
-def fraction(text):
-    value = _float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+class _Parser(argparse.ArgumentParser):
+    """argparse with a short error: the one line that matters and where to look, not
+    twenty lines of usage above it."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists the "
+                     "options)\n")
 
 
 def _float(text):
@@ -77,13 +90,6 @@ def probability(text):
     return value
 
 
-def positive_float(text):
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def nonnegative_float(text):
     value = _float(text)
     if value < 0:
@@ -92,7 +98,7 @@ def nonnegative_float(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rnncore", description="Character-level RNN language models, fast on a CPU.")
     parser.add_argument("--version", action=ReportVersion)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -112,41 +118,25 @@ def build_parser():
     train.add_argument("corpus", help="text file to learn")
     train.add_argument("--out", required=True, help="checkpoint file to write (.npz)")
     budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=positive_int,
-                        help=f"total optimizer steps (default {DEFAULT_STEPS}; with --resume: "
-                        "the run's own total)")
-    budget.add_argument("--epochs", type=positive_int,
-                        help="train for this many passes over the training text in all "
-                        "(the header says how many steps make one)")
-    budget.add_argument("--minutes", type=positive_float,
-                        help="train for this many minutes (this invocation; not with the "
-                        "cosine schedule, which needs a step count)")
-    for option in TRAIN_OPTIONS:      # the run's settings, one table shared with fit()
-        default = "off" if option.default is None else option.default
-        note = "; fixed by the checkpoint on --resume" if option.resume == "fixed" else ""
-        train.add_argument(flag(option.name), type=ARGUMENT_TYPES[option.kind],
-                           choices=option.choices,
-                           help=f"{option.help} (default {default}{note})")
-    train.add_argument("--print-every", type=positive_int,
-                       default=RUN_DEFAULTS["print_every"],
-                       help="log every K steps; the train loss is the mean over them "
-                       f"(default {RUN_DEFAULTS['print_every']})")
-    train.add_argument("--checkpoint-every", type=positive_int,
-                       default=RUN_DEFAULTS["checkpoint_every"],
-                       help=f"save every K steps (default {RUN_DEFAULTS['checkpoint_every']})")
+    budget_help = {"steps": f"(default {DEFAULT_STEPS}; with --resume: the run's own total)",
+                   "epochs": "(the header says how many steps make one)",
+                   "minutes": "(not with the cosine schedule, which needs a step count)"}
+    for f in all_fields():   # every setting, from the one table fit() shares (config)
+        m = f.metadata
+        if f.name in budget_help:
+            budget.add_argument(flag(f.name), type=argument_type(f),
+                                help=f"{m['help']} {budget_help[f.name]}")
+        elif m["kind"] == "flag":
+            train.add_argument(flag(f.name), action="store_true", default=None,
+                               help=m["help"])
+        else:
+            train.add_argument(flag(f.name), type=argument_type(f), choices=m["choices"],
+                               help=setting_help(f))
     train.add_argument("--resume", action="store_true",
                        help="continue the run saved at --out")
     train.add_argument("--force", action="store_true",
                        help="overwrite an existing --out without resuming it")
     train.add_argument("--encoding", default="utf-8", help="corpus encoding (default utf-8)")
-    train.add_argument("--eval-every", type=positive_int, default=RUN_DEFAULTS["eval_every"],
-                       help="validate every K steps, and at the end "
-                       f"(default {RUN_DEFAULTS['eval_every']})")
-    train.add_argument("--keep-best", action="store_true",
-                       help="keep the best-validation parameters in the checkpoint; "
-                       "sample and eval use them")
-    train.add_argument("--patience", type=positive_int,
-                       help="stop after N validations in a row without improvement")
     add_threads_option(train, " (under --distributed: shared out among the ranks on "
                        "each host)")
     train.add_argument("--distributed", action="store_true",
@@ -157,7 +147,7 @@ def build_parser():
     info = sub.add_parser("info", help="what a checkpoint holds",
                           description="Model, training state, schedule, best validation, "
                           "vocabulary and corpus of a checkpoint.")
-    info.add_argument("checkpoint")
+    info.add_argument("checkpoint", help="checkpoint file written by `rnncore train`")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
 
@@ -174,7 +164,7 @@ def build_parser():
                     ".safetensors file written by `rnncore export`")
     ev.add_argument("file", help="text file to evaluate on")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--encoding", default="utf-8")
+    ev.add_argument("--encoding", default="utf-8", help="FILE's encoding (default utf-8)")
     ev.add_argument("--latest", action="store_true",
                     help="use the latest parameters, not the best-validation ones")
     add_threads_option(ev)
@@ -191,11 +181,6 @@ def build_parser():
     return parser
 
 
-ARGUMENT_TYPES = {"positive_int": positive_int, "nonnegative_int": nonnegative_int,
-                  "int": _int, "positive_float": positive_float,
-                  "nonnegative_float": nonnegative_float, "fraction": fraction, "choice": str}
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -207,8 +192,7 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit stays quiet
         return 0
-    except (UsageError, RunError, CorpusError, CheckpointError, CheckpointInUse,
-            CheckpointWriteError, TrainingDiverged, ValueError, TypeError) as e:
+    except RnncoreError as e:   # anything else is a bug, and keeps its traceback
         return _fail(str(e))
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""
@@ -245,16 +229,17 @@ def cmd_demo(args):
 
 # ---- train --------------------------------------------------------------------------
 def cmd_train(args):
-    settings = {o.name: getattr(args, o.name) for o in TRAIN_OPTIONS}
+    settings = {name: getattr(args, name) for name in SETTINGS}
     try:
         result = fit(args.corpus, args.out, steps=args.steps, epochs=args.epochs,
                      minutes=args.minutes, resume=args.resume, force=args.force,
                      encoding=args.encoding, eval_every=args.eval_every,
                      print_every=args.print_every, checkpoint_every=args.checkpoint_every,
-                     keep_best=args.keep_best, patience=args.patience, threads=args.threads,
+                     keep_best=args.keep_best, patience=args.patience,
+                     threads=args.threads,
                      echo=lambda line: print(line, flush=True),
                      distributed=args.distributed, **settings)
-    except (RunError, CorpusError, CheckpointError, CheckpointInUse, ValueError, TypeError):
+    except RnncoreError:
         if world_rank() != 0:   # every rank has the same error: rank 0 says it once
             return 1
         raise
@@ -282,7 +267,8 @@ def checkpoint_summary(ckpt):
             "lr_schedule": config.get("lr_schedule"), "warmup_steps": config.get("warmup_steps"),
             "lr_decay": config.get("lr_decay"), "clip": config.get("clip"),
             "clip_norm": config.get("clip_norm"), "val_fraction": config.get("val_fraction"),
-            "seed": config.get("seed"), "best_validation": meta.get("best")}
+            "seed": config.get("seed"), "best_validation": meta.get("best"),
+            "last_validation": meta.get("last_validation")}
         summary["corpus"] = {"path": meta.get("corpus_path"),
                              "sha256": meta.get("corpus_sha256"),
                              "training_chars": meta.get("corpus_chars")}
@@ -295,39 +281,66 @@ def cmd_info(args):
     if args.json:
         print(json.dumps(summary))
         return 0
+    for line in info_lines(args.checkpoint, summary):
+        print(line)
+    return 0
+
+
+def info_lines(path, summary):
+    """`rnncore info`'s text: every line within 80 columns but for the paths it names."""
     m = summary["model"]
     layers = f"{m['num_layers']} layers" if m["num_layers"] > 1 else "1 layer"
     dropout = f", dropout {m['dropout']:g}" if m["dropout"] else ""
-    print(f"{args.checkpoint}: {_CELL_NAMES[m['cell']]}, {layers} of {m['hidden_size']} units"
-          f"{dropout}, {m['dtype']}, {m['parameters']:,} parameters")
-    print(f"vocabulary: {m['n_vocab']} symbols {summary['vocabulary']!r}")
+    lines = [f"{path}: {_CELL_NAMES[m['cell']]}, {layers} of {m['hidden_size']} units"
+             f"{dropout}, {m['dtype']}",
+             f"parameters: {m['parameters']:,}",
+             f"vocabulary: {m['n_vocab']} symbols"]
+    lines += ["  " + part for part in _quoted_in_pieces(summary["vocabulary"], 76)]
     t = summary.get("training")
     if t is None:
-        print("training state: none (a model saved on its own)")
-        return 0
+        return lines + ["training state: none (a model saved on its own)"]
     target = f"/{t['target_steps']:,}" if t["target_steps"] else ""
     seconds = t["training_seconds"] or 0.0
-    print(f"training: step {t['step']:,}{target}, epoch {t['epoch']}, "
-          f"{seconds:,.0f} s of training; {t['streams']} stream(s) x {t['window']} steps")
     clip_norm = f", clip-norm {t['clip_norm']:g}" if t["clip_norm"] else ""
-    print(f"optimizer: {t['optimizer']} lr {t['learning_rate']:g}, schedule "
-          f"{t['lr_schedule']} (warm-up {t['warmup_steps']}, decay {t['lr_decay']:g}), "
-          f"clip {t['clip']:g}{clip_norm}, seed {t['seed']}")
-    best = t["best_validation"]
+    lines += [f"training: step {t['step']:,}{target}, epoch {t['epoch']}, "
+              f"{seconds:,.0f} s of training",
+              f"  {t['streams']} stream(s) x {t['window']} steps"
+              + ("" if t["seed"] is None else f", seed {t['seed']}"),
+              f"optimizer: {t['optimizer']} lr {t['learning_rate']:g}, clip {t['clip']:g}"
+              f"{clip_norm}",
+              f"  schedule {t['lr_schedule']} (warm-up {t['warmup_steps']}, decay "
+              f"{t['lr_decay']:g})"]
+    best, last = t["best_validation"], t.get("last_validation")
     if best is None:
-        print("best validation: none yet")
+        lines.append("best validation: none yet")
     else:
         kept = ("kept; sample and eval use it" if summary["best_parameters_kept"]
                 else "not kept (train with --keep-best)")
-        print(f"best validation: {best['val_loss']:.4f} nats/char "
-              f"({best['val_loss'] / LN2:.4f} bits/char) at step {best['step']:,}, "
-              f"parameters {kept}")
+        lines += [f"best validation: {best['val_loss']:.4f} nats/char "
+                  f"({best['val_loss'] / LN2:.4f} bits/char) at step {best['step']:,}",
+                  f"  parameters {kept}"]
+    if last is not None and last != best:
+        lines.append(f"last validation: {last['val_loss']:.4f} nats/char at step "
+                     f"{last['step']:,}")
     c = summary["corpus"]
-    where = c["path"] or "(path not recorded)"
     chars = f"{c['training_chars']:,}" if c["training_chars"] is not None else "?"
-    print(f"corpus: {where}, {chars} training chars, sha256 {(c['sha256'] or '?')[:16]}..., "
-          f"{t['val_fraction']:g} held out")
-    return 0
+    held = ("held-out part not recorded" if t["val_fraction"] is None
+            else f"{t['val_fraction']:g} held out")
+    lines += [f"corpus: {c['path'] or '(path not recorded)'}",
+              f"  {chars} training chars, {held}, sha256 {(c['sha256'] or '?')[:16]}..."]
+    return lines
+
+
+def _quoted_in_pieces(text, width):
+    """repr(text) cut into quoted pieces of at most `width` characters, each whole
+    (an escape is never split)."""
+    pieces, current = [], ""
+    for char in text:
+        if len(repr(current + char)) > width:
+            pieces.append(repr(current))
+            current = ""
+        current += char
+    return pieces + [repr(current)]
 
 
 # ---- sample -------------------------------------------------------------------------
@@ -471,7 +484,7 @@ def cmd_sample(args):
         for i, parts in enumerate(others, start=2):
             out.write(SAMPLE_HEADER.format(i, n) + "\n" + prime + "".join(parts) + "\n")
         out.flush()
-    except MemoryError as e:
+    except NotEnoughMemory as e:
         raise UsageError(f"{str(e) or 'not enough memory'}: lower --num-samples or "
                          "--beam") from None
     return 0
@@ -639,7 +652,13 @@ def cmd_eval(args):
     n_unseen = len(text) - len(ids)
     if len(ids) < 2:
         raise UsageError(f"{args.file} has fewer than 2 characters the model knows")
-    result = evaluate(model, ids)
+    bar = _eval_bar(len(ids) - 1)
+    try:
+        result = evaluate(model, ids, progress=None if bar is None
+                          else lambda done: bar.update(done - bar.n))
+    finally:
+        if bar is not None:
+            bar.close()
     result["unseen_chars"] = n_unseen
     result["unseen_symbols"] = "".join(unseen)
     if args.json:   # JSON has no inf: a perplexity too large for a float is null
@@ -653,6 +672,18 @@ def cmd_eval(args):
         print(f"{n_unseen:,} characters the model has never seen were dropped: "
               f"{result['unseen_symbols']!r}")
     return 0
+
+
+def _eval_bar(total):
+    """A progress bar on stderr for eval when stderr is a terminal (a large file takes a
+    while), else None."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="char", unit_scale=True, dynamic_ncols=True, leave=False)
 
 
 # ---- plot ---------------------------------------------------------------------------

@@ -13,18 +13,16 @@ import mmap
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
+from .errors import ConfigError, CorpusError
 from .vocab import Vocab, codepoints_of as _codepoints
 
 CHUNK_BYTES = 1 << 22          # read 4 MiB at a time: ~70 MB of transient arrays at most
 CACHE_MIN_BYTES = 1 << 20      # cache the encoding of files from 1 MiB up
 MAX_CODEPOINT = 0x10FFFF
-
-
-class CorpusError(ValueError):
-    """The corpus file is missing, unreadable, empty or not in the stated encoding."""
 
 
 @dataclass
@@ -33,7 +31,7 @@ class Corpus:
     vocab: Vocab
     data: np.ndarray       # (N,) compact unsigned indices; a read-only memmap when cached
     sha256: str
-    cache_path: str = None
+    cache_path: Optional[str] = None
 
     def __len__(self):
         return len(self.data)
@@ -48,7 +46,7 @@ class Corpus:
     def split(self, val_fraction):
         """(train, val) views: the last `val_fraction` of the characters are held out."""
         if not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         n_val = int(len(self.data) * val_fraction)
         return self.data[:len(self.data) - n_val], self.data[len(self.data) - n_val:]
 
@@ -61,7 +59,7 @@ def compact_dtype(n_vocab):
     raise ValueError(f"a vocabulary of {n_vocab} characters is too large")
 
 
-def read_corpus(path, encoding="utf-8"):
+def read_corpus(path, encoding: str = "utf-8") -> str:
     """The whole text of the file at `path`, decoded strictly (for small files)."""
     _check_path(path, encoding)
     try:
@@ -77,8 +75,9 @@ def read_corpus(path, encoding="utf-8"):
     return text
 
 
-def load_corpus(path, encoding="utf-8", vocab=None, cache_min_bytes=CACHE_MIN_BYTES,
-                vocab_source="the model's"):
+def load_corpus(path, encoding: str = "utf-8", vocab: Optional[Vocab] = None,
+                cache_min_bytes: int = CACHE_MIN_BYTES,
+                vocab_source: str = "the model's") -> "Corpus":
     """Encode the file at `path` with `vocab` (by default, the file's own characters).
 
     Characters outside a given vocabulary are an error naming them.

@@ -22,19 +22,16 @@ import os
 
 import numpy as np
 
-from .checkpoint import CheckpointError, require_file, write_atomically
+from .errors import CheckpointError, SafetensorsMissing
+from .files import require_file, write_atomically
+from .layout import CELLS, layer_suffix
 from .model import CharRNN
-from .reference import CELLS, layer_suffix
 from .vocab import Vocab
 
 FORMAT = "rnncore-safetensors"
 VERSION = 1
 INSTALL = "pip install 'rnncore[export]'"
 TORCH_MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
-
-
-class SafetensorsMissing(ImportError):
-    """The optional safetensors package is not installed."""
 
 
 def _safetensors():

@@ -13,15 +13,7 @@ import fcntl
 import os
 import time
 
-
-class CheckpointInUse(RuntimeError):
-    """Another process holds the checkpoint's lock."""
-
-    def __init__(self, checkpoint, pid):
-        holder = f"pid {pid}" if pid is not None else "pid unknown"
-        super().__init__(f"{checkpoint} is being written by another rnncore process "
-                         f"({holder}); wait for it to finish or stop it")
-        self.checkpoint, self.pid = checkpoint, pid
+from .errors import CheckpointInUse
 
 
 def lock_path(checkpoint_path):

@@ -8,6 +8,8 @@ import json
 import math
 import os
 
+from .errors import MetricsWriteError
+
 LN2 = math.log(2)
 
 
@@ -15,18 +17,6 @@ def metrics_path(checkpoint_path):
     """model.npz -> model.metrics.jsonl"""
     root, ext = os.path.splitext(os.fspath(checkpoint_path))
     return (root if ext == ".npz" else os.fspath(checkpoint_path)) + ".metrics.jsonl"
-
-
-class MetricsWriteError(OSError):
-    """The metrics log could not be written (disk full, I/O error, read-only file system,
-    quota); it holds whole lines only, and no temporary file is left."""
-
-    def __init__(self, path, error):
-        super().__init__(error.errno, error.strerror, path)
-        self.message = f"could not write the metrics log {path} ({error.strerror or error})"
-
-    def __str__(self):
-        return self.message
 
 
 class MetricsLog:

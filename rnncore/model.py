@@ -2,7 +2,15 @@
 
 Everything a caller hands in is validated and converted here (dtype, layout, shape), so
 the kernels in rnncore._cells and rnncore._kernels only ever see C-contiguous arrays of one float dtype.
+
+Imports go down the floors (layout, config, vocab, errors) with one sanctioned exception:
+the convenience methods save/load, sample/sample_stream/complete/beam_search and
+to_/from_safetensors import rnncore.checkpoint, rnncore.sample and rnncore.export inside
+the method, so that `model.save(path)` works as users expect while those modules (which
+import this one) stay above it.
 """
+from typing import Dict, Iterator, List, Optional, Tuple, Union
+
 import numpy as np
 
 try:
@@ -12,22 +20,10 @@ except ImportError as e:  # e.g. `import rnncore` from a source checkout that wa
         "rnncore's compiled kernels (rnncore._cells, rnncore._kernels) are not built "
         "here: install the package (`pip install .`) and import it from outside the source folder, or build "
         f"in place with `pip install -e .` ({e})") from None
-from .reference import CELLS, param_shapes, state_rows
+from .config import check_choice, check_int, check_number
+from .layout import (CELLS, check_memory, num_parameters, param_shapes, resolve_dtype,
+                     state_shape)
 from .vocab import Vocab
-
-DTYPES = {"float32": np.float32, "float64": np.float64}
-_FUSED = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-
-
-def resolve_dtype(dtype):
-    """np.dtype for 'float32'/'float64' (or the numpy types); anything else is an error."""
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if resolved not in _FUSED:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return resolved
 
 
 class CharRNN:
@@ -36,7 +32,7 @@ class CharRNN:
     softmax, over the characters of `vocab`.
 
     params: C-contiguous arrays of `dtype`, editable in place, named and shaped as
-    rnncore.reference.param_shapes gives (G = 1 / 4 / 3 gate blocks for rnn / lstm / gru):
+    rnncore.layout.param_shapes gives (G = 1 / 4 / 3 gate blocks for rnn / lstm / gru):
         layer 0: Wxh (G·H, V), Whh (G·H, H), bh (G·H,)   [gru: bhn (H,)]
         layer k: Wxh_l{k} (G·H, H), Whh_l{k} (G·H, H), bh_l{k} (G·H,)   [gru: bhn_l{k}]
         decoder: Why (V, H), by (V,)
@@ -52,28 +48,22 @@ class CharRNN:
     recurrent connection, and never in loss(), evaluation or generation.
     """
 
-    def __init__(self, vocab, hidden_size=64, dtype="float64", seed=None, cell="rnn",
-                 num_layers=1, dropout=0.0):
+    def __init__(self, vocab: Vocab, hidden_size: int = 64, dtype: str = "float64",
+                 seed: Optional[int] = None, cell: str = "rnn", num_layers: int = 1,
+                 dropout: float = 0.0):
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be an rnncore.Vocab, got {type(vocab).__name__}")
-        if isinstance(hidden_size, bool) or not isinstance(hidden_size, (int, np.integer)) \
-                or hidden_size < 1:
-            raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
-        if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) \
-                or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
-        try:
-            dropout = float(dropout)
-        except (TypeError, ValueError):
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}") from None
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.vocab = vocab
-        self.hidden_size = int(hidden_size)
+        self.hidden_size = check_int(hidden_size, "hidden_size")
+        self.cell = check_choice(cell, "cell", CELLS)
+        self.num_layers = check_int(num_layers, "num_layers")
+        self.dropout = check_number(dropout, "dropout", 0, 1, high_open=True)
         self.dtype = resolve_dtype(dtype)
-        self.cell, self.num_layers, self.dropout = cell, int(num_layers), dropout
+        # the parameters are drawn in float64, then cast: refuse at once what cannot fit
+        check_memory(num_parameters(self.cell, len(vocab), self.hidden_size, self.num_layers)
+                     * (8 + self.dtype.itemsize),
+                     f"the parameters of a {self.cell} of {self.num_layers} layer(s) x "
+                     f"{self.hidden_size:,} units")
         # fixed for the model's life; looked up on every call, so computed once
         self._shapes = param_shapes(cell, len(vocab), self.hidden_size, self.num_layers)
         self.params = self._initial_params(np.random.default_rng(seed))
@@ -119,24 +109,22 @@ class CharRNN:
                 "dtype": self.dtype.name, "n_vocab": self.n_vocab,
                 "num_layers": self.num_layers, "dropout": self.dropout}
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         return sum(int(np.prod(s)) for s in self.shapes.values())
 
     def zeros_like_params(self):
         return {name: np.zeros(shape, self.dtype) for name, shape in self.shapes.items()}
 
-    def state_shape(self, batch_size=None):
+    def state_shape(self, batch_size: Optional[int] = None) -> Tuple[int, ...]:
         """Shape of the recurrent state: (S·L, B, H), or (S·L, H) for batch_size None
         (1-D inputs); S = 2 for lstm (every layer's h, then every layer's c), else 1; the
         leading axis is dropped when S·L == 1.  The streams are axis -2."""
-        rows = state_rows(self.cell, self.num_layers)
-        shape = (self.hidden_size,) if batch_size is None else (batch_size, self.hidden_size)
-        return shape if rows == 1 else (rows,) + shape
+        return state_shape(self.cell, self.num_layers, self.hidden_size, batch_size)
 
-    def initial_state(self, batch_size=None):
+    def initial_state(self, batch_size: Optional[int] = None) -> np.ndarray:
         """The zero state for `batch_size` streams (None: for 1-D inputs)."""
         if batch_size is not None:
-            _check_count(batch_size, "batch_size")
+            check_int(batch_size, "batch_size")
         return np.zeros(self.state_shape(batch_size), self.dtype)
 
     def dropout_masks(self, rng, batch_size, seq_length):
@@ -144,8 +132,8 @@ class CharRNN:
         numpy Generator rng: (L, T, B, H) of the model's dtype, each element 0 with
         probability `dropout`, else 1/(1-dropout).  The streams are axis -2, so the masks
         of a global batch sliced [..., b0:b1, :] are those of streams b0..b1-1."""
-        _check_count(batch_size, "batch_size")
-        _check_count(seq_length, "seq_length")
+        check_int(batch_size, "batch_size")
+        check_int(seq_length, "seq_length")
         shape = (self.num_layers, seq_length, batch_size, self.hidden_size)
         keep = rng.random(shape) >= self.dropout
         return (keep / (1 - self.dropout)).astype(self.dtype)
@@ -156,8 +144,9 @@ class CharRNN:
                 f"num_layers={self.num_layers}, dropout={self.dropout})")
 
     # ---- the window's loss and gradients -----------------------------------------
-    def loss_and_grads(self, inputs, targets, state=None, clip=5.0, out=None,
-                       dropout_masks=None):
+    def loss_and_grads(self, inputs, targets, state=None, clip: Optional[float] = 5.0,
+                       out: Optional[Dict[str, np.ndarray]] = None, dropout_masks=None
+                       ) -> Tuple[float, Dict[str, np.ndarray], np.ndarray]:
         """Loss, gradients and last recurrent state of one window, in compiled code.
 
         inputs, targets: (T,) or (B,T) integer arrays of character indices in [0, V).
@@ -183,15 +172,18 @@ class CharRNN:
         loss = kernel.run(inputs, targets, True, clip, use_masks)
         return loss, out, self._last_state(kernel, single)
 
-    def loss(self, inputs, targets, state=None):
+    def loss(self, inputs, targets, state=None) -> Tuple[float, np.ndarray]:
         """Forward only, never dropping: (mean nats per character, last state)."""
         inputs, targets, single, kernel = self._prepare(inputs, targets, state)
         loss = kernel.run(inputs, targets, False, 0.0, False)
         return loss, self._last_state(kernel, single)
 
     # ---- generation ----------------------------------------------------------------
-    def sample(self, n, prime="", temperature=1.0, top_k=None, seed=None,
-               skip_unknown=False, stop=None, num_samples=None, top_p=None):
+    def sample(self, n: int, prime: Union[str, List[str]] = "", temperature: float = 1.0,
+               top_k: Optional[int] = None, seed: Optional[int] = None,
+               skip_unknown: bool = False, stop: Union[None, str, List[str]] = None,
+               num_samples: Optional[int] = None, top_p: Optional[float] = None
+               ) -> Union[str, List[str], List[List[str]]]:
         """n new characters drawn from softmax(y / temperature), after feeding `prime`.
 
         top_k keeps only the k most likely characters at each step, top_p only the
@@ -216,9 +208,12 @@ class CharRNN:
         per_prime = [texts[i:i + N] for i in range(0, len(texts), N)]
         return [t[0] for t in per_prime] if num_samples is None else per_prime
 
-    def sample_stream(self, n, prime="", temperature=None, top_k=None, seed=None,
-                      skip_unknown=False, stop=None, num_samples=None, greedy=False,
-                      top_p=None):
+    def sample_stream(self, n: int, prime: Union[str, List[str]] = "",
+                      temperature: Optional[float] = None, top_k: Optional[int] = None,
+                      seed: Optional[int] = None, skip_unknown: bool = False,
+                      stop: Union[None, str, List[str]] = None,
+                      num_samples: Optional[int] = None, greedy: bool = False,
+                      top_p: Optional[float] = None) -> Iterator:
         """sample() as it is generated: an iterator over pieces of text (str), in chunks
         of growing size; with num_samples or a list of primes, over tuples of one piece
         per stream (stream p·num_samples + s: sample s of prime p; "" for a stream that
@@ -233,14 +228,15 @@ class CharRNN:
             return (pieces[0] for pieces in chunks)
         return chunks
 
-    def complete(self, prime, n, skip_unknown=False, beam=1):
+    def complete(self, prime: Union[str, List[str]], n: int, skip_unknown: bool = False,
+                 beam: int = 1) -> Union[str, List[str]]:
         """The n characters after `prime` with the highest total log-probability that a
         beam search of width `beam` finds (beam=1: the most likely character at every
         step, greedy), without the prime.  See beam_search.  prime may be a list of
         texts: a list of completions comes back; greedily (beam=1) they advance as one
         batch of streams, with a wider beam one search after the other."""
         from .sample import beam_search, generate
-        _check_count(beam, "the beam width")
+        check_int(beam, "the beam width")
         if beam == 1:
             texts = generate(self, n, prime, greedy=True, skip_unknown=skip_unknown)
             return texts[0] if isinstance(prime, str) else texts
@@ -251,7 +247,8 @@ class CharRNN:
         return [beam_search(self, p, n, beam, skip_unknown=skip_unknown)[0].text
                 for p in prime]
 
-    def beam_search(self, prime, n, beam=5, skip_unknown=False):
+    def beam_search(self, prime: str, n: int, beam: int = 5, skip_unknown: bool = False
+                    ) -> list:
         """The `beam` best n-character continuations of `prime` that a beam search of
         that width finds, best first: a list of rnncore.sample.Completion(text,
         log_prob), log_prob being the continuation's total log-probability given the
@@ -261,7 +258,7 @@ class CharRNN:
         return beam_search(self, prime, n, beam, skip_unknown=skip_unknown)
 
     # ---- predictive text -------------------------------------------------------------
-    def next_char_probs(self, text, skip_unknown=False):
+    def next_char_probs(self, text: str, skip_unknown: bool = False) -> np.ndarray:
         """(V,) float64: the probability of each vocabulary character coming right after
         `text` (the state carried through all of it), in vocabulary order; computed in
         compiled code.  Unknown characters are a ValueError naming them, unless
@@ -269,13 +266,15 @@ class CharRNN:
         from .predict import next_char_probs
         return next_char_probs(self, text, skip_unknown)
 
-    def next_chars(self, text, k=None, skip_unknown=False):
+    def next_chars(self, text: str, k: Optional[int] = None, skip_unknown: bool = False
+                   ) -> List[Tuple[str, float]]:
         """The distribution of the character after `text`: a list of (char,
         probability) pairs, most likely first; the k most likely when k is given."""
         from .predict import next_chars
         return next_chars(self, text, k, skip_unknown)
 
-    def suggest(self, text, k=3, max_chars=32, beam=16, skip_unknown=False):
+    def suggest(self, text: str, k: int = 3, max_chars: int = 32, beam: int = 16,
+                skip_unknown: bool = False) -> list:
         """The k most probable ways to finish the word being typed at the end of `text`
         (the next word when it ends in a separator), best first: a list of
         rnncore.predict.Suggestion(word, completion, log_prob).  A suggestion ends where
@@ -286,13 +285,13 @@ class CharRNN:
         return suggest(self, text, k, max_chars, beam, skip_unknown)
 
     # ---- checkpoints -----------------------------------------------------------------
-    def save(self, path):
+    def save(self, path) -> None:
         """Write the model to `path` (.npz, atomically).  See rnncore.checkpoint."""
         from .checkpoint import save_checkpoint
         save_checkpoint(path, self)
 
     @classmethod
-    def load(cls, path, latest=False):
+    def load(cls, path, latest: bool = False) -> "CharRNN":
         """Read a model written by save() or by training; checked, never unpickled.
 
         A run trained with keep_best holds two sets of parameters: this returns the
@@ -303,7 +302,7 @@ class CharRNN:
         ckpt = load_checkpoint(path)
         return ckpt.model if latest else ckpt.preferred_model
 
-    def to_safetensors(self, path):
+    def to_safetensors(self, path) -> None:
         """Write the model to `path` with PyTorch's names (torch.nn.RNN/LSTM/GRU and
         Linear), for use in PyTorch; see rnncore.export.  Needs `pip install
         'rnncore[export]'`."""
@@ -311,7 +310,7 @@ class CharRNN:
         save_safetensors(self, path)
 
     @classmethod
-    def from_safetensors(cls, path):
+    def from_safetensors(cls, path) -> "CharRNN":
         """Read a model written by to_safetensors / `rnncore export` (or saved back from
         PyTorch with the same names and metadata); see rnncore.export."""
         from .export import load_safetensors
@@ -357,6 +356,11 @@ class CharRNN:
         if kernel.bound_params is not params:
             kernel.bind_params(params)
         return kernel
+
+    def generation_kernel(self):
+        """The bound kernel generation runs on (its feed/sample/beam take states of any
+        number of streams)."""
+        return self._kernel(1, 1)
 
     def _prepare(self, inputs, targets, state):
         """Checked (B,T) index arrays, whether they were 1-D, and the window's bound
@@ -440,15 +444,6 @@ def _index_array(a, name):
     return np.ascontiguousarray(a, dtype=np.intp)
 
 
-def _check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _check_clip(clip):
-    if clip is None:
-        return 0.0
-    clip = float(clip)
-    if not clip >= 0 or clip == float("inf"):
-        raise ValueError(f"clip must be a finite number >= 0 (0 or None: off), got {clip}")
-    return clip
+    """0.0 for None (off), else the clip as a finite number >= 0."""
+    return 0.0 if clip is None else check_number(clip, "clip", 0)

@@ -6,7 +6,9 @@ store it (state_dict) and resume bit for bit (load_state_dict).
 import numpy as np
 
 from . import _kernels
-from .model import _FUSED
+from .config import OPTIMIZERS as OPTIMIZER_NAMES
+from .errors import ConfigError
+from .layout import FUSED
 
 
 class Optimizer:
@@ -17,12 +19,12 @@ class Optimizer:
     def __init__(self, model, **hyper):
         unknown = set(hyper) - set(self.defaults)
         if unknown:
-            raise ValueError(f"{self.name} has no option(s) {sorted(unknown)}")
+            raise ConfigError(f"{self.name} has no option(s) {sorted(unknown)}")
         self.hyper = {**self.defaults, **hyper}
         self.model = model
         self.step_count = 0
         self.state = {slot: model.zeros_like_params() for slot in self.slots}
-        self._kernel = getattr(_kernels, f"{self.name}_update")[_FUSED[model.dtype]]
+        self._kernel = getattr(_kernels, f"{self.name}_update")[FUSED[model.dtype]]
 
     def step(self, grads, lr):
         """Apply one update with learning rate lr to every model parameter, in place."""
@@ -89,11 +91,12 @@ class Adam(Optimizer):
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES   # the config lists what is implemented here
 
 
 def make_optimizer(name, model, **hyper):
     if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
     return OPTIMIZERS[name](model, **hyper)
 
 
@@ -106,3 +109,13 @@ def clip_global_norm(grads, max_norm):
         for g in grads.values():
             g *= g.dtype.type(scale)
     return norm
+
+
+def clip_gradients(flat, grads, clip, clip_norm):
+    """The gradient clipping of a training step, the one place it happens: every element
+    of `flat` (the buffer all of `grads` view) to [-clip, clip] (0: off), then the joint
+    L2 norm of all to clip_norm (None: off)."""
+    if clip:
+        np.clip(flat, -clip, clip, out=flat)
+    if clip_norm is not None:
+        clip_global_norm(grads, clip_norm)

@@ -4,7 +4,8 @@ The B streams are laid out exactly as in one process; rank r of R owns a contigu
 them (the first B mod R ranks one stream more).  Every step each rank computes its streams'
 gradients unclipped, averaged over its own streams; scaled by (its streams / B), one
 all-reduce over a single fused buffer sums them into the mean over all B streams.  Then every
-rank clips (elementwise, then the joint norm) and updates identically, so the parameters stay
+rank clips (elementwise, then the joint norm) and updates identically (the Trainer's own
+apply_gradients), so the parameters stay
 the same everywhere and equal, up to the order of floating-point sums, to what one process
 computes with the same B.  The loss and the ranks' stop requests travel in the same buffer.
 
@@ -12,18 +13,17 @@ Only rank 0 reads the checkpoint, writes it, and prints; the others get the run'
 it at the start (settings, vocabulary, parameters, training state), and each stream's hidden
 state is gathered to rank 0 for every save, so a checkpoint does not depend on R.
 
-One process (`OneProcess`) has the same interface with nothing to communicate.
+One process (`OneProcess`) has the same interface with nothing to communicate.  Neither
+computes anything: the training step is rnncore.train.Trainer.train_step in both, and a
+strategy only reduces between its two halves (compute_gradients, apply_gradients).
 """
-import math
 import sys
 import time
 import zlib
 
 import numpy as np
 
-from .optim import clip_global_norm
-from .run import RunError
-from .train import TrainingDiverged
+from .errors import RunError
 
 INSTALL_HINT = "pip install 'rnncore[mpi]'"
 
@@ -67,11 +67,28 @@ class OneProcess:
     rank, size = 0, 1
     ranks_on_host = 1
 
+    def __init__(self):
+        self._requests = (False, False)
+
     def setup(self, prepare_root, prepare_other):
         prepare_root()
 
-    def stepper(self, trainer):
-        return LocalStep(trainer)
+    def bind(self, trainer):
+        """Prepare `trainer` for this strategy (one process: nothing to do)."""
+
+    def reduce(self, flat_grads, loss):
+        return loss
+
+    def request(self, interrupt, out_of_time):
+        """This process's stop requests for the next step (one process: its own)."""
+        self._requests = (interrupt, out_of_time)
+
+    def requests(self):
+        """(interrupt, out_of_time) as any process asked in the last step."""
+        return self._requests
+
+    def gather_state(self, trainer):
+        return trainer.state()
 
     def broadcast(self, value):
         return value
@@ -80,22 +97,13 @@ class OneProcess:
         return loop()
 
 
-class LocalStep:
-    """The Trainer's own step (the kernel clips), with the stop requests passed through."""
-
-    def __init__(self, trainer):
-        self.trainer = trainer
-
-    def train_step(self, interrupt, out_of_time):
-        """One step; returns (mean loss in nats/char, (interrupt, out_of_time))."""
-        return self.trainer.train_step(), (interrupt, out_of_time)
-
-    def state(self):
-        return self.trainer.state()
-
-
 class MPIWorkers:
-    """The run's collectives over an mpi4py communicator of two or more processes."""
+    """The run's collectives over an mpi4py communicator of two or more processes.
+
+    The training step is the Trainer's own (rnncore.train): this rank computes its share
+    of the streams' gradients (scaled by its share of the B), and `reduce` sums them, the
+    loss and the ranks' stop requests in one all-reduce over a single buffer; the
+    clipping and the update that follow are then identical everywhere."""
 
     def __init__(self, comm):
         from mpi4py import MPI
@@ -103,7 +111,9 @@ class MPIWorkers:
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         # the ranks that share this machine's CPUs (the default threads divide them)
         self.ranks_on_host = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
-        self._stepper = None
+        self.buffer = None
+        self._requests = (False, False)
+        self._asked = (False, False)
 
     def setup(self, prepare_root, prepare_other):
         """Rank 0 decides the run (every check, the checkpoint); the others build it from
@@ -125,10 +135,49 @@ class MPIWorkers:
         if errors:
             raise RunError(errors[0])
 
-    def stepper(self, trainer):
-        if self._stepper is None:
-            self._stepper = DataParallel(trainer, self.comm)
-        return self._stepper
+    def bind(self, trainer):
+        """Give `trainer` this rank's share of the streams and a gradient buffer with
+        three more slots (the loss, the two stop requests), so a step costs one
+        all-reduce.  The streams are axis -2 of the state, so one layer's (B, H) and a
+        stack's (..., B, H) slice alike."""
+        lo, hi = stream_share(trainer.batch_size, self.size, self.rank)
+        n = trainer.model.num_parameters()
+        self.buffer = np.zeros(n + 3, trainer.model.dtype)
+        trainer.use_share(lo, hi, self.buffer[:n])
+
+    def request(self, interrupt, out_of_time):
+        self._asked = (bool(interrupt), bool(out_of_time))
+
+    def reduce(self, flat_grads, loss):
+        """Σ_r (rank r's share · its mean) of the gradients and the loss, and whether any
+        rank asked to stop, in one all-reduce."""
+        from mpi4py import MPI
+        buf = self.buffer
+        buf[-3] = loss
+        buf[-2], buf[-1] = self._asked
+        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        self._requests = (bool(buf[-2] > 0), bool(buf[-1] > 0))
+        return float(buf[-3])
+
+    def requests(self):
+        return self._requests
+
+    def gather_state(self, trainer):
+        """The Trainer's state() with every stream's hidden state (rank 0 only; the others
+        get (None, None)).  Collective: every rank calls it at the same step.  Also checks
+        that the parameters are still identical on every rank."""
+        digest = 0
+        for p in trainer.model.params.values():
+            digest = zlib.crc32(np.ascontiguousarray(p).view(np.uint8), digest)
+        if len(set(self.comm.allgather(digest))) != 1:
+            raise RunError(f"the parameters differ between MPI processes at step "
+                           f"{trainer.step}; the run cannot continue consistently")
+        parts = self.comm.gather(trainer.hidden, root=0)
+        if self.rank != 0:
+            return None, None
+        arrays, meta = trainer.state()
+        arrays["hidden"] = np.concatenate(parts, axis=-2)
+        return arrays, meta
 
     def broadcast(self, value):
         return self.comm.bcast(value, root=0)
@@ -149,88 +198,6 @@ class MPIWorkers:
             time.sleep(0.5)
             self.comm.Abort(1)
             raise
-
-
-class DataParallel:
-    """The gradient step of one rank: its streams' gradients, one fused all-reduce, then
-    the clipping and the update every rank applies identically.
-
-    The Trainer keeps laying out and advancing all B streams; this rank reads its share of
-    each window and keeps only its streams' hidden state (streams are axis -2 of the
-    state, so one layer's (B, H) and a stack's (..., B, H) slice alike)."""
-
-    def __init__(self, trainer, comm):
-        self.trainer, self.comm = trainer, comm
-        size, rank = comm.Get_size(), comm.Get_rank()
-        B = trainer.batch_size     # >= size: checked when the run was prepared
-        self.lo, self.hi = stream_share(B, size, rank)
-        self.weight = (self.hi - self.lo) / B      # this rank's share of the global mean
-        model = trainer.model
-        # one buffer: every gradient array (a view the kernel writes into), then the loss
-        # and the two stop requests, so a step costs a single all-reduce
-        shapes = model.shapes
-        n = sum(int(np.prod(s)) for s in shapes.values())
-        self.buffer = np.zeros(n + 3, model.dtype)
-        self.flat_grads = self.buffer[:n]
-        self.grads, offset = {}, 0
-        for name, shape in shapes.items():
-            size_ = int(np.prod(shape))
-            self.grads[name] = self.buffer[offset:offset + size_].reshape(shape)
-            offset += size_
-        trainer.hidden = np.ascontiguousarray(self.local(trainer.hidden))
-
-    def local(self, streams_array):
-        """This rank's streams of an array whose streams are axis -2 (the hidden state;
-        per-stream draws made for the global batch, e.g. dropout masks)."""
-        return streams_array[..., self.lo:self.hi, :]
-
-    def train_step(self, interrupt, out_of_time):
-        """One step over all B streams; returns (mean loss over them, in nats/char, and
-        (interrupt, out_of_time) as requested by any rank).  Raises TrainingDiverged, on
-        every rank alike, before updating if the loss is not finite."""
-        t = self.trainer
-        inputs, targets = t.next_window()                       # (B, T') all streams
-        x, y = inputs[self.lo:self.hi], targets[self.lo:self.hi]
-        masks = None
-        if t.model.dropout > 0:   # drawn for all B streams, as in one process: same masks
-            masks = self.local(t.model.dropout_masks(t.dropout_rng, *inputs.shape))
-        lr = t.current_lr
-        loss, _, h_last = t.model.loss_and_grads(x, y, t.hidden, clip=0, out=self.grads,
-                                                 dropout_masks=masks)
-        buf = self.buffer
-        buf[-3] = loss
-        buf[:-2] *= self.weight                                 # Σ_r weight_r · mean_r
-        buf[-2], buf[-1] = bool(interrupt), bool(out_of_time)
-        from mpi4py import MPI
-        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-        loss = float(buf[-3])
-        if not math.isfinite(loss):
-            raise TrainingDiverged(t.step + 1, loss)
-        if t.clip:
-            np.clip(self.flat_grads, -t.clip, t.clip, out=self.flat_grads)
-        if t.clip_norm is not None:
-            clip_global_norm(self.grads, t.clip_norm)
-        t.optimizer.step(self.grads, lr)
-        t.advance(x.shape[1], h_last)
-        return loss, (buf[-2] > 0, buf[-1] > 0)
-
-    def state(self):
-        """The Trainer's state() with every stream's hidden state (rank 0 only; the others
-        get (None, None)).  Collective: every rank calls it at the same step.  Also checks
-        that the parameters are still identical on every rank."""
-        t = self.trainer
-        digest = 0
-        for p in t.model.params.values():
-            digest = zlib.crc32(np.ascontiguousarray(p).view(np.uint8), digest)
-        if len(set(self.comm.allgather(digest))) != 1:
-            raise RunError(f"the parameters differ between MPI processes at step {t.step}; "
-                           "the run cannot continue consistently")
-        parts = self.comm.gather(t.hidden, root=0)
-        if self.comm.Get_rank() != 0:
-            return None, None
-        arrays, meta = t.state()
-        arrays["hidden"] = np.concatenate(parts, axis=-2)
-        return arrays, meta
 
 
 def _message(e):

@@ -17,9 +17,10 @@ from collections import namedtuple
 
 import numpy as np
 
-from .model import _check_count
-from .reference import GATES, state_rows
-from .sample import check_memory, prime_ids
+from .config import check_int
+from .errors import ConfigError
+from .layout import GATES, check_memory, state_rows
+from .sample import feed_texts, prime_ids
 
 #: the first letter of the Unicode categories that separate words (with whitespace)
 SEPARATOR_CATEGORIES = "ZPSC"
@@ -54,28 +55,10 @@ def word_prefix(text):
     return text[i:]
 
 
-def feed_texts(model, id_lists):
-    """The state (S·L, R, H) of R streams after each is fed its own characters
-    (id_lists: R index arrays) from the zero state, advanced as one batch."""
-    R = len(id_lists)
-    rows = state_rows(model.cell, model.num_layers)
-    state = np.zeros((rows, R, model.hidden_size), model.dtype)
-    P = max((len(ids) for ids in id_lists), default=0)
-    if P == 0:
-        return state
-    chars = np.zeros((R, P), np.intp)
-    starts = np.empty(R, np.intp)
-    for r, ids in enumerate(id_lists):
-        starts[r] = P - len(ids)
-        chars[r, starts[r]:] = ids
-    model._kernel(1, 1).feed_rows(chars, starts, state)
-    return state
-
-
 def next_probs_of_state(model, state):
     """(R, V) float64: every stream's next-character distribution."""
     probs = np.empty((state.shape[1], model.n_vocab))
-    model._kernel(1, 1).next_probs(state, probs)
+    model.generation_kernel().next_probs(state, probs)
     return probs
 
 
@@ -97,7 +80,7 @@ def ranked_chars(model, probs, k=None):
     """[(char, probability)] most likely first (ties in vocabulary order), the k most
     likely when k is given."""
     if k is not None:
-        _check_count(k, "k")
+        check_int(k, "k")
     order = np.argsort(-probs, kind="stable")
     if k is not None:
         order = order[:k]
@@ -112,11 +95,11 @@ def next_chars(model, text, k=None, skip_unknown=False):
 
 def check_suggest_args(k, max_chars, beam):
     """(k, max_chars, beam) checked: k and beam positive integers, max_chars >= 0."""
-    _check_count(k, "k")
-    _check_count(beam, "the beam width")
+    check_int(k, "k")
+    check_int(beam, "the beam width")
     if isinstance(max_chars, bool) or not isinstance(max_chars, (int, np.integer)) \
             or max_chars < 0:
-        raise ValueError(f"max_chars must be an integer >= 0, got {max_chars!r}")
+        raise ConfigError(f"max_chars must be an integer >= 0, got {max_chars!r}")
     return int(k), int(max_chars), max(int(beam), int(k))
 
 
@@ -157,7 +140,7 @@ def suggest_from_state(model, state, texts, k, max_chars, beam):
     out = np.zeros((R, kf, max_chars), np.intp)
     lengths = np.zeros((R, kf), np.intp)
     scores = np.zeros((R, kf))
-    counts = model._kernel(1, 1).word_beam(state, separator_mask(model.vocab), started,
+    counts = model.generation_kernel().word_beam(state, separator_mask(model.vocab), started,
                                            beam, out, lengths, scores)
     decode = model.vocab.decode
     results = []
@@ -201,7 +184,7 @@ def beam_from_state(model, state, n, beam, keep=1):
     lengths = np.zeros((R, keep), np.intp)
     scores = np.zeros((R, keep))
     no_seps = np.zeros(model.n_vocab, np.uint8)
-    counts = model._kernel(1, 1).word_beam(state, no_seps, np.zeros(R, np.uint8), beam,
+    counts = model.generation_kernel().word_beam(state, no_seps, np.zeros(R, np.uint8), beam,
                                            out, lengths, scores, True)
     return [[(out[r, i], float(scores[r, i])) for i in range(counts[r])]
             for r in range(R)]

@@ -1,7 +1,8 @@
 """Every rnncore model in plain numpy, written to be read.
 
 This is the oracle the compiled kernels are tested against and the baseline the
-benchmarks compare with.  One function per cell for a step forward and one for a step
+benchmarks compare with, and nothing else: the model's layout (cells, gates, names,
+shapes, state rows) is rnncore.layout's, which production code reads.  One function per cell for a step forward and one for a step
 backward, then a stack loop around them (layer after layer over the whole window, as
 PyTorch runs them), a stable softmax, and the loss reported as a mean per character.
 
@@ -32,55 +33,7 @@ only axis of length B).  Dropout masks: (L, T, B, H) for (B, T) inputs, (L, T, H
 """
 import numpy as np
 
-CELLS = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-
-#: the single-layer vanilla model's parameter names, in their order
-PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by")
-
-
-def layer_suffix(k):
-    """'' for layer 0, '_l{k}' for deeper layers (PyTorch's numbering)."""
-    return "" if k == 0 else f"_l{k}"
-
-
-def param_shapes(cell, n_vocab, hidden_size, num_layers=1):
-    """{name: shape} of every parameter, in the canonical order: the weight matrices
-    layer by layer, Why, the biases layer by layer, by.  For the single-layer rnn this is
-    exactly PARAM_NAMES."""
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
-    V, H, GH = n_vocab, hidden_size, GATES[cell] * hidden_size
-    shapes = {}
-    for k in range(num_layers):
-        s = layer_suffix(k)
-        shapes["Wxh" + s] = (GH, V if k == 0 else H)
-        shapes["Whh" + s] = (GH, H)
-    shapes["Why"] = (V, H)
-    for k in range(num_layers):
-        s = layer_suffix(k)
-        shapes["bh" + s] = (GH,)
-        if cell == "gru":
-            shapes["bhn" + s] = (H,)
-    shapes["by"] = (V,)
-    return shapes
-
-
-def infer_config(params):
-    """(cell, num_layers) of a parameter dict, read from its names and shapes."""
-    num_layers = 1
-    while f"Whh_l{num_layers}" in params:
-        num_layers += 1
-    G, H = params["Whh"].shape[0] // params["Whh"].shape[1], params["Whh"].shape[1]
-    cell = "gru" if "bhn" in params else {1: "rnn", 4: "lstm"}.get(G)
-    if cell is None or GATES[cell] * H != params["Whh"].shape[0]:
-        raise ValueError(f"Whh has shape {params['Whh'].shape}: not an rnn, lstm or gru layer")
-    return cell, num_layers
-
-
-def state_rows(cell, num_layers):
-    """S·L: how many (B, H) slices the recurrent state holds."""
-    return (2 if cell == "lstm" else 1) * num_layers
+from .layout import infer_config, layer_suffix, param_shapes, state_rows
 
 
 def sigmoid(x):

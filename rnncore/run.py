@@ -6,102 +6,49 @@ and the checkpoint (every `checkpoint_every` steps, at the end, on Ctrl-C/SIGTER
 progress bar on a terminal, and resumes a saved run bit for bit.  `rnncore train` is this
 function behind argparse; over MPI (`distributed=True`) every process runs it.
 
-The options a run takes are listed once, in TRAIN_OPTIONS: the CLI builds its flags from
-that table and the library its defaults, so adding a model or training option is one row.
+The run is made of parts, each owning one concern:
+    plan_run      what to train (a fresh run's settings, or a resume's merge with the
+                  checkpoint) and up to which step: pure, testable without training
+    BestKeeper    the best validation, patience, and the kept best parameters
+    Checkpointer  the checkpoint writes, and which checkpoint was kept
+    Reporter      the header, the log lines, the bar, the metrics log, the hopeless warning
+    the user's callback, as one more part that sees every record
+and TrainingRun wires them around the Trainer's step (rnncore.train) and a distribution
+strategy (rnncore.parallel).  The settings are rnncore.config's.
 """
 import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 
-from .checkpoint import (CheckpointWriteError, load_checkpoint, remove_stale_temp_files,
-                         save_checkpoint)
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import (DEFAULT_STEPS, RUN_DEFAULTS, SETTINGS, TRAIN_DEFAULTS,  # noqa: F401
+                     ModelConfig, TrainConfig, field_of, flag, split_settings)
 from .corpus import load_corpus
+from .errors import CheckpointWriteError, MetricsWriteError, RunError, TrainingDiverged
+from .files import remove_stale_temp_files, writable_directory_problem
+from .layout import check_memory, training_bytes
 from .lock import CheckpointLock
-from .metrics import LN2, MetricsLog, MetricsWriteError, metrics_path
+from .metrics import LN2, MetricsLog, metrics_path
 from .model import CharRNN
 from .optim import OPTIMIZERS
-from .reference import CELLS
+from .parallel import connect
 from .threads import default_threads, num_threads
-from .train import (SCHEDULES, HopelessRunWatch, Trainer, TrainingDiverged, evaluate,
-                    worse_than_uniform)
+from .train import HopelessRunWatch, Trainer, evaluate, worse_than_uniform
 
-
-class RunError(ValueError):
-    """A problem with what the run was asked to do, or a run that had to stop: one line
-    that names it (and, once training started, which checkpoint was kept)."""
+#: fit()'s budget keywords (the TrainConfig fields a checkpoint stores as total_steps)
+BUDGETS = ("steps", "epochs", "minutes")
 
 
 class _WriteFailed(RuntimeError):
     """The system refused a write of the writing process (disk full, I/O error, read-only,
     quota), with the kept checkpoint named.  Not a RunError: over MPI only the writing rank
     meets it, so the guard must end every process (one process: run() makes it a RunError)."""
-
-
-@dataclass(frozen=True)
-class Option:
-    """One setting of a run.  kind names the check its value gets (the CLI's argument
-    type); resume says what --resume does with it: 'fixed' (must match the checkpoint),
-    'free' (may change) or 'kept' (the checkpoint's, never asked again).  model: the
-    setting is passed to the model's constructor."""
-    name: str
-    default: object
-    kind: str
-    help: str
-    resume: str
-    choices: tuple = None
-    model: bool = False
-
-
-TRAIN_OPTIONS = (
-    Option("cell", "gru", "choice", "recurrent cell: rnn (tanh), lstm or gru", "fixed",
-           choices=CELLS, model=True),
-    Option("num_layers", 2, "positive_int", "stacked recurrent layers", "fixed", model=True),
-    Option("hidden_size", 256, "positive_int", "hidden units (of every layer)", "fixed",
-           model=True),
-    Option("dropout", 0.1, "fraction", "drop each layer's output with this probability while "
-           "training (inverted dropout, never on the recurrent connection)", "fixed",
-           model=True),
-    Option("dtype", "float32", "choice", "parameter precision", "fixed",
-           choices=("float32", "float64"), model=True),
-    Option("seq_length", 50, "positive_int", "time steps per window", "fixed"),
-    Option("batch_size", 16, "positive_int", "parallel streams (over MPI: in all ranks)",
-           "fixed"),
-    Option("optimizer", "adam", "choice", "update rule", "fixed", choices=tuple(OPTIMIZERS)),
-    Option("val_fraction", 0.05, "fraction",
-           "hold out this last fraction of the corpus for validation (0: none)", "fixed"),
-    Option("learning_rate", 2e-3, "positive_float", "step size", "free"),
-    Option("clip", 5.0, "nonnegative_float", "clip each gradient element to [-C, C]; 0: off",
-           "free"),
-    Option("clip_norm", None, "positive_float",
-           "clip the joint L2 norm of all gradients", "free"),
-    Option("lr_schedule", "constant", "choice",
-           "constant, step (x lr-decay per epoch, char-rnn's) or cosine (to 0 at the last "
-           "step)", "free", choices=SCHEDULES),
-    Option("lr_decay", 0.97, "positive_float", "factor per epoch for the step schedule",
-           "free"),
-    Option("warmup_steps", 0, "nonnegative_int", "linear warm-up from 0 over this many steps",
-           "free"),
-    Option("seed", 0, "int", "initialisation seed", "kept"),
-)
-TRAIN_DEFAULTS = {o.name: o.default for o in TRAIN_OPTIONS}
-DEFAULT_STEPS = 10000          # a fresh run's budget when none is given
-RUN_DEFAULTS = {"eval_every": 500, "print_every": 100, "checkpoint_every": 1000}
-
-
-def build_model(vocab, settings):
-    """The model a fresh run starts from: every `model` option, and the seed."""
-    return CharRNN(vocab, seed=settings["seed"],
-                   **{o.name: settings[o.name] for o in TRAIN_OPTIONS if o.model})
-
-
-def flag(name):
-    return "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -114,100 +61,341 @@ class RunResult:
     status: str
     step: int
     epoch: int
-    best: dict = None                   # {"val_loss": nats/char, "step"}, or None
+    best: Optional[dict] = None          # {"val_loss": nats/char, "step"}, or None
     history: list = field(default_factory=list)
 
     @property
-    def exit_status(self):
+    def exit_status(self) -> int:
         return 130 if self.status == "interrupted" else 0
 
 
 def fit(corpus, out, *, steps=None, epochs=None, minutes=None, resume=False, force=False,
-        encoding="utf-8", eval_every=RUN_DEFAULTS["eval_every"],
-        print_every=RUN_DEFAULTS["print_every"],
-        checkpoint_every=RUN_DEFAULTS["checkpoint_every"], keep_best=False, patience=None,
-        threads=None, progress="auto", echo=print, callback=None, distributed=False,
-        **settings):
+        encoding="utf-8", eval_every=None, print_every=None, checkpoint_every=None,
+        keep_best=None, patience=None, threads=None, progress="auto", echo=print,
+        callback=None, distributed=False, **settings) -> RunResult:
     """Train on the text file `corpus` and save the run to the checkpoint `out`.
 
     Budget (one of, total over resumes): steps (optimizer steps), epochs (passes over the
     training text), or minutes (training time of this call).  Without one a fresh run
     takes 10,000 steps and a resumed run the total it was started with.
     resume: continue the run saved at `out`; force: overwrite `out` without resuming.
-    settings: any of TRAIN_OPTIONS by name (hidden_size=..., learning_rate=...); None or
-    absent means the default, or on resume the checkpoint's.
+    settings: any of rnncore.TRAIN_DEFAULTS by name (hidden_size=..., learning_rate=...).
     eval_every / print_every / checkpoint_every: steps between validations, log records,
     saves.  keep_best: store the best-validation parameters beside the latest.  patience:
-    stop after that many validations without improvement.  threads: the thread team's size
-    for the run (rnncore.set_num_threads; None: as it is, or under MPI the CPUs shared out
-    among the ranks on this host).
+    stop after that many validations without improvement.  Every setting and every one
+    of these left at None takes its default (rnncore.config), or on resume the
+    checkpoint's: a resumed run keeps the settings of the run it continues unless one
+    that may change is given.  threads: the thread team's size for the run
+    (rnncore.set_num_threads; None: as it is, or under MPI the CPUs shared out among the
+    ranks on this host).
     progress: True, False or 'auto' (a bar when stderr is a terminal).  echo: called with
     each line of text (None: silent).  callback(record) runs with every metrics record
     (a dict) and stops the run by returning True.  distributed: True (MPI's world) or an
     mpi4py communicator: data-parallel over its processes, see rnncore.parallel.
-    Returns a RunResult.  Raises RunError (and the corpus/checkpoint errors) naming the
-    problem; `out` is never left worse than it was.
+    Returns a RunResult.  Raises RunError, ConfigError, NotEnoughMemory (and the corpus
+    and checkpoint errors) naming the problem; `out` is never left worse than it was.
     """
-    run = TrainingRun(corpus, out, steps=steps, epochs=epochs, minutes=minutes,
-                      resume=resume, force=force, encoding=encoding, eval_every=eval_every,
-                      print_every=print_every, checkpoint_every=checkpoint_every,
-                      keep_best=keep_best, patience=patience, threads=threads,
-                      progress=progress, echo=echo, callback=callback,
-                      distributed=distributed, **settings)
+    unknown = set(settings) - set(SETTINGS)
+    if unknown:
+        raise TypeError(f"fit() got unknown setting(s) {', '.join(sorted(unknown))}; "
+                        f"known: {', '.join(SETTINGS)}")
+    options = {**settings, "steps": steps, "epochs": epochs, "minutes": minutes,
+               "eval_every": eval_every, "print_every": print_every,
+               "checkpoint_every": checkpoint_every, "keep_best": keep_best,
+               "patience": patience}
+    run = TrainingRun(corpus, out, options, resume=resume, force=force, encoding=encoding,
+                      threads=threads, progress=progress, echo=echo, callback=callback,
+                      distributed=distributed)
     return run.run()
 
 
+# ---- the plan: what to train, and up to which step ---------------------------------------
+@dataclass(frozen=True)
+class RunPlan:
+    """A run decided: the model's and the training's settings, whether it resumes, and
+    its budget.  stored_total: the step a resumed run was started towards (None: it was
+    trained against the clock)."""
+    model: ModelConfig
+    train: TrainConfig
+    resumed: bool
+    stored_total: Optional[int] = None
+
+    def target(self, steps_per_epoch):
+        """The step to train up to (None: until the minutes run out)."""
+        t = self.train
+        if t.steps is not None:
+            return t.steps
+        if t.epochs is not None:
+            return t.epochs * steps_per_epoch
+        if t.minutes is not None:
+            return None
+        if not self.resumed:
+            return DEFAULT_STEPS
+        return self.stored_total
+
+    def total_steps(self, steps_per_epoch):
+        """Where the cosine schedule ends: the target, or under --minutes the total the
+        run was started towards."""
+        target = self.target(steps_per_epoch)
+        return target if target is not None else self.stored_total
+
+
+def check_options(options):
+    """ConfigError for any value given (not None) outside its range."""
+    model_given, train_given = split_settings({k: v for k, v in options.items()
+                                               if v is not None})
+    ModelConfig(**model_given)
+    TrainConfig(**train_given)
+
+
+def plan_run(options, checkpoint=None, out="the checkpoint"):
+    """The RunPlan for `options` ({setting or run field: value, None = not given}) as a
+    fresh run (checkpoint None) or as the resume of `checkpoint` (a rnncore.Checkpoint).
+
+    A resume keeps every setting of the checkpoint's run; a "fixed" one given with
+    another value is a RunError, a "free" one given replaces it, a "kept" one (the seed)
+    stays.  Raises ConfigError for a value outside its range."""
+    given = {k: v for k, v in options.items() if v is not None}
+    model_given, train_given = split_settings(given)
+    if checkpoint is None:
+        plan = RunPlan(ModelConfig(**model_given), TrainConfig(**train_given), False)
+    else:
+        if checkpoint.train_meta is None:
+            raise RunError(f"cannot resume: {out} holds a model without training state")
+        stored = checkpoint.train_meta["config"]
+        saved_model = ModelConfig(**{k: checkpoint.model.config[k]
+                                     for k in ModelConfig.names()})
+        saved_train = TrainConfig.from_stored(stored)
+        merged = {}
+        for name, value in given.items():
+            resume = field_of(name).metadata["resume"]
+            saved = getattr(saved_model if name in model_given else saved_train, name,
+                            None)
+            if resume == "fixed" and value != saved:
+                free = ", ".join(flag(n) for n in SETTINGS
+                                 if field_of(n).metadata["resume"] == "free")
+                raise RunError(f"{flag(name)} {value} conflicts with the checkpoint's "
+                               f"{saved} (a resumed run keeps its model and streams; only "
+                               f"{free} may change)")
+            if resume == "free":
+                merged[name] = value
+        model_changes, train_changes = split_settings(merged)
+        plan = RunPlan(saved_model.replace(**model_changes),
+                       TrainConfig(**{**saved_train.as_dict(), **train_changes}), True,
+                       stored.get("total_steps"))
+        if plan.train.steps is plan.train.epochs is plan.train.minutes is None \
+                and plan.stored_total is None:
+            raise RunError(f"{out} was trained against the clock: give its budget "
+                           "(--steps, --epochs or --minutes)")
+    if plan.train.lr_schedule == "cosine" and plan.train.minutes is not None \
+            and plan.stored_total is None:
+        raise RunError("the cosine schedule falls to 0 at the last step: give --steps "
+                       "or --epochs with it, not --minutes")
+    return plan
+
+
+# ---- the parts -------------------------------------------------------------------------
+class BestKeeper:
+    """The best validation so far, the validations since, and (keep_best) the parameters
+    that scored it.  A loss above ln V (worse than uniform guessing, so worse than the
+    untrained model) is never an improvement."""
+
+    def __init__(self, n_vocab, keep=False, patience=None, best=None, evals_since_best=0,
+                 params=None):
+        self.n_vocab, self.keep, self.patience = n_vocab, keep, patience
+        self.best, self.evals_since_best = best, evals_since_best
+        self.params = params if keep else None
+        self.last = None              # {"val_loss", "step"} of the latest validation
+
+    def observe(self, val_loss, step, params):
+        """Take one validation; returns whether it is the new best."""
+        self.last = {"val_loss": val_loss, "step": step}
+        if not worse_than_uniform(val_loss, self.n_vocab) and (
+                self.best is None or val_loss < self.best["val_loss"]):
+            self.best = {"val_loss": val_loss, "step": step}
+            self.evals_since_best = 0
+            if self.keep:
+                self.params = {k: v.copy() for k, v in params.items()}
+            return True
+        self.evals_since_best += 1
+        return False
+
+    @property
+    def stop_reason(self):
+        """Why patience stops the run now, or None."""
+        if self.patience is not None and self.evals_since_best >= self.patience:
+            return f"no validation improvement in {self.patience} evaluations"
+        return None
+
+    def meta(self):
+        return {"best": self.best, "evals_since_best": self.evals_since_best,
+                "last_validation": self.last}
+
+    def arrays(self):
+        return {} if self.params is None else {f"best.{k}": v for k, v in self.params.items()}
+
+    def summary(self):
+        """'best validation X nats/char (Y bits/char) at step N', or None."""
+        if self.best is None:
+            return None
+        return (f"best validation {self.best['val_loss']:.4f} nats/char "
+                f"({self.best['val_loss'] / LN2:.4f} bits/char) at step {self.best['step']}")
+
+
+class Checkpointer:
+    """Writes the run's checkpoint (on the root; every process takes part in gathering
+    the streams' states) and knows which checkpoint a failure keeps."""
+
+    def __init__(self, out, strategy, saved_step=None):
+        self.out, self.strategy, self.saved_step = out, strategy, saved_step
+
+    def save(self, trainer, meta, arrays):
+        """Checkpoint, unless the weights have gone non-finite: then stop, keeping the
+        file.  meta/arrays: what the other parts add to the Trainer's state."""
+        if not all(np.isfinite(p).all() for p in trainer.model.params.values()):
+            raise RunError(f"training diverged by step {trainer.step}: the parameters hold "
+                           f"nan or inf (try a lower learning rate or a smaller clip); "
+                           f"{self.kept()}")
+        state_arrays, state_meta = self.strategy.gather_state(trainer)
+        if self.strategy.rank == 0:
+            state_meta["config"].update(meta.pop("config"))
+            state_meta.update(meta)
+            state_arrays.update(arrays)
+            save_checkpoint(self.out, trainer.model, (state_arrays, state_meta))
+        self.saved_step = trainer.step
+
+    def kept(self):
+        if self.saved_step is None:
+            if os.path.exists(self.out):   # --force: the file it would have replaced
+                return f"the earlier file at {self.out} was kept"
+            return "no checkpoint was written"
+        return f"the checkpoint at {self.out} (step {self.saved_step}) was kept"
+
+
+class Reporter:
+    """What the user sees and the metrics log: the header, a line per record (or the
+    progress bar on a terminal), the hopeless-run warning, the final line.  Silent, and
+    writing nothing, on every process but the root."""
+
+    def __init__(self, out, echo, progress, is_root, n_vocab):
+        self.echo = (echo or _silent) if is_root else _silent
+        self.is_root, self.progress = is_root, progress
+        self.log = MetricsLog(metrics_path(out))
+        self.hopeless = HopelessRunWatch(n_vocab)
+        self.bar = None
+        self.timed = False            # a bar of seconds (--minutes), not of steps
+        self.target = None
+
+    def start(self, header, resumed_at, target, step, minutes=None):
+        """The metrics log continues from the checkpoint's step (or starts afresh), the
+        header, and the bar (of steps; of seconds under a --minutes budget)."""
+        if self.is_root:
+            if resumed_at is not None:
+                self.log.truncate_after(resumed_at)
+            else:
+                self.log.reset()
+        if resumed_at is not None:
+            self.echo(f"resuming {header['out']} at step {resumed_at}")
+        self.echo(header["text"])
+        self.target = target
+        if self.is_root:
+            self.bar = _progress_bar(self.progress, target, step, minutes)
+            self.timed = self.bar is not None and target is None
+
+    def step(self, window, step, seconds):
+        """After every step: the bar's count (steps, or the seconds of a --minutes run)
+        and its train loss: the mean of the steps since the last record, so at a logged
+        step the very number the log line shows."""
+        if self.bar is None:
+            return
+        if self.timed:
+            self.bar.update(min(seconds, self.bar.total) - self.bar.n)
+        else:
+            self.bar.update(1)
+        if step % 10 == 0 or self.timed:
+            self.bar.set_postfix_str(self._postfix(step, sum(window) / len(window)),
+                                     refresh=False)
+
+    def _postfix(self, step, train_loss):
+        where = f"step {step:,}, " if self.timed else ""
+        return f"{where}train {train_loss:.4f} nats/char"
+
+    def record(self, record):
+        """A record: the metrics log, the hopeless warning, and a log line (on a
+        terminal the bar replaces the periodic lines: only validations print)."""
+        warning = self.hopeless.check(record["step"], record["lr"], record["train_loss"],
+                                      record.get("val_loss"))
+        if not self.is_root:
+            return
+        if warning:
+            _write_line("rnncore: " + warning, self.bar, sys.stderr)
+        self.log.write(record)
+        if self.bar is not None:
+            self.bar.set_postfix_str(self._postfix(record["step"], record["train_loss"]),
+                                     refresh=False)
+        if self.bar is None:
+            self.echo(_log_line(record, self.target))
+        elif "val_loss" in record:
+            self.bar.write(_log_line(record, self.target))
+
+    def finish(self, lines):
+        """The last lines: what happened, and the best validation on a line of its own
+        (each fits 80 columns but for the checkpoint's path)."""
+        self.close()
+        for line in lines:
+            if line:
+                self.echo(line)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class CallbackPart:
+    """The user's callback(record), as one more part: returning True stops the run.  Over
+    MPI the root's answer is every process's."""
+
+    def __init__(self, callback, strategy):
+        self.callback, self.strategy = callback, strategy
+
+    def stop_reason(self, record):
+        if self.callback is None:
+            return None
+        stop = self.strategy.broadcast(self.strategy.rank == 0 and bool(self.callback(record)))
+        return "stopped by the callback" if stop else None
+
+
+# ---- the run ---------------------------------------------------------------------------
 class TrainingRun:
-    """fit()'s machinery: prepare() loads (or starts) the run, run() trains it.
+    """fit()'s machinery: prepare() decides and builds the run, run() trains it."""
 
-    The one place for each of: the run's start (`_open_output`, before anything else is
-    checked), validation (`_validate`), and the checkpoint write (`_save`)."""
-
-    def __init__(self, corpus, out, *, steps=None, epochs=None, minutes=None, resume=False,
-                 force=False, encoding="utf-8", eval_every=RUN_DEFAULTS["eval_every"],
-                 print_every=RUN_DEFAULTS["print_every"],
-                 checkpoint_every=RUN_DEFAULTS["checkpoint_every"], keep_best=False,
-                 patience=None, threads=None, progress="auto", echo=print, callback=None,
-                 distributed=False, **settings):
-        unknown = set(settings) - set(TRAIN_DEFAULTS)
-        if unknown:
-            raise TypeError(f"fit() got unknown setting(s) {', '.join(sorted(unknown))}; "
-                            f"known: {', '.join(TRAIN_DEFAULTS)}")
-        budgets = [name for name, v in (("steps", steps), ("epochs", epochs),
-                                        ("minutes", minutes)) if v is not None]
-        if len(budgets) > 1:
-            raise RunError(f"give one budget, not {' and '.join(flag(b) for b in budgets)}")
-        for name, value in (("steps", steps), ("epochs", epochs), ("eval_every", eval_every),
-                            ("print_every", print_every),
-                            ("checkpoint_every", checkpoint_every), ("patience", patience),
-                            ("threads", threads)):
-            if value is not None:
-                _check_positive_int(value, name)
-        if minutes is not None and not (minutes > 0 and math.isfinite(minutes)):
-            raise RunError(f"minutes must be a finite number > 0, got {minutes!r}")
-        from .parallel import connect   # here: rnncore.parallel imports this module
-        self.workers = connect(distributed)    # rank, size, collectives; one process: no-ops
-        self.is_root = self.workers.rank == 0
+    def __init__(self, corpus, out, options, *, resume=False, force=False, encoding="utf-8",
+                 threads=None, progress="auto", echo=print, callback=None,
+                 distributed=False):
+        if threads is not None:
+            _check_positive_int(threads, "threads")
+        given_budgets = [b for b in BUDGETS if options.get(b) is not None]
+        if len(given_budgets) > 1:
+            raise RunError(f"give one budget, not "
+                           f"{' and '.join(flag(b) for b in given_budgets)}")
+        check_options(options)       # every value given is checked now, before anything
+        self.strategy = connect(distributed)   # rank, size, collectives; one process: none
+        self.is_root = self.strategy.rank == 0
         self.corpus_path, self.out = os.fspath(corpus), os.fspath(out)
-        self.steps, self.epochs, self.minutes = steps, epochs, minutes
-        self.resume, self.force, self.encoding = resume, force, encoding
-        self.eval_every, self.print_every = eval_every, print_every
-        self.checkpoint_every, self.patience = checkpoint_every, patience
-        self.threads, self.progress, self.callback = threads, progress, callback
-        self.echo = (echo or _silent) if self.is_root else _silent
-        self.given = {k: v for k, v in settings.items() if v is not None}
-        self.keep_best_given = keep_best
-        self.trainer = None
-        self.stored_target = None     # the budget a resumed run was started with
+        self.options, self.resume, self.force = options, resume, force
+        self.encoding, self.threads = encoding, threads
+        self.progress, self.echo, self.callback = progress, echo, callback
         self.lock = CheckpointLock(self.out) if self.is_root else None
+        self.trainer = None
 
     # ---- start: checks, checkpoint, corpus, model ------------------------------------
     def prepare(self):
-        """Check the request and build the Trainer (fresh, or from the checkpoint at
-        `out`).  Every check comes before anything is written.  The writing process holds
-        the lock on `out` from here until run() returns (or until prepare fails)."""
+        """Check the request and build the run (fresh, or from the checkpoint at `out`).
+        Every check comes before anything is written.  The writing process holds the lock
+        on `out` from here until run() returns (or until prepare fails)."""
         try:
-            self.workers.setup(self._prepare_root, self._prepare_other)
+            self.strategy.setup(self._prepare_root, self._prepare_other)
         except BaseException:
             self._release()
             raise
@@ -225,46 +413,50 @@ class TrainingRun:
             if not os.path.exists(self.out):
                 raise RunError(f"cannot resume: {self.out} does not exist")
             ckpt = load_checkpoint(self.out)
-            if ckpt.train_meta is None:
-                raise RunError(f"cannot resume: {self.out} holds a model without training "
-                               "state")
-            settings = self._resume_settings(ckpt)
+            plan = plan_run(self.options, ckpt, self.out)
             corpus = load_corpus(self.corpus_path, self.encoding, vocab=ckpt.model.vocab,
                                  vocab_source="the checkpoint's")
-            model = ckpt.model
         else:
             if os.path.exists(self.out) and not self.force:
                 raise RunError(f"{self.out} exists: pass --resume to continue it, or --force "
                                "to overwrite it")
-            settings = {**TRAIN_DEFAULTS, **self.given}
+            plan = plan_run(self.options)
             corpus = load_corpus(self.corpus_path, self.encoding)
-            model = build_model(corpus.vocab, settings)
-        self._build(settings, corpus, model, ckpt)
+        self._check_memory(plan, len(corpus.vocab))
+        model = ckpt.model if ckpt is not None else _build_model(corpus.vocab, plan)
+        self._build(plan, corpus, model)
+        if ckpt is not None:
+            self._restore(ckpt)
         remove_stale_temp_files(self.out)  # left by a run that was killed mid-write
-        if self.workers.size == 1:
-            return None
-        train_arrays, train_meta = self.trainer.state()
-        return {"settings": settings, "vocab": corpus.vocab, "corpus_sha256": corpus.sha256,
-                "resumed": ckpt is not None, "target": self.target,
-                "params": self.trainer.model.params, "train_arrays": train_arrays,
-                "train_meta": train_meta, "saved_step": self.saved_step,
-                "best": self.best, "evals_since_best": self.evals_since_best}
+        shared = None
+        if self.strategy.size > 1:    # every stream's state, before this rank keeps its own
+            train_arrays, train_meta = self.trainer.state()
+            shared = {"plan": plan, "vocab": corpus.vocab, "corpus_sha256": corpus.sha256,
+                      "params": self.trainer.model.params, "train_arrays": train_arrays,
+                      "train_meta": train_meta, "saved_step": self.checkpointer.saved_step,
+                      "best": self.keeper.meta(), "elapsed": self.elapsed}
+        self.strategy.bind(self.trainer)
+        return shared
 
-    def _prepare_other(self, plan):
+    def _prepare_other(self, shared):
         """On every other process: the same run as the root's, from its plan (the
         parameters and training state come from the root afterwards)."""
-        corpus = load_corpus(self.corpus_path, self.encoding, vocab=plan["vocab"],
+        corpus = load_corpus(self.corpus_path, self.encoding, vocab=shared["vocab"],
                              vocab_source="rank 0's")
-        if corpus.sha256 != plan["corpus_sha256"]:
+        if corpus.sha256 != shared["corpus_sha256"]:
             raise RunError(f"corpus {self.corpus_path} differs from rank 0's (another file "
                            "at the same path)")
-        self._build(plan["settings"], corpus, build_model(plan["vocab"], plan["settings"]),
-                    None, resumed=plan["resumed"], target=plan["target"])
-        for name, value in plan["params"].items():
+        plan = shared["plan"]
+        self._build(plan, corpus, _build_model(shared["vocab"], plan))
+        for name, value in shared["params"].items():
             self.trainer.model.params[name][...] = value
-        self.trainer.load_state(plan["train_arrays"], plan["train_meta"])
-        self.saved_step, self.best = plan["saved_step"], plan["best"]
-        self.evals_since_best = plan["evals_since_best"]
+        self.trainer.load_state(shared["train_arrays"], shared["train_meta"])
+        self.strategy.bind(self.trainer)
+        self.checkpointer.saved_step = shared["saved_step"]
+        self.keeper.best = shared["best"]["best"]
+        self.keeper.evals_since_best = shared["best"]["evals_since_best"]
+        self.keeper.last = shared["best"]["last_validation"]
+        self.elapsed = shared["elapsed"]
 
     def _open_output(self):
         """The run's start on the writing process: one writer per checkpoint (the lock,
@@ -278,99 +470,62 @@ class TrainingRun:
         self._check_writable()
 
     def _check_writable(self):
-        out = self.out
-        directory = os.path.dirname(os.path.abspath(out))
-        if os.path.isdir(out):
-            raise RunError(f"--out {out} is a directory")
-        if not os.path.isdir(directory):
-            what = "is not a directory" if os.path.exists(directory) else "does not exist"
-            raise RunError(f"--out {out}: {directory} {what}")
-        try:
-            fd, probe = tempfile.mkstemp(dir=directory, prefix=".rnncore-probe-")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise RunError(f"--out {out}: directory {directory} is not writable "
-                           f"({e.strerror})") from None
+        problem = writable_directory_problem(self.out)
+        if problem:
+            raise RunError(problem)
 
-    def _resume_settings(self, ckpt):
-        saved = {**TRAIN_DEFAULTS, **ckpt.train_meta["config"]}
-        saved.update({o.name: ckpt.model.config[o.name] for o in TRAIN_OPTIONS
-                      if o.model and o.name in ckpt.model.config})
-        free = ", ".join(flag(o.name) for o in TRAIN_OPTIONS if o.resume == "free")
-        for o in TRAIN_OPTIONS:
-            given = self.given.get(o.name)
-            if o.resume == "fixed" and given is not None and given != saved[o.name]:
-                raise RunError(f"{flag(o.name)} {given} conflicts with the checkpoint's "
-                               f"{saved[o.name]} (a resumed run keeps its model and streams; "
-                               f"only {free} may change)")
-            if o.resume == "free" and given is not None:
-                saved[o.name] = given
-        self.stored_target = ckpt.train_meta["config"].get("total_steps")
-        return {k: saved[k] for k in TRAIN_DEFAULTS}
+    def _check_memory(self, plan, n_vocab):
+        """One line, before a single array is allocated, for a model that cannot fit."""
+        m, t = plan.model, plan.train
+        slots = len(OPTIMIZERS[t.optimizer].slots)
+        streams = -(-t.batch_size // self.strategy.size)
+        need = training_bytes(m.cell, n_vocab, m.hidden_size, m.num_layers, streams,
+                              t.seq_length, m.dtype, slots) * (1 + t.keep_best)
+        layers = "layer" if m.num_layers == 1 else "layers"
+        check_memory(need, f"training a {m.cell} of {m.num_layers} {layers} x "
+                     f"{m.hidden_size:,} units ({t.batch_size} streams x {t.seq_length})",
+                     "lower --hidden-size, --num-layers, --batch-size or --seq-length")
 
-    def _build(self, settings, corpus, model, ckpt, resumed=None, target=None):
-        self.settings, self.corpus = settings, corpus
-        if settings["batch_size"] < self.workers.size:
-            raise RunError(f"--batch-size {settings['batch_size']} is smaller than the "
-                           f"{self.workers.size} MPI processes: each needs at least one stream")
-        train_data, self.val_data = corpus.split(settings["val_fraction"])
+    def _build(self, plan, corpus, model):
+        t = plan.train
+        if t.batch_size < self.strategy.size:
+            raise RunError(f"--batch-size {t.batch_size} is smaller than the "
+                           f"{self.strategy.size} MPI processes: each needs at least one "
+                           "stream")
+        self.plan, self.corpus = plan, corpus
+        train_data, self.val_data = corpus.split(t.val_fraction)
         if len(self.val_data) < 2:
             self.val_data = train_data[:0]
-        resumed = ckpt is not None if resumed is None else resumed
         self.trainer = Trainer(
-            model, train_data, seq_length=settings["seq_length"],
-            batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-            optimizer=settings["optimizer"], clip=settings["clip"],
-            clip_norm=settings["clip_norm"], lr_schedule=settings["lr_schedule"],
-            total_steps=self.steps or DEFAULT_STEPS, warmup_steps=settings["warmup_steps"],
-            lr_decay=settings["lr_decay"], seed=settings["seed"])
+            model, train_data, seq_length=t.seq_length, batch_size=t.batch_size,
+            learning_rate=t.learning_rate, optimizer=t.optimizer, clip=t.clip,
+            clip_norm=t.clip_norm, lr_schedule=t.lr_schedule, total_steps=DEFAULT_STEPS,
+            warmup_steps=t.warmup_steps, lr_decay=t.lr_decay, seed=t.seed)
         # the cosine schedule's end: known only now for an --epochs budget (steps per epoch)
-        self.target = self._target(resumed) if target is None else target
-        self.trainer.total_steps = self.target if self.target is not None \
-            else self.stored_target
-        if settings["lr_schedule"] == "cosine" and self.trainer.total_steps is None:
-            raise RunError("the cosine schedule falls to 0 at the last step: give --steps "
-                           "or --epochs with it, not --minutes")
-        self.log = MetricsLog(metrics_path(self.out))
+        self.target = plan.target(self.trainer.steps_per_epoch)
+        self.trainer.total_steps = plan.total_steps(self.trainer.steps_per_epoch)
         self.elapsed = 0.0            # training seconds, summed over resumes
-        self.best = None              # {"val_loss", "step"}
-        self.best_params = None
-        self.keep_best = self.keep_best_given or bool(settings.get("keep_best"))
-        self.evals_since_best = 0
-        self.saved_step = None
-        self.resumed = resumed
-        self.hopeless = HopelessRunWatch(model.n_vocab)
-        if ckpt is not None:
-            self._restore(ckpt)
-
-    def _target(self, resumed):
-        """The step to train up to (None: until the minutes run out)."""
-        if self.steps is not None:
-            return self.steps
-        if self.epochs is not None:
-            return self.epochs * self.trainer.steps_per_epoch
-        if self.minutes is not None:
-            return None
-        if not resumed:
-            return DEFAULT_STEPS
-        if self.stored_target is None:
-            raise RunError(f"{self.out} was trained against the clock: give its budget "
-                           "(--steps, --epochs or --minutes)")
-        return self.stored_target
+        self.keeper = BestKeeper(model.n_vocab, t.keep_best, t.patience)
+        self.checkpointer = Checkpointer(self.out, self.strategy)
+        self.reporter = Reporter(self.out, self.echo, self.progress, self.is_root,
+                                 model.n_vocab)
+        self.parts = [CallbackPart(self.callback, self.strategy)]
 
     def _restore(self, ckpt):
         meta = ckpt.train_meta
         same_corpus = meta.get("corpus_sha256") == self.corpus.sha256
         if not self.trainer.load_state(ckpt.train_arrays, meta, same_corpus):
-            self.echo("note: the corpus differs from the checkpoint's; its streams restart "
-                      "at the beginning")
+            self.reporter.echo("note: the corpus differs from the checkpoint's; its streams "
+                               "restart at the beginning")
         self.elapsed = float(meta.get("elapsed", 0.0))
-        self.best = meta.get("best")
-        self.evals_since_best = int(meta.get("evals_since_best", 0))
+        params = None
         if ckpt.best_model is not None:
-            self.best_params = {k: v.copy() for k, v in ckpt.best_model.params.items()}
-        self.saved_step = self.trainer.step
+            params = {k: v.copy() for k, v in ckpt.best_model.params.items()}
+        self.keeper = BestKeeper(self.trainer.model.n_vocab, self.plan.train.keep_best,
+                                 self.plan.train.patience, meta.get("best"),
+                                 int(meta.get("evals_since_best", 0)), params)
+        self.keeper.last = meta.get("last_validation")
+        self.checkpointer.saved_step = self.trainer.step
 
     # ---- the loop ------------------------------------------------------------------
     def run(self):
@@ -380,12 +535,12 @@ class TrainingRun:
         try:
             trainer = self.trainer
             if self.target is not None and trainer.step >= self.target:
-                self.echo(f"{self.out} is already at step {trainer.step} (--steps "
+                self.reporter.echo(f"{self.out} is already at step {trainer.step} (--steps "
                           f"{self.target}): nothing to do")
                 return self._result("up_to_date", [])
             with num_threads(self._threads()):
                 # over MPI, an error one rank meets from here on aborts the job (see guard)
-                return self.workers.guard(self._loop_reporting_writes)
+                return self.strategy.guard(self._loop_reporting_writes)
         except _WriteFailed as e:
             raise RunError(str(e)) from None
         finally:
@@ -397,7 +552,7 @@ class TrainingRun:
         each); else the team as it is."""
         if self.threads is not None:
             return self.threads
-        ranks = self.workers.ranks_on_host
+        ranks = self.strategy.ranks_on_host
         return default_threads(ranks) if ranks > 1 else None
 
     def _loop_reporting_writes(self):
@@ -406,178 +561,159 @@ class TrainingRun:
         try:
             return self._loop()
         except (CheckpointWriteError, MetricsWriteError) as e:
-            raise _WriteFailed(f"{e}; {self._kept()}") from None
-
-    def _header(self):
-        t, model, s = self.trainer, self.trainer.model, self.settings
-        budget = (f"{self.target:,} steps" if self.target is not None
-                  else f"{self.minutes:g} minutes")
-        ranks = f" on {self.workers.size} MPI processes" if self.workers.size > 1 else ""
-        return "\n".join((
-            f"corpus {self.corpus_path}: {len(self.corpus):,} chars ({len(t.data):,} train, "
-            f"{len(self.val_data):,} validation), {model.n_vocab} symbols",
-            f"model: {model.cell} {model.num_layers}x{model.hidden_size}"
-            f"{f' (dropout {model.dropout:g})' if model.dropout else ''}, "
-            f"{model.num_parameters():,} parameters, {model.dtype.name}",
-            f"optimizer: {s['optimizer']} lr {s['learning_rate']:g} ({s['lr_schedule']})",
-            f"{s['batch_size']} stream(s) x {s['seq_length']} steps{ranks}, "
-            f"{t.steps_per_epoch:,} steps per epoch; {budget}",
-            f"losses in nats/char (train: mean of the last {self.print_every} steps, val: "
-            "held-out text)"))
+            raise _WriteFailed(f"{e}; {self.checkpointer.kept()}") from None
 
     def _loop(self):
-        trainer, workers = self.trainer, self.workers
-        if self.is_root:   # the log continues from the checkpoint, or starts afresh
-            if self.resumed:
-                self.log.truncate_after(trainer.step)
-            else:
-                self.log.reset()
-        if self.resumed:
-            self.echo(f"resuming {self.out} at step {trainer.step}")
-        self.echo(self._header())
-        stepper = workers.stepper(trainer)
-        bar = _progress_bar(self.progress, self.target, trainer.step) if self.is_root else None
-        history, window = [], []
-        chars_per_step = trainer.batch_size * trainer.seq_length   # every stream, all ranks
-        t_start, step_start = time.perf_counter(), trainer.step
-        elapsed_start = self.elapsed
-        deadline = None if self.minutes is None else t_start + 60 * self.minutes
-        status = "finished"
+        trainer, strategy, t = self.trainer, self.strategy, self.plan.train
+        self.reporter.start({"out": self.out, "text": self._header()},
+                            trainer.step if self.plan.resumed else None, self.target,
+                            trainer.step, t.minutes)
+        history, window, status, stop_reason = [], [], "finished", None
+        clock = _Clock(self.elapsed, t.minutes, trainer.step)
+        stop = _StopFlag(self._already_stopping if self.is_root else None)
         try:
-            with _StopFlag() as stop:
+            with stop:
                 while self.target is None or trainer.step < self.target:
-                    out_of_time = deadline is not None and self.is_root \
-                        and time.perf_counter() >= deadline
+                    strategy.request(stop.signal is not None,
+                                     self.is_root and clock.out_of_time())
                     lr = trainer.current_lr
                     try:
-                        loss, (interrupt, out_of_time) = stepper.train_step(
-                            stop.signal is not None, out_of_time)
+                        window.append(trainer.train_step(reduce=strategy.reduce))
                     except TrainingDiverged as e:
-                        raise RunError(f"{e}; {self._kept()}") from None
-                    self.elapsed = elapsed_start + time.perf_counter() - t_start
-                    window.append(loss)
+                        raise RunError(f"{e}; {self.checkpointer.kept()}") from None
+                    interrupt, out_of_time = strategy.requests()
+                    self.elapsed = clock.elapsed()
                     step = trainer.step
-                    if bar is not None:
-                        bar.update(1)
-                        if step % 10 == 0:
-                            bar.set_postfix_str(f"train {sum(window) / len(window):.3f} "
-                                                "nats/char", refresh=False)
+                    self.reporter.step(window, step, clock.seconds())
                     last = step == self.target or interrupt or out_of_time
-                    validate = len(self.val_data) and (step % self.eval_every == 0 or last)
-                    stop_early = None
-                    if step % self.print_every == 0 or validate or last:
-                        rate = (step - step_start) * chars_per_step / (
-                            time.perf_counter() - t_start)
-                        record = {"step": step, "epoch": trainer.epoch,
-                                  "train_loss": sum(window) / len(window),
-                                  "lr": lr, "chars_per_s": rate,
-                                  "elapsed": round(self.elapsed, 3)}
+                    # Ctrl-C saves at once: no validation pass first (the checkpoint
+                    # records the last one it had)
+                    validate = len(self.val_data) and not interrupt and (
+                        step % t.eval_every == 0 or last)
+                    if step % t.print_every == 0 or validate or last:
+                        record = self._record(lr, window, clock, validate)
                         window = []
-                        if validate:
-                            record.update(self._validate())
-                            if self.patience is not None \
-                                    and self.evals_since_best >= self.patience:
-                                stop_early = (f"no validation improvement in {self.patience} "
-                                              "evaluations")
                         history.append(record)
-                        warning = self.hopeless.check(step, lr, record["train_loss"],
-                                                      record.get("val_loss"))
-                        if warning and self.is_root:
-                            _write_line("rnncore: " + warning, bar, sys.stderr)
-                        if self.is_root:
-                            self.log.write(record)
-                            if bar is None:
-                                self.echo(_log_line(record, self.target))
-                            elif validate:
-                                bar.write(_log_line(record, self.target))
-                        if self.callback is not None and workers.broadcast(
-                                self.is_root and bool(self.callback(record))):
-                            stop_early = stop_early or "stopped by the callback"
-                    if step % self.checkpoint_every == 0:
+                        self.reporter.record(record)
+                        # every part sees every record (the callback the last one too)
+                        reasons = [self.keeper.stop_reason if validate else None] + [
+                            part.stop_reason(record) for part in self.parts]
+                        stop_reason = next(filter(None, reasons), None)
+                    if step % t.checkpoint_every == 0:
                         self._save()
                     if step % 1000 == 0:
                         self.corpus.release_pages()
                     if interrupt:
                         status = "interrupted"
                         break
-                    if stop_early or out_of_time:
-                        status = "stopped_early" if stop_early else "finished"
+                    if stop_reason or out_of_time:
+                        status = "stopped_early" if stop_reason else "finished"
                         break
+                self.reporter.close()
+                self.stopping = "saving"
+                if self.checkpointer.saved_step != trainer.step:
+                    self._save()
         finally:
-            if bar is not None:
-                bar.close()
-        if self.saved_step != trainer.step:
-            self._save()
-        best = ""
-        if self.best is not None:
-            best = (f"; best validation {self.best['val_loss']:.4f} nats/char "
-                    f"({self.best['val_loss'] / LN2:.4f} bits/char) at step {self.best['step']}")
+            self.reporter.close()
+        step = trainer.step
         if status == "interrupted":
-            self.echo(f"interrupted at step {trainer.step}: saved {self.out} (continue with "
-                      f"--resume){best}")
+            said = f"interrupted at step {step}: saved {self.out} (continue with --resume)"
         elif status == "stopped_early":
-            self.echo(f"stopped early at step {trainer.step}: {stop_early}; saved "
-                      f"{self.out}{best}")
+            said = f"stopped early at step {step}: {stop_reason}; saved {self.out}"
         else:
-            self.echo(f"saved {self.out} at step {trainer.step}{best}")
+            said = f"saved {self.out} at step {step}"
+        self.reporter.finish([said, self.keeper.summary()])
         return self._result(status, history)
 
+    def _already_stopping(self):
+        """What a second Ctrl-C says (the first one's step and save are under way)."""
+        doing = ("writing the checkpoint" if getattr(self, "stopping", None) == "saving"
+                 else f"finishing step {self.trainer.step + 1}, then saving")
+        print(f"rnncore: already stopping: {doing} {self.out}; a moment", file=sys.stderr,
+              flush=True)
+
+    def _record(self, lr, window, clock, validate):
+        trainer = self.trainer
+        record = {"step": trainer.step, "epoch": trainer.epoch,
+                  "train_loss": sum(window) / len(window), "lr": lr,
+                  "chars_per_s": clock.rate(trainer.step, trainer.batch_size
+                                            * trainer.seq_length),
+                  "elapsed": round(self.elapsed, 3)}
+        if validate:
+            record.update(self._validate())
+        return record
+
+    def _header(self):
+        t, model, s = self.trainer, self.trainer.model, self.plan.train
+        budget = (f"{self.target:,} steps" if self.target is not None
+                  else f"{s.minutes:g} minutes")
+        ranks = f" on {self.strategy.size} MPI processes" if self.strategy.size > 1 else ""
+        return "\n".join((
+            f"corpus {self.corpus_path}: {len(self.corpus):,} chars, {model.n_vocab} symbols",
+            f"{len(t.data):,} for training, {len(self.val_data):,} held out for validation",
+            f"model: {model.cell} {model.num_layers}x{model.hidden_size}"
+            f"{f' (dropout {model.dropout:g})' if model.dropout else ''}, "
+            f"{model.num_parameters():,} parameters, {model.dtype.name}",
+            f"optimizer: {s.optimizer} lr {s.learning_rate:g} ({s.lr_schedule})",
+            f"{s.batch_size} stream(s) x {s.seq_length} steps{ranks}, "
+            f"{t.steps_per_epoch:,} steps per epoch; {budget}",
+            f"losses in nats/char (train: mean of the last {s.print_every} steps, val: "
+            "held-out text)"))
+
     def _result(self, status, history):
-        return RunResult(self.out, status, self.trainer.step, self.trainer.epoch, self.best,
-                         history)
+        return RunResult(self.out, status, self.trainer.step, self.trainer.epoch,
+                         self.keeper.best, history)
 
     # ---- validation and checkpoints -----------------------------------------------------
     def _validate(self):
-        """Predict the whole held-out text (state carried); update the best.  Over MPI the
-        root's number is every process's, so they all decide alike."""
+        """Predict the whole held-out text (state carried); the keeper takes it.  Over
+        MPI the root's number is every process's, so they all decide alike."""
         if self.is_root:
             result = evaluate(self.trainer.model, self.val_data)
             val, bits = result["nats_per_char"], result["bits_per_char"]
         else:
             val = bits = None
-        val, bits = self.workers.broadcast((val, bits))
+        val, bits = self.strategy.broadcast((val, bits))
         if not math.isfinite(val):
             raise RunError(f"the validation loss became {val} at step {self.trainer.step}: "
-                           f"training diverged; {self._kept()}")
-        # weights worse than uniform guessing never count as an improvement: the untrained
-        # model was better, and keep-best must not keep them over better ones
-        if not worse_than_uniform(val, self.trainer.model.n_vocab) and (
-                self.best is None or val < self.best["val_loss"]):
-            self.best = {"val_loss": val, "step": self.trainer.step}
-            self.evals_since_best = 0
-            if self.keep_best:
-                self.best_params = {k: v.copy() for k, v in self.trainer.model.params.items()}
-        else:
-            self.evals_since_best += 1
+                           f"training diverged; {self.checkpointer.kept()}")
+        self.keeper.observe(val, self.trainer.step, self.trainer.model.params)
         return {"val_loss": val, "val_bits_per_char": bits}
 
     def _save(self):
-        """Checkpoint, unless the weights have gone non-finite: then stop, keeping the file.
-        Over MPI every process takes part (the streams' states are gathered), the root
-        writes."""
-        trainer = self.trainer
-        if not all(np.isfinite(p).all() for p in trainer.model.params.values()):
-            raise RunError(f"training diverged by step {trainer.step}: the parameters hold "
-                           f"nan or inf (try a lower learning rate or a smaller clip); "
-                           f"{self._kept()}")
-        arrays, meta = self.workers.stepper(trainer).state()
-        if self.is_root:
-            meta["config"].update({k: self.settings[k] for k in ("val_fraction", "seed")})
-            meta["config"]["keep_best"] = self.keep_best
-            meta.update({"corpus_sha256": self.corpus.sha256, "corpus_path": self.corpus_path,
-                         "elapsed": self.elapsed,
-                         "best": self.best, "evals_since_best": self.evals_since_best})
-            if self.best_params is not None:
-                arrays.update({f"best.{k}": v for k, v in self.best_params.items()})
-            save_checkpoint(self.out, trainer.model, (arrays, meta))
-        self.saved_step = trainer.step
+        meta = {"config": {**self.plan.train.stored(),
+                           "total_steps": self.trainer.total_steps},
+                "corpus_sha256": self.corpus.sha256, "corpus_path": self.corpus_path,
+                "elapsed": self.elapsed, **self.keeper.meta()}
+        self.checkpointer.save(self.trainer, meta, self.keeper.arrays())
 
-    def _kept(self):
-        if self.saved_step is None:
-            if os.path.exists(self.out):   # --force: the file it would have replaced
-                return f"the earlier file at {self.out} was kept"
-            return "no checkpoint was written"
-        return f"the checkpoint at {self.out} (step {self.saved_step}) was kept"
+
+def _build_model(vocab, plan):
+    """The model a fresh run starts from: the model settings, and the seed."""
+    return CharRNN(vocab, seed=plan.train.seed, **plan.model.as_dict())
+
+
+class _Clock:
+    """The run's training time (summed over resumes), its --minutes deadline, its rate."""
+
+    def __init__(self, elapsed_before, minutes, step):
+        self.before, self.start, self.step0 = elapsed_before, time.perf_counter(), step
+        self.deadline = None if minutes is None else self.start + 60 * minutes
+
+    def elapsed(self):
+        return self.before + self.seconds()
+
+    def seconds(self):
+        """Training seconds of this invocation."""
+        return time.perf_counter() - self.start
+
+    def out_of_time(self):
+        return self.deadline is not None and time.perf_counter() >= self.deadline
+
+    def rate(self, step, chars_per_step):
+        """Characters per second of this invocation (every stream, all ranks)."""
+        return (step - self.step0) * chars_per_step / max(time.perf_counter() - self.start,
+                                                          1e-9)
 
 
 def _log_line(record, target):
@@ -620,8 +756,9 @@ class _StopFlag:
     saves is always that of a whole step.  (Outside the main thread signals cannot be
     caught: the flag then stays down and Ctrl-C raises as usual.)"""
 
-    def __init__(self):
+    def __init__(self, on_repeat=None):
         self.signal = None
+        self.on_repeat = on_repeat     # what a second signal says (None: nothing)
         self._old = {}
 
     def __enter__(self):
@@ -631,6 +768,8 @@ class _StopFlag:
         return self
 
     def _set(self, signum, frame):
+        if self.signal is not None and self.on_repeat is not None:
+            self.on_repeat()
         self.signal = signum
 
     def __exit__(self, *exc):
@@ -638,7 +777,8 @@ class _StopFlag:
             signal.signal(s, handler)
 
 
-def _progress_bar(progress, total, initial):
+def _progress_bar(progress, total, initial, minutes=None):
+    """A bar of steps to `total`; with no step total, of the seconds of `minutes`."""
     if progress == "auto":
         progress = sys.stderr.isatty()
     if not progress:
@@ -647,6 +787,10 @@ def _progress_bar(progress, total, initial):
         from tqdm import tqdm
     except ImportError:
         return None
+    if total is None and minutes is not None:
+        return tqdm(total=60 * minutes, unit="s", dynamic_ncols=True,
+                    bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]"
+                               "{postfix}")
     # a short fixed part, so that the bar itself keeps its width on an 80-column terminal
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"

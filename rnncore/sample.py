@@ -8,13 +8,13 @@ only draws the uniform numbers of a chunk up front and cuts the text at the stop
 between chunks.  So a seed gives the same text whether it is read whole or in chunks.
 """
 import math
-import os
 from collections import namedtuple
 
 import numpy as np
 
-from .model import _check_count
-from .reference import GATES, state_rows
+from .config import check_int
+from .errors import ConfigError
+from .layout import check_memory, generation_bytes_per_stream, state_rows
 
 #: sampled streams are generated in chunks that double from FIRST_CHUNK up to LAST_CHUNK
 #: characters: the first text shows at once, and longer chunks cost less per character;
@@ -30,14 +30,13 @@ log-probability given the prime, in nats (the sum over its characters of log p).
 
 def _check_length(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"the number of characters must be an integer >= 0, got {n!r}")
+        raise ConfigError(f"the number of characters must be an integer >= 0, got {n!r}")
     return int(n)
 
 
 def _check_positive(value, name):
-    """int(value), or the model's ValueError for anything but a positive integer."""
-    _check_count(value, name)
-    return int(value)
+    """int(value), or a ConfigError for anything but a positive integer."""
+    return check_int(value, name)
 
 
 def prime_ids(model, prime, skip_unknown=False):
@@ -53,33 +52,38 @@ def seen_prime(model, prime):
     return model.vocab.decode(prime_ids(model, prime, skip_unknown=True))
 
 
-def check_memory(needed_bytes, what):
-    """Refuse, with a MemoryError naming `what`, an allocation larger than the machine's
-    physical memory (rather than let the system kill the process part way)."""
-    try:
-        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return
-    if needed_bytes > physical:
-        raise MemoryError(f"{what} would need {needed_bytes / 1e9:,.1f} GB, more than this "
-                          f"machine's {physical / 1e9:,.1f} GB of memory")
-
-
 def _bytes_per_stream(model):
     """Generation memory of one stream or beam: its state and step scratch."""
-    rows = state_rows(model.cell, model.num_layers)
-    G = GATES[model.cell]
-    return (2 * rows + 2 * G + 1) * model.hidden_size * model.dtype.itemsize
+    return generation_bytes_per_stream(model.cell, model.num_layers, model.hidden_size,
+                                       model.dtype)
 
 
 def primed_state(model, ids, num_streams=1):
     """The generation state (S·L, num_streams, H) of every stream after the characters
     `ids`, fed from the zero state."""
-    kernel = model._kernel(1, 1)
+    kernel = model.generation_kernel()
     rows = state_rows(model.cell, model.num_layers)
     state = np.zeros((rows, 1, model.hidden_size), model.dtype)
     kernel.feed(ids, state)
     return np.ascontiguousarray(np.repeat(state, num_streams, axis=1))
+
+
+def feed_texts(model, id_lists):
+    """The state (S·L, R, H) of R streams after each is fed its own characters
+    (id_lists: R index arrays) from the zero state, advanced as one batch."""
+    R = len(id_lists)
+    rows = state_rows(model.cell, model.num_layers)
+    state = np.zeros((rows, R, model.hidden_size), model.dtype)
+    P = max((len(ids) for ids in id_lists), default=0)
+    if P == 0:
+        return state
+    chars = np.zeros((R, P), np.intp)
+    starts = np.empty(R, np.intp)
+    for r, ids in enumerate(id_lists):
+        starts[r] = P - len(ids)
+        chars[r, starts[r]:] = ids
+    model.generation_kernel().feed_rows(chars, starts, state)
+    return state
 
 
 def primed_states(model, id_lists, num_streams=1):
@@ -88,7 +92,6 @@ def primed_states(model, id_lists, num_streams=1):
     as one batch of streams (StackKernel.feed_rows)."""
     if len(id_lists) == 1:
         return primed_state(model, id_lists[0], num_streams)
-    from .predict import feed_texts
     return np.ascontiguousarray(np.repeat(feed_texts(model, id_lists), num_streams, axis=1))
 
 
@@ -100,7 +103,7 @@ def check_stops(stop):
     stops = (stop,) if isinstance(stop, str) else stop
     if not isinstance(stops, (list, tuple)) or not all(
             isinstance(t, str) and t for t in stops):
-        raise ValueError(f"stop must be a non-empty str, a list of them, or None; got "
+        raise ConfigError(f"stop must be a non-empty str, a list of them, or None; got "
                          f"{stop!r}")
     return tuple(stops)
 
@@ -133,13 +136,13 @@ class StopScanner:
 
 def check_draw(model, greedy, temperature, top_k, top_p, seed):
     """(temperature, top_k, top_p) as the kernel takes them (0 temperature: greedy; 0
-    top_k: all; 1.0 top_p: all), or a ValueError naming the argument."""
+    top_k: all; 1.0 top_p: all), or a ConfigError naming the argument."""
     if greedy:
         given = [name for name, value in (("temperature", temperature), ("top_k", top_k),
                                           ("top_p", top_p), ("seed", seed))
                  if value is not None]
         if given:
-            raise ValueError(f"greedy generation draws nothing: {', '.join(given)} "
+            raise ConfigError(f"greedy generation draws nothing: {', '.join(given)} "
                              "cannot be used with it")
         return 0.0, 0, 1.0
     if temperature is None:
@@ -147,7 +150,7 @@ def check_draw(model, greedy, temperature, top_k, top_p, seed):
     else:
         temperature = float(temperature)
         if not (temperature > 0 and np.isfinite(temperature)):
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+            raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
     if top_k is None:
         top_k = 0
     else:
@@ -157,10 +160,10 @@ def check_draw(model, greedy, temperature, top_k, top_p, seed):
     else:
         if isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.floating,
                                                              np.integer)):
-            raise ValueError(f"top_p must be a number in (0, 1], got {top_p!r}")
+            raise ConfigError(f"top_p must be a number in (0, 1], got {top_p!r}")
         top_p = float(top_p)
         if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be a number in (0, 1], got {top_p}")
+            raise ConfigError(f"top_p must be a number in (0, 1], got {top_p}")
     return temperature, top_k, top_p
 
 
@@ -198,7 +201,7 @@ def stream_samples(model, n, prime="", greedy=False, temperature=None, top_k=Non
 
 def _stream(model, n, id_lists, greedy, temperature, top_k, top_p, seed, stops,
             num_samples):
-    kernel = model._kernel(1, 1)
+    kernel = model.generation_kernel()
     state = primed_states(model, id_lists, num_samples)
     B = state.shape[1]
     rng = None if greedy else np.random.default_rng(seed)
@@ -262,5 +265,5 @@ def beam_search(model, prime, n, beam, skip_unknown=False):
     state = primed_state(model, ids, 1)
     out = np.zeros((beam, n), np.intp)
     scores = np.zeros(beam)
-    count = model._kernel(1, 1).beam(state, out, scores)
+    count = model.generation_kernel().beam(state, out, scores)
     return [Completion(model.vocab.decode(out[i]), float(scores[i])) for i in range(count)]

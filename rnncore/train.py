@@ -12,15 +12,15 @@ the next window, and at the end of the streams wraps to the start with a zero st
 B=1 every character but the first is a target once per pass, the last one included.
 """
 import math
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .config import SCHEDULES, TrainConfig, check_int
 from .corpus import compact_dtype
+from .errors import ConfigError, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
 from .model import CharRNN
-from .optim import OPTIMIZERS, clip_global_norm, make_optimizer
-
-
-SCHEDULES = ("constant", "step", "cosine")
+from .optim import clip_gradients, make_optimizer
 
 
 def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmup_steps=0,
@@ -39,28 +39,33 @@ def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmu
         return base_lr * decay ** epoch
     if schedule == "cosine":
         if not total_steps:
-            raise ValueError("the cosine schedule needs total_steps")
+            raise ConfigError("the cosine schedule needs total_steps")
         span = max(1, total_steps - warmup_steps)
         progress = min(1.0, (step - warmup_steps) / span)
         return base_lr * (min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
-    raise ValueError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    raise ConfigError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 
-def evaluate(model, data, window=1024):
+def evaluate(model: CharRNN, data, window: int = 1024,
+             progress: Optional[Callable[[int], None]] = None) -> dict:
     """Statefully predict data[1:] from data[:-1], carrying the hidden state across windows.
 
     Returns {"nats_per_char", "bits_per_char", "perplexity", "chars"} (chars = predictions
-    made; perplexity inf where it overflows).  The forward pass runs in compiled code, one window at a time.
+    made; perplexity inf where it overflows).  The forward pass runs in compiled code, one
+    window at a time; progress(n), if given, is called after each with the predictions
+    made so far (a progress bar's update).
     """
     data = np.asarray(data)
     n = len(data) - 1
     if n < 1:
-        raise ValueError("evaluation needs at least 2 characters")
+        raise ConfigError("evaluation needs at least 2 characters")
     total, h = 0.0, None
     for start in range(0, n, window):
         stop = min(start + window, n)
         loss, h = model.loss(data[start:stop], data[start + 1:stop + 1], h)
         total += loss * (stop - start)
+        if progress is not None:
+            progress(stop)
     nats = total / n
     return {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
             "perplexity": perplexity(nats), "chars": n}
@@ -115,21 +120,12 @@ class HopelessRunWatch:
         return None
 
 
-class TrainingDiverged(ArithmeticError):
-    """The loss became nan or inf; the parameters were not updated with it."""
-
-    def __init__(self, step, loss):
-        super().__init__(f"the loss became {loss} at step {step}: training diverged "
-                         "(try a lower learning rate or a smaller clip)")
-        self.step, self.loss = step, loss
-
-
 def make_streams(data, n_streams):
     """(B, L+1) read-only view of `data` as B overlapping contiguous streams (no copy)."""
     data = np.asarray(data)
     length = (len(data) - 1) // n_streams
     if length < 1:
-        raise ValueError(f"the corpus has {len(data)} characters: too short for "
+        raise ConfigError(f"the corpus has {len(data)} characters: too short for "
                          f"{n_streams} stream(s) (each needs at least 2)")
     item = data.strides[0]
     return np.lib.stride_tricks.as_strided(data, shape=(n_streams, length + 1),
@@ -148,48 +144,41 @@ class Trainer:
     part of state(), so a resumed run draws the same masks).
     """
 
-    def __init__(self, model, text, seq_length=10, batch_size=1, learning_rate=1e-2,
-                 optimizer="sgd", clip=5.0, clip_norm=None, lr_schedule="constant",
-                 total_steps=None, warmup_steps=0, lr_decay=0.97, seed=0,
+    def __init__(self, model: CharRNN, text, seq_length: int = 10, batch_size: int = 1,
+                 learning_rate: float = 1e-2, optimizer: str = "sgd",
+                 clip: Optional[float] = 5.0, clip_norm: Optional[float] = None,
+                 lr_schedule: str = "constant", total_steps: Optional[int] = None,
+                 warmup_steps: int = 0, lr_decay: float = 0.97, seed: Optional[int] = 0,
                  **optimizer_options):
         if not isinstance(model, CharRNN):
             raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
-        _check_positive_int(seq_length, "seq_length")
-        _check_positive_int(batch_size, "batch_size")
-        if not (learning_rate > 0 and math.isfinite(learning_rate)):
-            raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate}")
-        if clip_norm is not None and not (clip_norm > 0 and math.isfinite(clip_norm)):
-            raise ValueError(f"clip_norm must be a finite number > 0 (or None), got {clip_norm}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
-                             f"got {optimizer!r}")
-        self.model = model
-        self.seq_length, self.batch_size = int(seq_length), int(batch_size)
-        self.learning_rate = float(learning_rate)
-        self.clip = 0.0 if clip is None else float(clip)
-        if not (self.clip >= 0 and math.isfinite(self.clip)):
-            raise ValueError(f"clip must be a finite number >= 0 (0: off), got {clip}")
-        self.clip_norm = None if clip_norm is None else float(clip_norm)
-        if lr_schedule not in SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, "
-                             f"got {lr_schedule!r}")
+        # the one validation of the training settings (rnncore.config)
+        config = TrainConfig(seq_length=seq_length, batch_size=batch_size,
+                             learning_rate=learning_rate, optimizer=optimizer,
+                             clip=0.0 if clip is None else clip, clip_norm=clip_norm,
+                             lr_schedule=lr_schedule, lr_decay=lr_decay,
+                             warmup_steps=warmup_steps, seed=0 if seed is None else seed)
         if lr_schedule == "cosine" and not total_steps:
-            raise ValueError("the cosine schedule needs total_steps")
-        _check_positive_int(warmup_steps, "warmup_steps", allow_zero=True)
-        if not 0 < lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}")
+            raise ConfigError("the cosine schedule needs total_steps")
+        if total_steps is not None:
+            check_int(total_steps, "total_steps")
+        self.model = model
+        self.seq_length, self.batch_size = config.seq_length, config.batch_size
+        self.learning_rate, self.clip = config.learning_rate, config.clip
+        self.clip_norm = config.clip_norm
         self.lr_schedule, self.total_steps = lr_schedule, total_steps
-        self.warmup_steps, self.lr_decay = int(warmup_steps), float(lr_decay)
+        self.warmup_steps, self.lr_decay = config.warmup_steps, config.lr_decay
         self.data = self._encode(text)
         self.streams = make_streams(self.data, self.batch_size)
         if self.stream_length < self.seq_length:
-            raise ValueError(
+            raise ConfigError(
                 f"the corpus has {len(self.data)} characters: shorter than one window of "
                 f"{self.seq_length} steps per stream for {self.batch_size} stream(s) "
                 f"(needs at least {self.batch_size * self.seq_length + 1}); "
                 "lower seq_length or batch_size")
         self.optimizer = make_optimizer(optimizer, model, **optimizer_options)
-        self.grads = model.zeros_like_params()
+        self.share = (0, self.batch_size)    # the streams this process trains
+        self._bind_gradients(np.zeros(model.num_parameters(), model.dtype))
         self.step = 0           # optimizer steps taken
         self.epoch = 0          # completed passes over the streams
         self.pointer = 0        # position within every stream
@@ -217,23 +206,63 @@ class Trainer:
         return learning_rate_at(self.step, self.learning_rate, self.lr_schedule,
                                 self.total_steps, self.warmup_steps, self.lr_decay, self.epoch)
 
-    def train_step(self, learning_rate=None):
-        """One window: gradients, clipping, update, advance.  Returns the mean loss (nats
-        per char).  Raises TrainingDiverged, before updating, if the loss is not finite.
-        learning_rate overrides the schedule for this step."""
-        inputs, targets = self.next_window()
+    def train_step(self, learning_rate: Optional[float] = None,
+                   reduce: Optional[Callable] = None) -> float:
+        """One window: the gradients, then their update.  Returns the mean loss (nats per
+        char).  Raises TrainingDiverged, before updating, if the loss is not finite.
+        learning_rate overrides the schedule for this step.  reduce(flat_grads, loss) ->
+        loss, given by a distribution strategy (rnncore.parallel), combines this
+        process's gradients and loss with the others' between the two halves; it is the
+        only thing distribution adds to a step."""
+        loss, n_steps, h_last = self.compute_gradients()
+        if reduce is not None:
+            loss = reduce(self.flat_grads, loss)
+        self.apply_gradients(loss, n_steps, h_last, learning_rate)
+        return loss
+
+    def compute_gradients(self):
+        """Forward and backward over this process's streams of the next window, unclipped,
+        into self.grads (averaged over these streams, scaled by their share of all B).
+        Returns (mean loss over these streams, positions consumed, their last state)."""
+        inputs, targets = self.next_window()                    # (B, T') all streams
+        lo, hi = self.share
         masks = None
-        if self.model.dropout > 0:
+        if self.model.dropout > 0:   # drawn for all B streams, so every share draws alike
             masks = self.model.dropout_masks(self.dropout_rng, *inputs.shape)
-        loss, grads, h_last = self.model.loss_and_grads(
-            inputs, targets, self.hidden, clip=self.clip, out=self.grads, dropout_masks=masks)
+            masks = masks[..., lo:hi, :]
+        loss, _, h_last = self.model.loss_and_grads(
+            inputs[lo:hi], targets[lo:hi], self.hidden, clip=0, out=self.grads,
+            dropout_masks=masks)
+        if hi - lo != self.batch_size:
+            self.flat_grads *= self.flat_grads.dtype.type((hi - lo) / self.batch_size)
+            loss *= (hi - lo) / self.batch_size
+        return loss, inputs.shape[1], h_last
+
+    def apply_gradients(self, loss, n_steps, h_last, learning_rate=None):
+        """The update from self.grads: the finite check, the clips (elementwise, then the
+        joint norm: the one place either happens), the optimizer, the advance."""
         if not math.isfinite(loss):
             raise TrainingDiverged(self.step + 1, loss)
-        if self.clip_norm is not None:
-            clip_global_norm(grads, self.clip_norm)
-        self.optimizer.step(grads, self.current_lr if learning_rate is None else learning_rate)
-        self.advance(inputs.shape[1], h_last)
-        return loss
+        clip_gradients(self.flat_grads, self.grads, self.clip, self.clip_norm)
+        self.optimizer.step(self.grads, self.current_lr if learning_rate is None
+                            else learning_rate)
+        self.advance(n_steps, h_last)
+
+    def use_share(self, lo, hi, flat_grads):
+        """Train only streams lo..hi-1 of the B (this process's share of a distributed
+        run), writing the gradients into flat_grads (a buffer the strategy reduces)."""
+        self.share = (lo, hi)
+        self._bind_gradients(flat_grads)
+        self.hidden = np.ascontiguousarray(self.hidden[..., lo:hi, :])
+
+    def _bind_gradients(self, flat):
+        """self.grads as views of one flat buffer, so clipping and a reduction each make
+        one pass over every gradient."""
+        self.flat_grads, self.grads, offset = flat, {}, 0
+        for name, shape in self.model.shapes.items():
+            size = int(np.prod(shape))
+            self.grads[name] = flat[offset:offset + size].reshape(shape)
+            offset += size
 
     def advance(self, n_steps, h_last):
         """Count one step that consumed n_steps positions of every stream and ended in
@@ -246,7 +275,7 @@ class Trainer:
             self.epoch += 1
             self.hidden = np.zeros_like(self.hidden)
 
-    def train(self, steps, callback=None):
+    def train(self, steps: int, callback: Optional[Callable] = None) -> List[float]:
         """Take `steps` steps; return their losses (mean nats per char, one per step).
         callback(trainer, loss) runs after every step; returning True stops early."""
         _check_positive_int(steps, "steps", allow_zero=True)
@@ -258,7 +287,7 @@ class Trainer:
         return losses
 
     # ---- what a checkpoint needs to resume exactly ---------------------------------
-    def state(self):
+    def state(self) -> Tuple[Dict[str, np.ndarray], dict]:
         """(arrays, meta): everything besides the model to continue bit for bit."""
         opt_arrays, opt_meta = self.optimizer.state_dict()
         arrays = {f"optim.{k}": v for k, v in opt_arrays.items()}
@@ -304,14 +333,14 @@ class Trainer:
         vocab = self.model.vocab
         if isinstance(text, str):
             if len(text) < 2:
-                raise ValueError(f"the corpus has {len(text)} character(s): nothing to predict")
+                raise ConfigError(f"the corpus has {len(text)} character(s): nothing to predict")
             ids = vocab.encode(text)
         else:
             ids = np.asarray(text)
             if ids.ndim != 1 or ids.dtype.kind not in "iu":
                 raise TypeError("text must be a str or a 1-D integer array of indices")
             if ids.size < 2:
-                raise ValueError(f"the corpus has {ids.size} character(s): nothing to predict")
+                raise ConfigError(f"the corpus has {ids.size} character(s): nothing to predict")
             # indices are range-checked window by window, by the kernel: no pass over a
             # corpus that may be larger than memory
             if ids.dtype.kind == "u":
@@ -321,6 +350,4 @@ class Trainer:
 
 
 def _check_positive_int(value, name, allow_zero=False):
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_int(value, name, 0 if allow_zero else 1)

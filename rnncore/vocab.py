@@ -1,5 +1,9 @@
 """The character vocabulary: sorted unique characters <-> integer indices."""
+from typing import List
+
 import numpy as np
+
+from .errors import ConfigError
 
 
 class Vocab:
@@ -21,7 +25,7 @@ class Vocab:
         self._codepoints = np.array([ord(c) for c in chars], dtype=np.uint32)
 
     @classmethod
-    def from_text(cls, text):
+    def from_text(cls, text: str) -> "Vocab":
         """The vocabulary of every character that occurs in `text`."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -56,12 +60,12 @@ class Vocab:
     def __repr__(self):
         return f"Vocab({''.join(self.chars)!r})"
 
-    def unknown(self, text):
+    def unknown(self, text: str) -> List[str]:
         """Sorted characters of `text` that are not in the vocabulary."""
         cps = np.unique(codepoints_of(text))
         return [chr(int(c)) for c in cps[~self._known(cps)]]
 
-    def encode(self, text, skip_unknown=False):
+    def encode(self, text: str, skip_unknown: bool = False) -> np.ndarray:
         """(len(text),) int64 indices of the characters of `text`.
 
         An unknown character raises ValueError naming it, unless skip_unknown drops it.
@@ -73,11 +77,11 @@ class Vocab:
         if not known.all():
             if not skip_unknown:
                 missing = "".join(self.unknown(text))
-                raise ValueError(f"characters not in the vocabulary: {missing!r}")
+                raise ConfigError(f"characters not in the vocabulary: {missing!r}")
             cps = cps[known]
         return np.searchsorted(self._codepoints, cps).astype(np.int64)
 
-    def decode(self, indices):
+    def decode(self, indices) -> str:
         """The string of the characters at `indices` (any iterable of ints in [0, V))."""
         indices = np.asarray(indices)
         if indices.size == 0:

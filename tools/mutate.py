@@ -1,7 +1,7 @@
 """Mutation testing for rnncore's Python layer: does the test suite notice a one-line bug?
 
     python tools/mutate.py rnncore/train.py --only learning_rate_at evaluate \
-        --tests tests/test_schedules.py tests/test_evaluate.py
+        --tests tests/train/test_schedules.py tests/train/test_evaluate.py
 
 For each module it lists the small, one-place changes a careless edit could make (a
 comparison flipped or made inclusive, an operator swapped, a constant moved by one, a
@@ -16,7 +16,19 @@ mutants to functions or methods whose qualified name (`Class.method`, `function`
 name is given.  Choose fast tests: every mutant runs them (with -x, stopping at the first
 failure), and a mutant that makes them run longer than --timeout seconds counts as killed.
 The exit status is 0 when every mutant was killed, 1 otherwise.
+
+`--kinds semantic` makes, instead, the changes a wrong design or a hurried refactor makes,
+which the one-token kinds above never do: a keyword argument dropped from a call (a
+setting that no longer reaches its use), a one-argument call unwrapped to its argument
+(a broadcast, copy, conversion or collective skipped: `broadcast(x)` -> `x`,
+`p.copy()` -> `p`), a dictionary entry dropped (a key no longer stored or sent), an
+operand dropped from an `and`/`or` (a condition forgotten), the two branches of an
+`if`/`else` swapped, a slice's bound dropped (`a[lo:hi]` -> `a[lo:]`), a loop run over its
+first item only, and a `return X` made `return None`.  `--kinds all` makes both.
+`--sample N` tests N mutants drawn at random (`--seed`) from those listed, for a run over
+the whole package in bounded time.
 """
+import random
 import argparse
 import ast
 import os
@@ -55,7 +67,8 @@ class Sites:
     """Walks a module in a fixed order and yields (site, description) for every mutation;
     called again on a fresh tree with `apply=k`, it performs the k-th mutation instead."""
 
-    def __init__(self, only=None, apply=None):
+    def __init__(self, only=None, apply=None, kinds="syntax"):
+        self.kinds = kinds
         self.only = set(only or ())
         self.apply = apply
         self.count = 0
@@ -78,12 +91,15 @@ class Sites:
             return
         if isinstance(node, (ast.JoinedStr, ast.Import, ast.ImportFrom)):
             return
-        self._node_sites(node, scope, parent)
+        if self.kinds in ("syntax", "all"):
+            self._node_sites(node, scope, parent)
+        if self.kinds in ("semantic", "all"):
+            self._semantic_sites(node, scope, parent)
         for field, value in ast.iter_fields(node):
             if isinstance(value, list):
                 for i, child in enumerate(value):
                     if isinstance(child, ast.AST):
-                        if isinstance(child, ast.stmt):
+                        if isinstance(child, ast.stmt) and self.kinds in ("syntax", "all"):
                             self._statement_sites(node, field, i, child, scope)
                         if not (isinstance(child, ast.stmt) and _is_docstring(child, node)):
                             self.visit(child, scope, node)
@@ -159,6 +175,85 @@ class Sites:
                        swap, scope)
 
 
+    def _semantic_sites(self, node, scope, parent):
+        """The semantic kinds (module docstring)."""
+        if isinstance(node, ast.Call):
+            for k, kw in enumerate(node.keywords):
+                if kw.arg is None:
+                    continue
+
+                def drop_keyword(k=k):
+                    del node.keywords[k]
+                self._site(node, f"drop keyword `{kw.arg}=` from `{_name(node.func)}(...)`",
+                           drop_keyword, scope)
+            unwrapped = None
+            if len(node.args) == 1 and not node.keywords \
+                    and not isinstance(node.args[0], ast.Starred):
+                unwrapped = node.args[0]               # f(x) -> x
+            elif not node.args and not node.keywords and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in ("copy", "item", "tolist"):
+                unwrapped = node.func.value            # x.copy() -> x
+            if unwrapped is not None and parent is not None and not _is_statement_call(node,
+                                                                                      parent):
+                def unwrap(new=unwrapped):
+                    _replace_child(parent, node, new)
+                self._site(node, f"unwrap `{ast.unparse(node)[:50]}` to "
+                           f"`{ast.unparse(unwrapped)[:30]}`", unwrap, scope)
+        elif isinstance(node, ast.Dict) and len(node.keys) > 1:
+            for k, key in enumerate(node.keys):
+                if key is None:
+                    continue
+
+                def drop_entry(k=k):
+                    del node.keys[k]
+                    del node.values[k]
+                self._site(node, f"drop entry `{ast.unparse(key)[:40]}` of a dict",
+                           drop_entry, scope)
+        elif isinstance(node, ast.BoolOp):
+            for k in range(len(node.values)):
+                def drop_operand(k=k):
+                    del node.values[k]
+                    if len(node.values) == 1:
+                        _replace_child(parent, node, node.values[0])
+                self._site(node, f"drop operand `{ast.unparse(node.values[k])[:50]}` of "
+                           f"`{SYMBOL[type(node.op)]}`", drop_operand, scope)
+        elif isinstance(node, ast.If) and node.orelse and not (
+                len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If)):
+            def swap_branches():
+                node.body, node.orelse = node.orelse, node.body
+            self._site(node, f"swap the branches of `if {ast.unparse(node.test)[:50]}`",
+                       swap_branches, scope)
+        elif isinstance(node, ast.Slice):
+            for bound in ("lower", "upper"):
+                if getattr(node, bound) is not None:
+                    def drop_bound(bound=bound):
+                        setattr(node, bound, None)
+                    self._site(node, f"drop the {bound} bound of `[{ast.unparse(node)[:40]}]`",
+                               drop_bound, scope)
+        elif isinstance(node, ast.For):
+            def first_only():
+                node.iter = ast.Subscript(value=node.iter, slice=ast.Slice(
+                    upper=ast.Constant(1)), ctx=ast.Load())
+            self._site(node, f"loop over the first item of `{ast.unparse(node.iter)[:50]}` "
+                       "only", first_only, scope)
+        elif isinstance(node, ast.Return) and node.value is not None and not (
+                isinstance(node.value, ast.Constant) and node.value.value is None):
+            def return_none():
+                node.value = ast.Constant(None)
+            self._site(node, f"`return {ast.unparse(node.value)[:50]}` -> `return None`",
+                       return_none, scope)
+
+
+def _name(func):
+    return ast.unparse(func)[:40]
+
+
+def _is_statement_call(node, parent):
+    """A call that is a statement of its own (its value is unused: unwrapping it changes
+    nothing; deleting it is the syntax kinds' job)."""
+    return isinstance(parent, ast.Expr)
+
+
 def _is_main_guard(node):
     return (isinstance(node.test, ast.Compare) and isinstance(node.test.left, ast.Name)
             and node.test.left.id == "__name__")
@@ -186,17 +281,17 @@ def _replace_statement(parent, old, new):
     _replace_child(parent, old, ast.copy_location(new, old))
 
 
-def mutants(source, only=None):
+def mutants(source, only=None, kinds="syntax"):
     """[(index, lineno, description, qualname)] for a module's source."""
-    sites = Sites(only)
+    sites = Sites(only, kinds=kinds)
     sites.visit(ast.parse(source))
     return [(i, *found) for i, found in enumerate(sites.found)]
 
 
-def mutated_source(source, index, only=None):
+def mutated_source(source, index, only=None, kinds="syntax"):
     tree = ast.parse(source)
     try:
-        Sites(only, apply=index).visit(tree)
+        Sites(only, apply=index, kinds=kinds).visit(tree)
     except _Applied:
         pass
     else:
@@ -259,6 +354,11 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds per mutant (default: 5 x the unmutated run, >= 20)")
     ap.add_argument("--list", action="store_true", help="list the mutants, run nothing")
+    ap.add_argument("--kinds", choices=("syntax", "semantic", "all"), default="syntax",
+                    help="which mutants: one-token edits (default), semantic ones, or both")
+    ap.add_argument("--sample", type=int, help="test only this many mutants, drawn at "
+                    "random from all the modules' (see --seed)")
+    ap.add_argument("--seed", type=int, default=0, help="the draw of --sample (default 0)")
     ap.add_argument("--no-fork", dest="fork", action="store_false",
                     help="start a fresh interpreter per mutant (slower; the default forks "
                     "one that has imported pytest and numpy)")
@@ -273,9 +373,14 @@ def main(argv=None):
             sources[rel] = f.read()
     if args.list:
         for rel, source in sources.items():
-            for i, line, what, scope in mutants(source, args.only):
+            for i, line, what, scope in mutants(source, args.only, args.kinds):
                 print(f"{rel}:{line} [{i}] {scope}: {what}")
         return 0
+    chosen = None
+    if args.sample is not None:
+        every = [(rel, m[0]) for rel, source in sources.items()
+                 for m in mutants(source, args.only, args.kinds)]
+        chosen = set(random.Random(args.seed).sample(every, min(args.sample, len(every))))
 
     work = tempfile.mkdtemp(prefix="rnncore-mutate-")
     try:
@@ -302,11 +407,13 @@ def main(argv=None):
         survivors, total, killed = [], 0, 0
         for rel, source in sources.items():
             target = os.path.join(work, rel)
-            listed = mutants(source, args.only)
+            listed = mutants(source, args.only, args.kinds)
+            if chosen is not None:
+                listed = [m for m in listed if (rel, m[0]) in chosen]
             print(f"{rel}: {len(listed)} mutants", flush=True)
             for i, line, what, scope in listed:
                 with open(target, "w", encoding="utf-8") as f:
-                    f.write(mutated_source(source, i, args.only))
+                    f.write(mutated_source(source, i, args.only, args.kinds))
                 outcome = run_tests(work, args.tests, timeout, env, args.fork)
                 total += 1
                 if outcome == "passed":

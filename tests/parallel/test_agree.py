@@ -1,0 +1,57 @@
+"""What MPI ranks share: the losses, the best validation, the stop decisions (patience and
+the callback) — every rank the same, as one process, and no rank left waiting."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import rnncore
+
+from support import corpus, read_log
+from test_parallel import FLOAT64, MPIEXEC, TEXT, mpirun, needs_mpi, run
+
+pytestmark = [pytest.mark.slow, needs_mpi]
+PATIENT = [*FLOAT64, "--steps", 400, "--eval-every", 10, "--print-every", 10, "--optimizer",
+           "sgd", "--learning-rate", "0.2", "--clip", "5", "--patience", 1, "--cell", "rnn",
+           "--num-layers", 1, "--dropout", 0]
+
+
+def test_patience_stops_every_rank_where_one_process_stops(tmp_path):
+    text = corpus(tmp_path, TEXT)
+    one = run("train", text, "--out", tmp_path / "one.npz", *PATIENT, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    two = mpirun(2, "train", text, "--out", tmp_path / "two.npz", *PATIENT, cwd=tmp_path,
+                 timeout=240)                 # a rank left waiting would time out here
+    assert two.returncode == 0, two.stderr
+    a, b = (rnncore.load_checkpoint(tmp_path / f"{n}.npz").train_meta for n in ("one", "two"))
+    assert a["step"] == b["step"] < 400, "the scenario must stop on patience"
+    assert a["best"]["step"] == b["best"]["step"]
+    assert b["best"]["val_loss"] == pytest.approx(a["best"]["val_loss"], rel=1e-9)
+    one_log = read_log(tmp_path, "one.metrics.jsonl")
+    two_log = read_log(tmp_path, "two.metrics.jsonl")
+    assert [r["step"] for r in one_log] == [r["step"] for r in two_log]
+    for x, y in zip(one_log, two_log):      # the logged losses are every stream's mean
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-9)
+        assert ("val_loss" in x) == ("val_loss" in y)
+    stops = [line for line in two.stdout.splitlines() if line.startswith("stopped early")]
+    assert len(stops) == 1                  # rank 0 alone speaks
+
+
+def test_the_callback_stops_every_rank_at_rank_zeros_answer(tmp_path):
+    text = corpus(tmp_path, TEXT)
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import json, sys, rnncore\n"
+        f"result = rnncore.fit({str(text)!r}, {str(tmp_path / 'm.npz')!r}, steps=200,\n"
+        "    hidden_size=8, seq_length=5, batch_size=4, cell='gru', num_layers=1,\n"
+        "    print_every=5, eval_every=10**6, echo=None, distributed=True,\n"
+        "    callback=lambda record: record['step'] >= 15)\n"
+        "print(json.dumps([result.status, result.step]))\n")
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert answers == [["stopped_early", 15]] * 2
+    assert rnncore.load_checkpoint(tmp_path / "m.npz").train_meta["step"] == 15

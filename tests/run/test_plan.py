@@ -1,0 +1,111 @@
+"""plan_run, the run's decision without training: what a resume keeps, what it may
+change, which budget it trains to.  Exact values, no training."""
+import pytest
+
+import rnncore
+from rnncore.config import DEFAULT_STEPS, TrainConfig
+from rnncore.run import RunError, plan_run
+
+
+class FakeCheckpoint:
+    """What plan_run reads of a rnncore.Checkpoint."""
+
+    def __init__(self, model_config, train_config):
+        self.model = rnncore.CharRNN(rnncore.Vocab.from_text("abcdef"), seed=0,
+                                     **model_config)
+        self.train_meta = {"config": train_config}
+
+
+SAVED_MODEL = {"cell": "lstm", "num_layers": 1, "hidden_size": 8, "dropout": 0.2,
+               "dtype": "float64"}
+SAVED_TRAIN = {**TrainConfig(seq_length=7, batch_size=3, optimizer="rmsprop",
+                             val_fraction=0.1, learning_rate=0.01, clip=2.0, clip_norm=4.0,
+                             lr_schedule="step", lr_decay=0.9, warmup_steps=5, seed=11,
+                             eval_every=30, print_every=7, checkpoint_every=60,
+                             keep_best=True, patience=4).stored(), "total_steps": 300}
+
+
+def resumed(**given):
+    return plan_run(given, FakeCheckpoint(SAVED_MODEL, SAVED_TRAIN))
+
+
+def test_a_fresh_plan_is_the_defaults_and_what_was_given():
+    plan = plan_run({"hidden_size": 32, "keep_best": True, "eval_every": None})
+    assert plan.model == rnncore.ModelConfig(hidden_size=32) and not plan.resumed
+    assert plan.train == TrainConfig(keep_best=True)
+    assert plan.target(steps_per_epoch=17) == DEFAULT_STEPS
+
+
+def test_a_resume_keeps_every_setting_it_is_not_given():
+    plan = resumed()
+    assert plan.model.as_dict() == SAVED_MODEL
+    stored = plan.train.stored()
+    assert stored == {k: v for k, v in SAVED_TRAIN.items() if k != "total_steps"}
+    assert plan.target(steps_per_epoch=17) == 300 == plan.stored_total
+
+
+@pytest.mark.parametrize("name, value", [
+    ("learning_rate", 0.5), ("clip", 0.0), ("clip_norm", 1.5), ("lr_schedule", "cosine"),
+    ("lr_decay", 0.5), ("warmup_steps", 0), ("eval_every", 5), ("print_every", 1),
+    ("checkpoint_every", 9), ("keep_best", False), ("patience", 1)])
+def test_a_resume_takes_a_free_setting_given(name, value):
+    plan = resumed(**{name: value})
+    assert getattr(plan.train, name) == value
+    others = {k: v for k, v in plan.train.stored().items() if k != name}
+    assert others == {k: v for k, v in SAVED_TRAIN.items() if k not in (name, "total_steps")}
+
+
+@pytest.mark.parametrize("name, value", [
+    ("cell", "gru"), ("num_layers", 2), ("hidden_size", 9), ("dropout", 0.0),
+    ("dtype", "float32"), ("seq_length", 8), ("batch_size", 4), ("optimizer", "adam"),
+    ("val_fraction", 0.05)])
+def test_a_resume_refuses_another_value_of_a_fixed_setting(name, value):
+    flag = "--" + name.replace("_", "-")
+    saved = {**SAVED_MODEL, **SAVED_TRAIN}[name]
+    with pytest.raises(RunError) as e:
+        resumed(**{name: value})
+    assert str(e.value) == (
+        f"{flag} {value} conflicts with the checkpoint's {saved} (a resumed run keeps its "
+        "model and streams; only --learning-rate, --clip, --clip-norm, --lr-schedule, "
+        "--lr-decay, --warmup-steps may change)")
+
+
+@pytest.mark.parametrize("name", ["cell", "hidden_size", "optimizer", "val_fraction"])
+def test_the_same_value_of_a_fixed_setting_is_no_conflict(name):
+    saved = {**SAVED_MODEL, **SAVED_TRAIN}[name]
+    assert getattr(resumed(**{name: saved}).model if name in SAVED_MODEL
+                   else resumed(**{name: saved}).train, name) == saved
+
+
+def test_the_seed_is_always_the_checkpoints():
+    assert resumed(seed=99).train.seed == 11
+
+
+def test_budgets_of_a_resume():
+    assert resumed(steps=500).target(17) == 500
+    assert resumed(epochs=3).target(17) == 51
+    plan = resumed(minutes=2.0)
+    assert plan.target(17) is None and plan.total_steps(17) == 300   # the cosine's end
+    assert resumed(steps=500).total_steps(17) == 500
+
+
+def test_a_run_against_the_clock_needs_a_budget_again():
+    clock = {**SAVED_TRAIN, "total_steps": None}
+    with pytest.raises(RunError, match="trained against the clock: give its budget"):
+        plan_run({}, FakeCheckpoint(SAVED_MODEL, clock), "m.npz")
+    assert plan_run({"steps": 40}, FakeCheckpoint(SAVED_MODEL, clock)).target(5) == 40
+
+
+def test_the_cosine_schedule_needs_a_step_count():
+    with pytest.raises(RunError, match="cosine schedule falls to 0 .* not --minutes"):
+        plan_run({"lr_schedule": "cosine", "minutes": 1.0})
+    # a resume with --minutes keeps the end it was started towards
+    assert resumed(lr_schedule="cosine", minutes=1.0).total_steps(17) == 300
+
+
+def test_an_old_checkpoints_configuration_takes_the_defaults_it_lacks():
+    old = {k: SAVED_TRAIN[k] for k in ("seq_length", "batch_size", "learning_rate",
+                                       "optimizer", "clip", "total_steps")}
+    plan = plan_run({}, FakeCheckpoint(SAVED_MODEL, old))
+    assert plan.train.eval_every == 500 and plan.train.keep_best is False
+    assert plan.train.val_fraction == 0.05 and plan.train.patience is None
