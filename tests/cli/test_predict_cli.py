@@ -47,6 +47,7 @@ def test_next_prints_the_distribution(ckpt, capsys):
     assert len(got["next"]) == 10
 
 
+@pytest.mark.slow
 def test_unknown_characters_and_bad_arguments_are_one_line_errors(ckpt, tmp_path):
     proc = run("suggest", ckpt, "the QZ", cwd=tmp_path)
     assert_clean_error(proc, "the text has characters the model has never seen: 'QZ' "

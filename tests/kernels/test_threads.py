@@ -60,6 +60,7 @@ def test_the_team_size_is_set_and_read():
         rnncore.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_the_default_is_the_cpus_this_process_may_use():
     assert rnncore.threads.default_threads() == len(os.sched_getaffinity(0))
     assert rnncore.threads.default_threads(ranks_on_host=2) == \
@@ -183,6 +184,7 @@ def compiler():
     return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(compiler() is None, reason="needs a C compiler")
 @pytest.mark.parametrize("sanitizer", [None, "thread"])
 def test_the_team_in_c_runs_every_tile_once(tmp_path, sanitizer):
@@ -232,6 +234,7 @@ def microkernels_here():
     return versions
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("RNNCORE_KERNEL") not in (None, ""),
                     reason="this run already forces one micro-kernel")
 @pytest.mark.parametrize("version", ["generic", "avx2", "avx512"])
@@ -251,6 +254,7 @@ def test_the_kernel_tests_pass_on_every_micro_kernel(version):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_an_unknown_micro_kernel_is_one_warning_and_the_automatic_choice(tmp_path):
     env = dict(os.environ, RNNCORE_KERNEL="avx9")
     code = "import rnncore._cells as c; print(c.MICROKERNEL)"
