@@ -298,6 +298,7 @@ def run_unprivileged(*args, cwd, timeout=120):
     shared_tmp)."""
     code = ("import os, sys\n"
             "import rnncore, rnncore.cli\n"
+            "rnncore.cli.build_parser()  # what argparse imports lazily (locale), while root\n"
             "if os.geteuid() == 0:\n"
             "    os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
             "sys.exit(rnncore.cli.main(sys.argv[1:]))\n")
