@@ -25,7 +25,7 @@ from .errors import CheckpointError, CheckpointWriteError  # noqa: F401  (re-exp
 from .files import remove_stale_temp_files, require_file, write_atomically  # noqa: F401
 from .layout import CELLS
 from .model import CharRNN
-from .npzfile import ArchiveError, PickledData, read_npz
+from .npzfile import ArchiveError, PickledData, read_npz, write_npz
 from .optim import OPTIMIZERS
 from .vocab import Vocab
 
@@ -68,7 +68,7 @@ def save_checkpoint(path, model: CharRNN, train_state=None) -> None:
         train_arrays, train_meta = train_state
         arrays["train"] = np.array(json.dumps(train_meta))
         arrays.update({f"state.{k}": v for k, v in train_arrays.items()})
-    write_atomically(os.fspath(path), lambda f: np.savez(f, **arrays))
+    write_atomically(os.fspath(path), lambda f: write_npz(f, arrays))
 
 
 def load_checkpoint(path) -> Checkpoint:

@@ -64,8 +64,9 @@ def write_atomically(path, write, what="the checkpoint"):
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(e, OSError):
-            raise CheckpointWriteError(path, e, what) from None
+        failure = _os_error_in(e)
+        if failure is not None:
+            raise CheckpointWriteError(path, failure, what) from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -75,6 +76,19 @@ def write_atomically(path, write, what="the checkpoint"):
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _os_error_in(e):
+    """The OSError that made `e`: e itself, or one it was raised while handling (numpy
+    1.24 on Python 3.10: a write that hits a file size limit leaves zipfile's close to
+    raise ValueError("seek of closed file") over the OSError)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def writable_directory_problem(path, flag="--out"):

@@ -1,4 +1,4 @@
-"""Reading an .npz archive that may be damaged in any way.
+"""Reading an .npz archive that may be damaged in any way, and writing one.
 
 numpy's own `np.load` lets a damaged archive escape as whatever the zip or .npy layer
 happens to raise (BadZipFile, NotImplementedError for a flipped compression method or zip
@@ -116,3 +116,15 @@ def _short_reason(error):
     if isinstance(error, zipfile.BadZipFile):
         return text
     return f"{type(error).__name__}: {text}"
+
+
+def write_npz(f, arrays):
+    """Write {name: array} to the open binary file f as an uncompressed .npz (np.savez's
+    format: one .npy member per array, zip64).  The archive is closed whatever happens, so
+    a write that fails part way (a full disk, a file size limit) raises its own OSError
+    and leaves nothing behind to complain when collected (np.savez leaves its ZipFile
+    open on a failed write, on some numpy versions)."""
+    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name, value in arrays.items():
+            with z.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)

@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 
@@ -59,20 +60,29 @@ def _failing_path(out, what):
 
 
 # ---- a real full disk ---------------------------------------------------------------------
+def system_tool(name):
+    """The system's `name` (mount, umount), also where PATH is a venv's alone (the wheel
+    tests run with no compiler, and no /usr/bin, on the PATH)."""
+    for path in (shutil.which(name), f"/usr/bin/{name}", f"/bin/{name}"):
+        if path and os.path.exists(path):
+            return path
+    pytest.skip(f"no {name} here")
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root; the injected-error tests cover this")
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", disk],
+    mounted = subprocess.run([system_tool("mount"), "-t", "tmpfs", "-o", "size=256k", "tmpfs", disk],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
         yield disk
     finally:
-        subprocess.run(["umount", disk], check=True)
+        subprocess.run([system_tool("umount"), disk], check=True)
 
 
 def _fill(disk):
@@ -106,7 +116,7 @@ def test_row_full_disk_names_the_file_and_the_checkpoint_kept(tmp_path, small_di
 def test_a_read_only_file_system_after_the_start(tmp_path, small_disk):
     out = _start(tmp_path, small_disk)
     before = digest(out)
-    subprocess.run(["mount", "-o", "remount,ro", small_disk], check=True)
+    subprocess.run([system_tool("mount"), "-o", "remount,ro", small_disk], check=True)
     try:
         proc = run("train", corpus(tmp_path), "--out", out, "--resume", "--steps", 40,
                    cwd=tmp_path)
@@ -114,7 +124,7 @@ def test_a_read_only_file_system_after_the_start(tmp_path, small_disk):
                                  "system)", status=1)
         _assert_kept(out, 20, before)
     finally:
-        subprocess.run(["mount", "-o", "remount,rw", small_disk], check=True)
+        subprocess.run([system_tool("mount"), "-o", "remount,rw", small_disk], check=True)
     _resumes(tmp_path, out, 40)
 
 
