@@ -43,3 +43,15 @@ def gemm_peak(dtype, threads, n=512, repeats=5):
                 gemm(1.0, a, a)
             times.append((time.perf_counter() - t0) / 5)
     return 2 * n ** 3 / float(np.median(times)) / 1e9
+
+
+def write_outputs(args, result, table):
+    """Print the table; write the result as JSON to args.json and the table as Markdown to
+    args.markdown, where given."""
+    import json
+    from pathlib import Path
+    print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")

@@ -17,12 +17,11 @@ import multiprocessing
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 import rnncore
-from blas_report import cpu_model   # bench/ is this script's folder
+from blas_report import cpu_model, write_outputs   # bench/ is this script's folder
 from rnncore import _cells
 
 ROWS = [("lstm", 1, 512, 32, "float32"), ("gru", 1, 512, 32, "float32"),
@@ -114,11 +113,7 @@ def main(argv=None):
               "statistic": f"median of {args.repeats} interleaved repeats",
               "busy": busy, "idle": idle}
     table = markdown(result)
-    print(table)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+    write_outputs(args, result, table)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def main():
     if args.worker:
         return worker()
     import numpy as np
-    from blas_report import cpu_model   # bench/ is this script's folder
+    from blas_report import cpu_model, write_outputs   # bench/ is this script's folder
     import rnncore
     from rnncore import _cells
     runs = {"this": [], "baseline": []}
@@ -117,11 +117,7 @@ def main():
               "interleaved worker runs, each the best of its calls", "median": median,
               "runs": runs, "rnncore": rnncore.__version__}
     table = markdown(result)
-    print(table)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+    write_outputs(args, result, table)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from blas_report import cpu_model, scipy_blas   # bench/ is this script's folder
+from blas_report import cpu_model, scipy_blas, write_outputs   # bench/ is this script's folder
 from rnncore import _cells
 
 # (what, M, N, K, dtype): C (M, N) = A (M, K) · B (K, N)
@@ -92,11 +91,7 @@ def main(argv=None):
                      f"{r['us']['BLAS']:,.0f} ({r['gflops']['BLAS']:.0f}) | "
                      f"{r['rnncore_vs_blas']:.2f}× |")
     table = "\n".join(lines)
-    print(table)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+    write_outputs(args, result, table)
 
 
 if __name__ == "__main__":

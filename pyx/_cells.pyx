@@ -485,6 +485,13 @@ cdef class StackKernel:
         self.reserve_scratch(threads, B)
         return min(threads, self.scratch_threads)
 
+    cdef void run_generation(self, Gen *g, int op, Py_ssize_t n_steps, int threads):
+        """Run generation program `op` over g on the team (without the GIL)."""
+        cdef GenCall call
+        call.g, call.n_steps, call.op = g, n_steps, op
+        with nogil:
+            rnncore_team_run(self.generate_run, &call, threads)
+
     def advance(self, const Py_ssize_t[:, ::1] chars, state):
         """Feed chars[i, b] to stream b of `state` (S·L, B, H) at step i, for every row i
         of chars (n, B), in place.  Never drops out."""
@@ -495,13 +502,10 @@ cdef class StackKernel:
         if n == 0:
             return
         cdef Gen g
-        cdef GenCall call
         cdef int threads = self.gen_threads(B)
         keep = self.prepare_gen(&g, state, B)
         g.chars = &chars[0, 0]
-        call.g, call.n_steps, call.op = &g, n, FEED
-        with nogil:
-            rnncore_team_run(self.generate_run, &call, threads)
+        self.run_generation(&g, FEED, n, threads)
 
     def feed(self, const Py_ssize_t[::1] chars, state):
         """Feed the characters `chars` in order to every stream of `state` (S·L, B, H),
@@ -562,15 +566,12 @@ cdef class StackKernel:
         if n == 0:
             return
         cdef Gen g
-        cdef GenCall call
         cdef int threads = self.gen_threads(B)
         keep = self.prepare_gen(&g, state, B)
         g.out = &out[0, 0]
         g.uniforms = &uniforms[0, 0]
         g.temperature, g.top_k, g.top_p = &temperature[0], &top_k[0], &top_p[0]
-        call.g, call.n_steps, call.op = &g, n, SAMPLE
-        with nogil:
-            rnncore_team_run(self.generate_run, &call, threads)
+        self.run_generation(&g, SAMPLE, n, threads)
 
     def feed_rows(self, const Py_ssize_t[:, ::1] chars, const Py_ssize_t[::1] starts,
                   state):
@@ -596,7 +597,6 @@ cdef class StackKernel:
         if sorted_starts[0] >= P:
             return
         cdef Gen g
-        cdef GenCall call
         cdef int threads = self.gen_threads(B)
         work = np.zeros_like(state)                     # the streams, in order of start
         keep = self.prepare_gen(&g, work, B)
@@ -606,9 +606,7 @@ cdef class StackKernel:
         g.sorted_starts = <const Py_ssize_t *> data_pointer(sorted_starts)
         g.xs = <Py_ssize_t *> data_pointer(xs)
         g.given = data_pointer(state)
-        call.g, call.n_steps, call.op = &g, 0, TEXTS
-        with nogil:
-            rnncore_team_run(self.generate_run, &call, threads)
+        self.run_generation(&g, TEXTS, 0, threads)
 
     def next_probs(self, state, double[:, ::1] out):
         """out (B, V) = the next-character distribution of every stream of `state`
@@ -620,13 +618,10 @@ cdef class StackKernel:
             raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected "
                              f"({B}, {self.n_vocab})")
         cdef Gen g
-        cdef GenCall call
         cdef int threads = self.gen_threads(B)
         keep = self.prepare_gen(&g, state, B)
         g.probs = &out[0, 0]
-        call.g, call.n_steps, call.op = &g, 0, NEXT
-        with nogil:
-            rnncore_team_run(self.generate_run, &call, threads)
+        self.run_generation(&g, NEXT, 0, threads)
 
     def beam(self, state, Py_ssize_t[:, ::1] out, double[::1] scores):
         """Beam search of width K = out.shape[0] for n = out.shape[1] characters, from the
@@ -655,7 +650,6 @@ cdef class StackKernel:
         if cands == NULL:
             raise MemoryError()
         cdef Gen g
-        cdef GenCall call
         cdef int threads
         cdef Py_ssize_t *hist = <Py_ssize_t *> data_pointer(history)
         try:
@@ -668,9 +662,8 @@ cdef class StackKernel:
             g.parents = hist + n * K
             g.live = hist + 2 * n * K
             scores[0] = 0.0
-            call.g, call.n_steps, call.op = &g, n, BEAM
+            self.run_generation(&g, BEAM, n, threads)
             with nogil:
-                rnncore_team_run(self.generate_run, &call, threads)
                 # follow each surviving beam back through its parents
                 m = g.live[n - 1]
                 for b in range(m):
@@ -739,7 +732,6 @@ cdef class StackKernel:
         if cands == NULL:
             raise MemoryError()
         cdef Gen g
-        cdef GenCall call
         cdef WordBeam s
         cdef Py_ssize_t *hist = <Py_ssize_t *> data_pointer(history)
         cdef Py_ssize_t *fin = <Py_ssize_t *> data_pointer(finished)
@@ -762,9 +754,8 @@ cdef class StackKernel:
             g.logits = <double *> data_pointer(logits)
             g.parents = <Py_ssize_t *> data_pointer(rows_of)
             g.word = &s
-            call.g, call.n_steps, call.op = &g, n, WORDS
+            self.run_generation(&g, WORDS, n, threads)
             with nogil:
-                rnncore_team_run(self.generate_run, &call, threads)
                 # follow every finished word back through its parents
                 for r in range(R):
                     for b in range(s.n_fin[r]):
