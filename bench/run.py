@@ -278,7 +278,7 @@ def bench_trainer(corpus_path, steps, threads):
 
 def fma_peaks(dtypes, threads):
     """{"float32 1 thread": GFLOP/s, ...}: rnncore's FMA loop on its micro-kernel's vectors,
-    on one thread and on the team (median of 5)."""
+    on one thread and on the team (median of 5; fma_peak sizes the team itself)."""
     peaks = {}
     for dt in dtypes:
         for n in sorted({1, threads}):

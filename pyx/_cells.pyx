@@ -783,7 +783,9 @@ cdef struct PeakRun:
 
 cdef void fma_tile(void *arg, long tile, int thread) noexcept nogil:
     cdef PeakRun *p = <PeakRun *> arg
-    p.sink += rnncore_fma_loop(p.is_double, p.iters)
+    cdef double result = rnncore_fma_loop(p.is_double, p.iters)
+    if thread == 0:     # one writer; the loop's result is kept only so that it runs
+        p.sink += result
 
 cdef void fma_program(void *arg, rnncore_crew *crew) noexcept nogil:
     rnncore_phase(crew, crew.n_threads, fma_tile, arg)
@@ -791,7 +793,10 @@ cdef void fma_program(void *arg, rnncore_crew *crew) noexcept nogil:
 
 def fma_peak(int threads, dtype="float32", double seconds=0.2):
     """GFLOP/s of independent fused multiply-adds of the micro-kernel's vectors, on
-    `threads` threads of the team (each runs one loop): the ceiling of every product."""
+    `threads` threads of the team, each running one loop (the team is sized to `threads`
+    for the measurement, whatever set_num_threads said, and restored after): the ceiling
+    of every product.  RuntimeError if fewer threads ran (another Python thread held the
+    team, or no thread could be created)."""
     cdef PeakRun run
     cdef int used
     run.is_double = np.dtype(dtype) == np.float64
@@ -799,14 +804,21 @@ def fma_peak(int threads, dtype="float32", double seconds=0.2):
     run.iters = 1000
     W = rnncore_gemm_lanes_d() if run.is_double else rnncore_gemm_lanes_f()
     import time
-    while True:
-        t0 = time.perf_counter()
-        with nogil:
-            used = rnncore_team_run(fma_program, &run, threads)
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds:
-            return 24 * W * run.iters * used / elapsed / 1e9
-        run.iters = int(run.iters * min(100.0, 1.5 * seconds / max(elapsed, 1e-6)))
+    size = get_num_threads()
+    set_num_threads(threads)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            with nogil:
+                used = rnncore_team_run(fma_program, &run, threads)
+            elapsed = time.perf_counter() - t0
+            if used != threads:
+                raise RuntimeError(f"the FMA loop ran on {used} of {threads} threads")
+            if elapsed >= seconds:
+                return 24 * W * run.iters * used / elapsed / 1e9
+            run.iters = int(run.iters * min(100.0, 1.5 * seconds / max(elapsed, 1e-6)))
+    finally:
+        set_num_threads(size)
 
 
 # ---------------------------------------------------------------------------------------

@@ -60,6 +60,31 @@ def test_the_team_size_is_set_and_read():
         rnncore.set_num_threads(before)
 
 
+def test_the_fma_peak_runs_on_the_threads_asked_whatever_the_team_size():
+    # the benchmarks' ceiling: it once ran alone when the team had been sized to 1, and
+    # reported one core's peak as the team's (window rates at 130% of "the peak")
+    tasks = lambda: len(os.listdir("/proc/self/task"))
+    with rnncore.threads.num_threads(1):
+        baseline = tasks()           # no worker: a team of one is the caller alone
+        seen, running = [], threading.Event()
+
+        def watch():
+            running.wait()
+            while running.is_set():
+                seen.append(tasks())
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        running.set()
+        try:
+            assert _cells.fma_peak(3, "float32", seconds=0.2) > 0
+        finally:
+            running.clear()
+            watcher.join()
+        assert rnncore.get_num_threads() == 1
+    assert max(seen) - baseline - 1 == 2      # the watcher, and two workers beside the caller
+
+
 @pytest.mark.slow
 def test_the_default_is_the_cpus_this_process_may_use():
     assert rnncore.threads.default_threads() == len(os.sched_getaffinity(0))
