@@ -28,6 +28,17 @@ def scipy_blas():
             for p in threadpool_info() if p.get("user_api") == "blas"]
 
 
+def seconds_per_call(fn, budget):
+    """Mean seconds of one fn() over about `budget` seconds of back-to-back calls, after
+    one call to warm it up."""
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < budget:
+        fn()
+        n += 1
+    return (time.perf_counter() - t0) / n
+
+
 def gemm_peak(dtype, threads, n=512, repeats=5):
     """GFLOP/s of scipy's BLAS gemm on n×n matrices with `threads` threads (median)."""
     from scipy.linalg import blas

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 import rnncore
-from blas_report import cpu_model, write_outputs   # bench/ is this script's folder
+from blas_report import cpu_model, seconds_per_call, write_outputs   # bench/ is this script's folder
 from rnncore import _cells
 
 ROWS = [("lstm", 1, 512, 32, "float32"), ("gru", 1, 512, 32, "float32"),
@@ -46,12 +46,7 @@ def window(cell, layers, H, B, dtype, T=25, V=65):
 
 def time_one(fn, threads, budget):
     rnncore.set_num_threads(threads)
-    fn()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < budget:
-        fn()
-        n += 1
-    return (time.perf_counter() - t0) / n
+    return seconds_per_call(fn, budget)
 
 
 def measure(rows, default, repeats, budget):

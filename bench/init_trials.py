@@ -21,7 +21,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import math
 import platform
 import sys
 import sysconfig
@@ -35,7 +34,7 @@ from rnncore.train import Trainer, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from shakespeare import TorchStack, detached  # noqa: E402  (bench/shakespeare.py)
+from shakespeare import TorchStack, twin_window  # noqa: E402  (bench/shakespeare.py)
 
 # .py files of the standard library (single files in Python 3.9 to 3.13), sorted
 TRAIN_FILES = (
@@ -215,7 +214,6 @@ def train_torch(vocab, train_ids, held_ids, cell, dropout, seed, steps, every, p
     h = net.zero_state(s["batch_size"])
     held_x = torch.from_numpy(np.asarray(held_ids[:-1], np.int64))
     held_y = torch.from_numpy(np.asarray(held_ids[1:], np.int64))
-    V = len(vocab)
 
     def held_out_loss():
         with torch.no_grad():
@@ -230,20 +228,9 @@ def train_torch(vocab, train_ids, held_ids, cell, dropout, seed, steps, every, p
     for mark in checkpoints(steps, every):
         while shadow.step < mark:
             inputs, targets = shadow.next_window()
-            masks = None
-            if dropout > 0:
-                masks = masks_of.dropout_masks(shadow.dropout_rng, *inputs.shape)
-            x = torch.from_numpy(np.asarray(inputs, np.int64))
-            y = torch.from_numpy(np.asarray(targets, np.int64)).reshape(-1)
-            opt.zero_grad(set_to_none=True)
-            logits, h_last = net(x, h, masks)
-            loss = F.cross_entropy(logits.reshape(-1, V), y)
-            (loss * x.shape[1]).backward()        # Σ_t mean_b, as rnncore
-            torch.nn.utils.clip_grad_value_(weights, s["clip"])
-            opt.step()
-            losses.append(loss.item())
-            shadow.advance(x.shape[1], shadow.hidden)
-            h = detached(h_last) if shadow.pointer else net.zero_state(s["batch_size"])
+            loss, h = twin_window(net, opt, weights, shadow, masks_of, h, inputs, targets,
+                                  {**s, "dropout": dropout})
+            losses.append(loss)
         held[str(mark)] = held_out_loss()
     return {"held_out": held, "final_held_out": held[str(steps)],
             "final_train": float(np.mean(losses[-100:]))}

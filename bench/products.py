@@ -12,12 +12,11 @@ this says what that costs or saves on each product.
 import argparse
 import json
 import sys
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from blas_report import cpu_model, scipy_blas, write_outputs   # bench/ is this script's folder
+from blas_report import cpu_model, scipy_blas, seconds_per_call, write_outputs   # bench/ is this script's folder
 from rnncore import _cells
 
 # (what, M, N, K, dtype): C (M, N) = A (M, K) · B (K, N)
@@ -33,15 +32,6 @@ SHAPES = [
     ("LSTM 2×128 step at B=1, float64", 1, 512, 128, "float64"),
     ("LSTM 2×128 dWhh at B=1, float64", 512, 128, 25, "float64"),
 ]
-
-
-def best_time(fn, budget):
-    fn()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < budget:
-        fn()
-        n += 1
-    return (time.perf_counter() - t0) / n
 
 
 def main(argv=None):
@@ -65,8 +55,8 @@ def main(argv=None):
             assert np.allclose(ours(), theirs(), rtol=1e-3, atol=1e-3 * np.sqrt(K))
             times = {"rnncore": [], "BLAS": []}
             for _ in range(args.repeats):
-                times["rnncore"].append(best_time(ours, args.budget))
-                times["BLAS"].append(best_time(theirs, args.budget))
+                times["rnncore"].append(seconds_per_call(ours, args.budget))
+                times["BLAS"].append(seconds_per_call(theirs, args.budget))
             med = {k: float(np.median(v)) for k, v in times.items()}
             flops = 2.0 * M * N * K
             rows.append({"product": what, "M": M, "N": N, "K": K, "dtype": dtype,

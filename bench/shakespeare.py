@@ -145,11 +145,33 @@ def detached(state):
             for s in state]
 
 
+def twin_window(net, opt, weights, shadow, masks_of, h, inputs, targets, s):
+    """One training window of the PyTorch twin (`weights`: net.parameters(), which `opt`
+    updates) on the shadow Trainer's window (inputs, targets: (B, T) ids), with rnncore's
+    dropout masks (drawn by `masks_of` from the
+    shadow's generator), loss and clipping; -> (loss in nats/char, the state to carry)."""
+    import torch
+    import torch.nn.functional as F
+    masks = None
+    if s["dropout"] > 0:
+        masks = masks_of.dropout_masks(shadow.dropout_rng, *inputs.shape)
+    x = torch.from_numpy(np.asarray(inputs, np.int64))
+    y = torch.from_numpy(np.asarray(targets, np.int64)).reshape(-1)
+    opt.zero_grad(set_to_none=True)
+    logits, h_last = net(x, h, masks)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y)
+    (loss * x.shape[1]).backward()        # Σ_t mean_b, as rnncore
+    torch.nn.utils.clip_grad_value_(weights, s["clip"])
+    opt.step()
+    # the shadow keeps the pointer, epoch and wrap; torch keeps the real state
+    shadow.advance(x.shape[1], shadow.hidden)
+    return loss.item(), detached(h_last) if shadow.pointer else net.zero_state(s["batch_size"])
+
+
 def train_torch(corpus, train_data, val_data, s, initial, target, cap_s, eval_every, log):
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(s["threads"])
-    V = len(corpus.vocab)
     masks_of = make_model(corpus.vocab, s)   # draws rnncore's masks for the same windows
     net = TorchStack(torch, masks_of, initial)
     weights = net.parameters()
@@ -182,21 +204,8 @@ def train_torch(corpus, train_data, val_data, s, initial, target, cap_s, eval_ev
             inputs, targets = shadow.next_window()
             for g in opt.param_groups:
                 g["lr"] = shadow.current_lr
-            masks = None
-            if s["dropout"] > 0:
-                masks = masks_of.dropout_masks(shadow.dropout_rng, *inputs.shape)
-            x = torch.from_numpy(np.asarray(inputs, np.int64))
-            y = torch.from_numpy(np.asarray(targets, np.int64)).reshape(-1)
-            opt.zero_grad(set_to_none=True)
-            logits, h_last = net(x, h, masks)
-            loss = F.cross_entropy(logits.reshape(-1, V), y)
-            (loss * x.shape[1]).backward()        # Σ_t mean_b, as rnncore
-            torch.nn.utils.clip_grad_value_(weights, s["clip"])
-            opt.step()
-            losses.append(loss.item())
-            # the shadow keeps the pointer, epoch and wrap; torch keeps the real state
-            shadow.advance(x.shape[1], shadow.hidden)
-            h = detached(h_last) if shadow.pointer else net.zero_state(s["batch_size"])
+            loss, h = twin_window(net, opt, weights, shadow, masks_of, h, inputs, targets, s)
+            losses.append(loss)
         step += eval_every
         clock += time.perf_counter() - t0
         t0 = time.perf_counter()
