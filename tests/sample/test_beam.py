@@ -80,6 +80,21 @@ def test_narrow_beam_matches_the_textbook_search(cell, L, width):
 
 
 @pytest.mark.parametrize("cell", layout.CELLS)
+@pytest.mark.parametrize("width", [1, 3, 5, 8, 20])
+def test_equal_scores_keep_the_first_candidates(cell, width):
+    """A decoder of zeros makes every continuation equally likely, so every kept beam is
+    chosen by the tie-break alone: the first candidates in (beam, character) order, as the
+    textbook search's stable sort keeps them."""
+    model = gated_model(cell, 1, 5, 6, seed=width, scale=0.9)
+    model.params["Why"][:] = 0
+    model.params["by"][:] = 0
+    expected = reference_beam_search(model, "$#", 4, width)
+    found = model.beam_search("$#", 4, beam=width)
+    assert [t for t, _ in found] == [t for t, _ in expected]
+    assert len({s for _, s in found}) == 1
+
+
+@pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("L", [1, 2])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_width_one_is_greedy(cell, L, dtype):
