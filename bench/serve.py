@@ -7,9 +7,11 @@
     python bench/serve.py --checkpoint shakespeare.npz --json docs/serve.json \\
         --markdown docs/serve.md
 
-Each configuration starts a real `rnncore serve` on a free loopback port and runs C
-closed-loop clients (each sends its next request as soon as its last is answered) from
-this process over HTTP for --seconds, after a warm-up.  A `suggest` request asks for the
+Two real `rnncore serve` run on free loopback ports, one batching and one with
+--max-batch 1.  Each configuration runs C closed-loop clients (each sends its next request
+as soon as its last is answered) from this process over HTTP for --seconds, after a
+warm-up, on one server and then the other, --repeats times over (req/s is the median of
+the repeats; p50 and p99 are over all their requests).  A `suggest` request asks for the
 3 best words after a text drawn from a list of typing positions; a `sample` request asks
 for --sample-length characters at temperature 0.8 with its own seed.  Without
 --checkpoint the model is a freshly initialised one over tinyshakespeare's 65 symbols
@@ -145,6 +147,35 @@ async def load(url, kind, clients, seconds, warmup, args, texts):
     return latencies, time.perf_counter() - t_start
 
 
+def model_work(model, texts, clients, repeats, threads):
+    """Milliseconds of model work per `suggest` request, in this process (no HTTP) on the
+    server's kernel threads: feeding the text, then the word search, for `clients` texts
+    one at a time and as one batch (what a batched round of that many requests runs);
+    medians over interleaved repeats."""
+    import rnncore
+    from rnncore.predict import SUGGEST_BEAM, feed_texts, suggest_from_state
+    rnncore.set_num_threads(threads)
+    batch = [texts[i % len(texts)] for i in range(clients)]
+    ids = [model.vocab.encode(t).astype(np.intp) for t in batch]
+    alone = [feed_texts(model, [i]) for i in ids]
+    together = feed_texts(model, ids)
+    parts = {
+        ("one at a time", "feed"): lambda: [feed_texts(model, [i]) for i in ids],
+        ("one at a time", "word search"): lambda: [
+            suggest_from_state(model, s, [t], 3, 32, SUGGEST_BEAM) for s, t in zip(alone, batch)],
+        ("as one batch", "feed"): lambda: feed_texts(model, ids),
+        ("as one batch", "word search"): lambda: suggest_from_state(model, together, batch, 3, 32,
+                                                                    SUGGEST_BEAM),
+    }
+    times = {key: [] for key in parts}
+    for _ in range(repeats):
+        for key, work in parts.items():
+            t0 = time.perf_counter()
+            work()
+            times[key].append((time.perf_counter() - t0) / clients * 1e3)
+    return {f"{mode}, {part}": float(np.median(v)) for (mode, part), v in times.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", help="serve this model (default: a fresh one)")
@@ -155,9 +186,13 @@ def main(argv=None):
     parser.add_argument("--clients", default="1,8,32",
                         help="concurrent clients, comma-separated (default 1,8,32)")
     parser.add_argument("--kinds", default="suggest,sample")
-    parser.add_argument("--seconds", type=float, default=10.0,
-                        help="measured seconds per configuration (default 10)")
-    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=4.0,
+                        help="measured seconds per configuration and repeat (default 4)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved repeats; req/s is their median, p50/p99 over all "
+                             "their requests (default 3)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of load before each measurement (default 1)")
     parser.add_argument("--sample-length", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1,
                         help="threads of the server's kernels (default 1)")
@@ -168,29 +203,42 @@ def main(argv=None):
     kinds = args.kinds.split(",")
 
     rows = []
+    modes = (("batched", 256), ("one at a time", 1))
     with tempfile.TemporaryDirectory() as folder:
         ckpt, model = make_model(args, folder)
         texts = [t for t in TYPING]
-        for mode, max_batch in (("batched", 256), ("one at a time", 1)):
-            server = Server(ckpt, max_batch, args.threads)
-            try:
+        batch = max(clients)
+        work = model_work(model, texts, batch, max(args.repeats, 5), args.threads)
+        for key, ms in work.items():
+            print(f"model work per suggest request, {batch} texts {key}: {ms:.3f} ms", flush=True)
+        # both servers up at once (the one not under load sleeps), each configuration run
+        # on one then the other, --repeats times over: the machine's drifts fall on both
+        servers = {}
+        try:
+            for mode, max_batch in modes:
+                servers[mode] = Server(ckpt, max_batch, args.threads)
+            runs = {}
+            for repeat in range(args.repeats):
                 for kind in kinds:
                     for c in clients:
-                        lat, spanned = asyncio.run(load(server.url, kind, c, args.seconds,
-                                                        args.warmup, args, texts))
-                        lat = np.array(lat) * 1e3
-                        row = {"kind": kind, "clients": c, "mode": mode,
-                               "requests": len(lat),
-                               "requests_per_s": len(lat) / spanned if len(lat) else 0.0,
-                               "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
-                               "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None}
-                        rows.append(row)
-                        print(f"{kind:8s} {c:3d} clients  {mode:14s} "
-                              f"{row['requests_per_s']:9.1f} req/s  p50 "
-                              f"{row['p50_ms'] or 0:8.2f} ms  p99 {row['p99_ms'] or 0:8.2f} ms",
-                              flush=True)
-            finally:
+                        for mode, _ in modes:
+                            lat, spanned = asyncio.run(load(servers[mode].url, kind, c,
+                                                            args.seconds, args.warmup, args,
+                                                            texts))
+                            runs.setdefault((kind, c, mode), []).append((lat, spanned))
+                            print(f"{kind:8s} {c:3d} clients  {mode:14s} repeat {repeat + 1}: "
+                                  f"{len(lat) / spanned:9.1f} req/s", flush=True)
+        finally:
+            for server in servers.values():
                 server.stop()
+    for (kind, c, mode), done in runs.items():
+        rates = [len(lat) / spanned for lat, spanned in done]
+        lat = np.concatenate([lat for lat, _ in done]) * 1e3
+        rows.append({"kind": kind, "clients": c, "mode": mode, "requests": len(lat),
+                     "requests_per_s": float(np.median(rates)),
+                     "requests_per_s_min_max": [min(rates), max(rates)],
+                     "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+                     "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None})
 
     def find(kind, c, mode):
         return next(r for r in rows if (r["kind"], r["clients"], r["mode"]) == (kind, c, mode))
@@ -207,6 +255,14 @@ def main(argv=None):
                          f"{o['p99_ms']:.1f} | {ratio:.2f}× |")
     table = "\n".join(lines)
     print(table)
+    work_table = "\n".join(
+        [f"Model work per `suggest` request, in-process, {args.threads} kernel thread(s), "
+         f"ms ({batch} typing positions):", "",
+         "| the texts | feeding the text | word search | together |", "|---|---|---|---|"]
+        + [f"| {mode} | {work[mode + ', feed']:.2f} | {work[mode + ', word search']:.2f} | "
+           f"{work[mode + ', feed'] + work[mode + ', word search']:.2f} |"
+           for mode in ("one at a time", "as one batch")])
+    print(work_table)
     model_line = (f"{model.cell} {model.num_layers}x{model.hidden_size} "
                   f"{model.dtype.name}, {model.n_vocab} symbols")
     if args.json:
@@ -214,13 +270,16 @@ def main(argv=None):
             json.dump({"command": " ".join(["python", "bench/serve.py"] + (argv or
                                                                            sys.argv[1:])),
                        "model": model_line, "checkpoint": args.checkpoint,
-                       "seconds": args.seconds, "sample_length": args.sample_length,
-                       "threads": args.threads, "rows": rows}, f, indent=1)
+                       "seconds": args.seconds, "repeats": args.repeats,
+                       "sample_length": args.sample_length,
+                       "threads": args.threads, "rows": rows,
+                       "model_work_ms": {"texts": batch, **work}}, f, indent=1)
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(f"{model_line}; {args.seconds:g} s per row, samples of "
+            f.write(f"{model_line}; {args.repeats} interleaved repeats of {args.seconds:g} s "
+                    f"per row (req/s: their median), samples of "
                     f"{args.sample_length} characters, {args.threads} kernel thread(s)\n\n"
-                    + table + "\n")
+                    + table + "\n\n" + work_table + "\n")
     return 0
 
 

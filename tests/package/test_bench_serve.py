@@ -26,5 +26,10 @@ def test_serve_benchmark_runs_and_writes_its_table(tmp_path):
     for r in rows.values():
         assert r["requests"] > 0 and r["requests_per_s"] > 0
         assert 0 < r["p50_ms"] <= r["p99_ms"]
+    work = result["model_work_ms"]
+    assert work["texts"] == 3
+    assert all(work[f"{mode}, {part}"] > 0 for mode in ("one at a time", "as one batch")
+               for part in ("feed", "word search"))
     table = md.read_text()
     assert "| suggest | 3 |" in table and "| sample | 1 |" in table
+    assert "| as one batch |" in table
