@@ -28,8 +28,9 @@ from cython cimport floating
 from gemm cimport (gemm, pack, rnncore_fma_loop, rnncore_gemm_isa, rnncore_gemm_setting_error,
                    rnncore_gemm_lanes_f, rnncore_gemm_lanes_d, rnncore_gemm_mr_f,
                    rnncore_gemm_mr_d)
-from generate cimport (Gen, GenJob, Candidate, WordBeam, gen_tile, steps_program,
-                       texts_program, next_program, beam_program, word_program)
+from generate cimport (Gen, GenJob, Candidate, WordBeam, FEED_ROWS, gen_tile,
+                       steps_program, texts_program, next_program, beam_program,
+                       word_program)
 from kernel_maths cimport vecmath_choice
 from step cimport (Net, RNN, LSTM, GRU, ceil_div, padded, forward_scratch,
                    backward_scratch)
@@ -480,6 +481,18 @@ cdef class StackKernel:
         g.dscratch = <double *> data_pointer(self.dscratch)
         return other, pre
 
+    cdef object prepare_feed(self, Gen *g, Py_ssize_t B):
+        """g's buffers for feeding B streams layer after layer (generate.pxd's
+        feed_program); returns them (keep them alive through the call)."""
+        chunk = max(1, FEED_ROWS // B)
+        rows = chunk * B if self.num_layers > 1 else 1
+        hist = np.zeros((rows, self.hidden_size), self.dtype)
+        pre_rows = np.zeros((rows, GATES[self.cell] * self.hidden_size), self.dtype)
+        g.feed_chunk = chunk
+        g.hist = data_pointer(hist)
+        g.pre_rows = data_pointer(pre_rows)
+        return hist, pre_rows
+
     cdef int gen_threads(self, Py_ssize_t B):
         cdef int threads = self.threads_for(B)
         self.reserve_scratch(threads, B)
@@ -503,7 +516,7 @@ cdef class StackKernel:
             return
         cdef Gen g
         cdef int threads = self.gen_threads(B)
-        keep = self.prepare_gen(&g, state, B)
+        keep = self.prepare_gen(&g, state, B), self.prepare_feed(&g, B)
         g.chars = &chars[0, 0]
         self.run_generation(&g, FEED, n, threads)
 
@@ -599,7 +612,7 @@ cdef class StackKernel:
         cdef Gen g
         cdef int threads = self.gen_threads(B)
         work = np.zeros_like(state)                     # the streams, in order of start
-        keep = self.prepare_gen(&g, work, B)
+        keep = self.prepare_gen(&g, work, B), self.prepare_feed(&g, B)
         xs = np.zeros(B, np.intp)
         g.text, g.P = &chars[0, 0], P
         g.order = <const Py_ssize_t *> data_pointer(order)

@@ -58,6 +58,11 @@ cdef struct Gen:
     void *state                     # (S·L, B, H)
     void *other                     # (S·L, B, H): the other h (and, for beams, c) buffer
     void *pre                       # (B, G·H): k >= 1's input projection of one step
+    # feeding characters, layer after layer (feed_program): chunks of feed_chunk steps,
+    # whose rows (one per stream and step) are at most feed_chunk·B
+    Py_ssize_t feed_chunk
+    void *hist                      # (feed_chunk·B, H) layer k's h of the chunk's steps
+    void *pre_rows                  # (feed_chunk·B, G·H) layer k+1's input projection of them
     void *scratch                   # per thread: scratch_size values
     Py_ssize_t scratch_size
     double *dscratch                # per thread: 2·V doubles
@@ -106,6 +111,9 @@ cdef enum:
     G_WORD_SELECT = 12
     G_WORD_BATCH = 13
     G_WORD_GATHER = 14
+    G_KEEP = 15
+    G_FEED_PROJECT = 16
+    FEED_ROWS = 256                 # rows (streams × steps) of a feed chunk, at most
 
 cdef struct GenJob:
     int kind
@@ -116,6 +124,8 @@ cdef struct GenJob:
     void *h_nxt                     # (L, ·, H) where it writes the new h
     void *c                         # (L, ·, H) lstm's c, updated in place
     Py_ssize_t a, a_new             # feeding texts: the streams under way before / after
+    void *pre                       # (B, G·H) k >= 1: the step's input projection
+    Py_ssize_t rows                 # feeding: the chunk's rows so far (streams × steps)
 
 
 cdef inline floating *gen_scratch(floating *_, const Gen *g, int thread) noexcept nogil:
@@ -277,7 +287,7 @@ cdef inline void step_tile(floating *S, const GenJob *job, Py_ssize_t u) noexcep
     cdef ForwardStep s
     s.k, s.B = k, job.B
     s.xs, s.xs_stride = job.xs, 1
-    s.pre = job.g.pre
+    s.pre = job.pre
     s.h_prev = (<const floating *> job.h_cur) + k * BH
     s.h_out = (<floating *> job.h_nxt) + k * BH
     if n.cell == LSTM:
@@ -472,23 +482,42 @@ cdef inline void word_batch(Gen *g, Py_ssize_t i) noexcept nogil:
 
 
 cdef inline void join_tile(floating *_, const GenJob *job) noexcept nogil:
-    """Feeding texts: the streams whose text begins now join the batch (positions a ..
-    a_new, in order of their starts) with the state they were given."""
+    """Feeding texts, layer job.k: the streams whose text begins now join the batch
+    (positions a .. a_new, in order of their starts) with the state they were given; at
+    layer 0, every stream under way gets its character."""
     cdef const Gen *g = job.g
     cdef const Net *n = g.net
-    cdef Py_ssize_t H = n.H, L = n.L, B = g.B, b, r, src
+    cdef Py_ssize_t H = n.H, L = n.L, B = g.B, k = job.k, b, src
     cdef floating *h = <floating *> job.h_cur
     cdef floating *c = <floating *> job.c
     cdef const floating *given = <const floating *> g.given
     for b in range(job.a, job.a_new):
         src = g.order[b]
-        for r in range(L):
-            memcpy(h + (r * B + b) * H, given + (r * B + src) * H, H * sizeof(floating))
-            if n.cell == LSTM:
-                memcpy(c + (r * B + b) * H, given + ((L + r) * B + src) * H,
-                       H * sizeof(floating))
-    for b in range(job.a_new):
-        g.xs[b] = g.text[g.order[b] * g.P + job.i]
+        memcpy(h + (k * B + b) * H, given + (k * B + src) * H, H * sizeof(floating))
+        if n.cell == LSTM:
+            memcpy(c + (k * B + b) * H, given + ((L + k) * B + src) * H, H * sizeof(floating))
+    if k == 0:
+        for b in range(job.a_new):
+            g.xs[b] = g.text[g.order[b] * g.P + job.i]
+
+
+cdef inline void keep_tile(floating *_, const GenJob *job) noexcept nogil:
+    """Feeding, layer job.k < L-1: its new h of the job.B streams under way, into the
+    chunk's rows (from job.rows on), for the layer above's projection."""
+    cdef Py_ssize_t H = job.g.net.H
+    memcpy((<floating *> job.g.hist) + job.rows * H,
+           (<const floating *> job.h_nxt) + job.k * job.g.B * H, job.B * H * sizeof(floating))
+
+
+cdef inline void feed_project_tile(floating *S, const GenJob *job,
+                                   Py_ssize_t tile) noexcept nogil:
+    """Feeding, layer job.k >= 1: pre_rows (rows, G·H) = hist · Wxh_kᵀ + bh_k, the input
+    of every step of the chunk at once."""
+    cdef const Net *n = job.g.net
+    cdef Py_ssize_t k = job.k
+    product_tile(S, n, job.rows, n.GH, n.H, <const floating *> job.g.hist, n.H, 1,
+                 <const floating *> n.Px[k], n.NC, n.H * n.NC, tile,
+                 <floating *> job.g.pre_rows, n.GH, <const floating *> n.bh[k])
 
 
 cdef inline void scatter_tile(floating *_, const GenJob *job, Py_ssize_t row) noexcept nogil:
@@ -541,6 +570,10 @@ cdef inline void gen_tile(floating *_, GenJob *job, Py_ssize_t tile,
         word_select(g, job.i, tile, thread)
     elif job.kind == G_WORD_BATCH:
         word_batch(g, job.i)
+    elif job.kind == G_KEEP:
+        keep_tile(_, job)
+    elif job.kind == G_FEED_PROJECT:
+        feed_project_tile(S, job, tile)
     else:                                           # G_WORD_GATHER
         gather_rows(_, g, tile, job.i, NULL, job.B, g.parents)
 
@@ -558,14 +591,83 @@ cdef inline void advance(GenJob *job, rnncore_crew *crew, rnncore_tile tile) noe
         if k > 0:
             job.kind = G_PROJECT
             rnncore_phase(crew, product_tiles(n, job.B, n.GH), tile, job)
+        job.pre = job.g.pre
         job.kind = G_STEP
         rnncore_phase(crew, n.n_uf, tile, job)
+
+
+cdef inline void feed_program(floating *_, Gen *g, Py_ssize_t first, Py_ssize_t end,
+                              bint texts, rnncore_crew *crew, rnncore_tile tile) noexcept nogil:
+    """Feed steps first .. end-1 to every stream of g.state: g.chars (n, B) (texts 0), or
+    g.text as texts_program says (texts 1).  Layer after layer, in chunks of
+    g.feed_chunk steps: layer k runs the chunk's steps, keeping its h of each; layer k+1's
+    input projection is then one product over all of them, and its steps follow.  So a
+    step meets one layer's recurrent weights, not every layer's: at one stream, where
+    every step reads all its weights once, a layer's stay in cache (a 2×256 GRU fed
+    step after step read its 2.3 MB each step from L3).  The same tiles as advance(), in
+    another order: the same bits."""
+    cdef const Net *n = g.net
+    cdef Py_ssize_t L = n.L, B = g.B, i, i0 = first, i1, k, a_start, steps
+    cdef floating *h = <floating *> g.state
+    cdef floating *other = <floating *> g.other
+    cdef GenJob job
+    job.g = g
+    job.c = h + L * B * n.H
+    job.a = 0
+    job.rows = 0
+    job.kind = G_PACK
+    rnncore_phase(crew, pack_tiles(n, False), tile, &job)
+    while i0 < end:
+        i1 = min(end, i0 + g.feed_chunk)
+        a_start = job.a
+        for k in range(L):
+            job.k = k
+            if k > 0:
+                job.kind = G_FEED_PROJECT                # job.rows: the layer below's
+                rnncore_phase(crew, product_tiles(n, job.rows, n.GH), tile, &job)
+            job.a = a_start
+            job.rows = 0
+            for i in range(i0, i1):
+                steps = i - first
+                job.i = i
+                job.h_cur = h if steps % 2 == 0 else other
+                job.h_nxt = other if steps % 2 == 0 else h
+                if texts:
+                    job.a_new = job.a
+                    while job.a_new < B and g.sorted_starts[job.a_new] <= i:
+                        job.a_new += 1
+                    job.kind = G_JOIN
+                    rnncore_phase(crew, 1, tile, &job)
+                    job.a = job.B = job.a_new
+                    job.xs = g.xs
+                else:
+                    job.B = B
+                    job.xs = g.chars + i * B
+                job.pre = (<floating *> g.pre_rows) + job.rows * n.GH
+                job.kind = G_STEP
+                rnncore_phase(crew, n.n_uf, tile, &job)
+                if k < L - 1:
+                    job.kind = G_KEEP
+                    rnncore_phase(crew, 1, tile, &job)
+                job.rows += job.B
+        i0 = i1
+    steps = end - first
+    job.h_cur = h if steps % 2 == 0 else other
+    if texts:
+        job.kind = G_SCATTER
+        rnncore_phase(crew, (2 if n.cell == LSTM else 1) * L, tile, &job)
+    elif steps % 2 == 1:
+        job.kind = G_COPY
+        rnncore_phase(crew, L, tile, &job)
 
 
 cdef inline void steps_program(floating *_, Gen *g, Py_ssize_t n_steps, bint draw,
                                rnncore_crew *crew, rnncore_tile tile) noexcept nogil:
     """n_steps steps of every stream of g.state: feeding g.chars (n, B), or, when draw,
     drawing each step's characters into g.out first and feeding those."""
+    if not draw:
+        feed_program(_, g, 0, n_steps, False, crew, tile)
+        return
     cdef const Net *n = g.net
     cdef Py_ssize_t i, L = n.L, BH = g.B * n.H
     cdef floating *h = <floating *> g.state
@@ -597,33 +699,8 @@ cdef inline void texts_program(floating *_, Gen *g, rnncore_crew *crew,
     """Feed stream b the characters text[b, starts[b]:P], from the state g.given, back
     into it.  The streams run in order of their starts (g.state, g.other hold them so),
     and at step i only the a streams whose text has begun run: no step is spent on
-    padding; a stream joins, with its state, at its first character."""
-    cdef const Net *n = g.net
-    cdef Py_ssize_t i, L = n.L, B = g.B, BH = B * n.H, steps = 0
-    cdef floating *h = <floating *> g.state
-    cdef floating *other = <floating *> g.other
-    cdef GenJob job
-    job.g = g
-    job.c = h + L * BH
-    job.a = 0
-    job.kind = G_PACK
-    rnncore_phase(crew, pack_tiles(n, False), tile, &job)
-    for i in range(g.sorted_starts[0], g.P):
-        job.i = i
-        job.h_cur = h if steps % 2 == 0 else other
-        job.h_nxt = other if steps % 2 == 0 else h
-        job.a_new = job.a
-        while job.a_new < B and g.sorted_starts[job.a_new] <= i:
-            job.a_new += 1
-        job.kind = G_JOIN
-        rnncore_phase(crew, 1, tile, &job)
-        job.a = job.B = job.a_new
-        job.xs = g.xs
-        advance(&job, crew, tile)
-        steps += 1
-    job.h_cur = h if steps % 2 == 0 else other
-    job.kind = G_SCATTER
-    rnncore_phase(crew, (2 if n.cell == LSTM else 1) * L, tile, &job)
+    padding; a stream joins, with its state, at its first character (feed_program)."""
+    feed_program(_, g, g.sorted_starts[0], g.P, True, crew, tile)
 
 
 cdef inline void next_program(floating *_, Gen *g, rnncore_crew *crew,

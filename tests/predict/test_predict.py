@@ -11,6 +11,7 @@ import rnncore
 from rnncore import layout, reference
 from rnncore.predict import (Suggestion, beam_from_state, feed_texts, is_separator,
                              word_prefix)
+from rnncore.sample import primed_state
 from support import (N_DRAWS, P, assert_binomial, continuation_log_prob,
                      fixed_distribution_model, frequencies, gated_model)
 
@@ -200,6 +201,36 @@ def test_feeding_several_texts_at_once_is_feeding_each(cell, dtype, tol):
     for r, text in enumerate(texts):
         alone = feed_texts(model, [model.vocab.encode(text).astype(np.intp)])
         np.testing.assert_allclose(state[:, r], alone[:, 0], rtol=tol, atol=tol)
+
+
+def reference_state(model, ids):
+    """(S·L, H) the numpy reference's state after feeding `ids` from zeros, in float64."""
+    rows = layout.state_rows(model.cell, model.num_layers)
+    if len(ids) == 0:
+        return np.zeros((rows, model.hidden_size))
+    params = {name: p.astype(np.float64) for name, p in model.params.items()}
+    _, _, state = reference.loss_and_grads(params, ids, ids, clip=0.0)
+    return np.reshape(state, (rows, model.hidden_size))
+
+
+@pytest.mark.parametrize("cell", layout.CELLS)
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_feeding_layer_after_layer_in_chunks_is_the_reference(cell, dtype, tol):
+    """Feeding runs layer after layer over chunks of FEED_ROWS = 256 rows (streams ×
+    steps: 6 steps for 40 streams, 256 for one): texts that span several chunks, that
+    begin inside one and at its edges, through three layers, end where the numpy
+    reference ends."""
+    model = gated_model(cell, 3, 7, 8, dtype=dtype, seed=4)
+    rng = np.random.default_rng(5)
+    lengths = [int(n) for n in rng.integers(0, 31, 36)] + [30, 24, 18, 6]
+    id_lists = [rng.integers(0, 7, n).astype(np.intp) for n in lengths]
+    state = feed_texts(model, id_lists)
+    for r, ids in enumerate(id_lists):
+        np.testing.assert_allclose(state[:, r], reference_state(model, ids), rtol=tol, atol=tol)
+    long = rng.integers(0, 7, 700).astype(np.intp)               # 3 chunks at one stream
+    for fed in (feed_texts(model, [long]), primed_state(model, long)):
+        np.testing.assert_allclose(fed[:, 0], reference_state(model, long), rtol=tol,
+                                   atol=tol)
 
 
 def test_feed_rows_keeps_a_state_it_was_given_until_its_text_begins():
