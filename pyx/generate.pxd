@@ -114,6 +114,7 @@ cdef enum:
     G_KEEP = 15
     G_FEED_PROJECT = 16
     FEED_ROWS = 256                 # rows (streams × steps) of a feed chunk, at most
+    KEEP_BY_INSERTION = 64          # the widest beam keep_best keeps by insertion
 
 cdef struct GenJob:
     int kind
@@ -231,16 +232,38 @@ cdef inline Py_ssize_t choose_char(Py_ssize_t V, double *logits, double *work,
     return draw_index(V, logits, kept, u, best)
 
 
+cdef inline int descending(double a, double b) noexcept nogil:
+    """1 if a comes before b in decreasing order with NaN last, 0 if after, -1 if neither
+    (equal, or both NaN)."""
+    if a > b:
+        return 1
+    if a < b:
+        return 0
+    if a == b or (a != a and b != b):
+        return -1
+    return 1 if b != b else 0
+
+
 cdef inline bint better(const Candidate *x, const Candidate *y) noexcept nogil:
-    """x comes before y, best first: higher score, then higher logit, then lower index.  At
-    width 1 every candidate extends the same beam, and score = s + (logit - logsumexp)
-    never decreases as the logit grows, so this order puts greedy's argmax (its first
-    maximum) first even where rounding makes two scores equal."""
-    if x.score != y.score:
-        return x.score > y.score
-    if x.logit != y.logit:
-        return x.logit > y.logit
+    """x comes before y, best first: higher score, then higher logit, then lower index, a
+    NaN below every number (a diverged beam never crowds out the others).  At width 1 every
+    candidate extends the same beam, and score = s + (logit - logsumexp) never decreases
+    as the logit grows, so this order puts greedy's argmax (its first maximum) first even
+    where rounding makes two scores equal."""
+    cdef int order = descending(x.score, y.score)
+    if order >= 0:
+        return order
+    order = descending(x.logit, y.logit)
+    if order >= 0:
+        return order
     return x.index < y.index
+
+
+cdef inline int cmp_candidates(const void *a, const void *b) noexcept nogil:
+    """qsort's form of better()."""
+    if better(<const Candidate *> a, <const Candidate *> b):
+        return -1
+    return 1 if better(<const Candidate *> b, <const Candidate *> a) else 0
 
 
 cdef inline Py_ssize_t keep_best(Candidate *c, Py_ssize_t nc, Py_ssize_t K) noexcept nogil:
@@ -248,9 +271,13 @@ cdef inline Py_ssize_t keep_best(Candidate *c, Py_ssize_t nc, Py_ssize_t K) noex
     returns how many.  The order is total (indices differ), so these are exactly the first
     K of c sorted, found without sorting the rest: a search's step offers K·V candidates
     for K places, and sorting them all took a quarter of a batched word search.  In place:
-    c[i] is read before any write reaches it (the kept ones never outnumber those read)."""
+    c[i] is read before any write reaches it (the kept ones never outnumber those read).
+    Beyond KEEP_BY_INSERTION places, a sort (an exhaustive beam keeps every candidate)."""
     cdef Py_ssize_t m = 0, i, j
     cdef Candidate x
+    if K > KEEP_BY_INSERTION:       # a wide beam: insertion would move K values per candidate
+        qsort(c, nc, sizeof(Candidate), cmp_candidates)
+        return K if nc > K else nc
     for i in range(nc):
         x = c[i]
         if m == K:
@@ -618,7 +645,7 @@ cdef inline void feed_program(floating *_, Gen *g, Py_ssize_t first, Py_ssize_t 
     job.kind = G_PACK
     rnncore_phase(crew, pack_tiles(n, False), tile, &job)
     while i0 < end:
-        i1 = min(end, i0 + g.feed_chunk)
+        i1 = min(end, i0 + max(1, g.feed_chunk))
         a_start = job.a
         for k in range(L):
             job.k = k
@@ -636,8 +663,9 @@ cdef inline void feed_program(floating *_, Gen *g, Py_ssize_t first, Py_ssize_t 
                     job.a_new = job.a
                     while job.a_new < B and g.sorted_starts[job.a_new] <= i:
                         job.a_new += 1
-                    job.kind = G_JOIN
-                    rnncore_phase(crew, 1, tile, &job)
+                    if k == 0 or job.a_new > job.a:     # layer 0's also gives the characters
+                        job.kind = G_JOIN
+                        rnncore_phase(crew, 1, tile, &job)
                     job.a = job.B = job.a_new
                     job.xs = g.xs
                 else:
@@ -682,12 +710,9 @@ cdef inline void steps_program(floating *_, Gen *g, Py_ssize_t n_steps, bint dra
         job.i = i
         job.h_cur = h if i % 2 == 0 else other
         job.h_nxt = other if i % 2 == 0 else h
-        if draw:
-            job.kind = G_SAMPLE
-            rnncore_phase(crew, ceil_div(g.B, n.RTD), tile, &job)
-            job.xs = g.out + i * g.B
-        else:
-            job.xs = g.chars + i * g.B
+        job.kind = G_SAMPLE
+        rnncore_phase(crew, ceil_div(g.B, n.RTD), tile, &job)
+        job.xs = g.out + i * g.B
         advance(&job, crew, tile)
     if n_steps % 2 == 1:
         job.kind = G_COPY

@@ -153,6 +153,24 @@ def test_generation_is_the_same_on_any_number_of_threads(cell, every_call_parall
     assert results[1] == results[0] and results[2] == results[0]
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_feeding_ragged_texts_is_the_same_bits_on_1_to_3_threads(cell, every_call_parallel):
+    model = gated_model(cell, 3, 8, 40, dtype="float32", scale=0.9)
+    rng = np.random.default_rng(8)
+    B = 45                                            # chunks of 5 steps (FEED_ROWS 256)
+    lengths = rng.integers(0, 23, B)
+    chars = rng.integers(0, 8, (B, 22)).astype(np.intp)
+    starts = (22 - lengths).astype(np.intp)
+    given = rng.uniform(-0.8, 0.8, (3 * (2 if cell == "lstm" else 1), B, 40)).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        rnncore.set_num_threads(threads)
+        state = given.copy()
+        model.generation_kernel().feed_rows(chars, starts, state)
+        results.append(state)
+    assert np.array_equal(results[1], results[0]) and np.array_equal(results[2], results[0])
+
+
 def test_a_stream_gives_the_same_bits_alone_and_in_a_batch():
     model = gated_model("lstm", 2, 6, 33, dtype="float32", scale=0.9)
     kernel = model._kernel(1, 1)

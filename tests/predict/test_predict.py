@@ -233,6 +233,41 @@ def test_feeding_layer_after_layer_in_chunks_is_the_reference(cell, dtype, tol):
                                    atol=tol)
 
 
+def ragged_texts(rng, B, V, longest):
+    """(B, P) right-aligned texts and their starts: lengths 0 .. longest, some of them at
+    and just past the feed chunks' edges."""
+    chunk = max(1, 256 // B)                                   # generate.pxd's FEED_ROWS
+    lengths = rng.integers(0, longest + 1, B)
+    lengths[:4] = [0, longest, longest - chunk, longest - chunk - 1]
+    P = int(lengths.max())
+    chars = rng.integers(0, V, (B, P)).astype(np.intp)
+    return chars, (P - lengths).astype(np.intp)
+
+
+@pytest.mark.parametrize("cell", layout.CELLS)
+@pytest.mark.parametrize("B", [45, 300])
+def test_feed_rows_from_given_states_is_the_reference(cell, B):
+    """Streams that join in every chunk, with states of their own, through three layers,
+    more streams than a chunk's rows (300: a chunk is one step), each ends where the numpy
+    reference ends from its state."""
+    model = gated_model(cell, 3, 7, 8, seed=6)
+    rng = np.random.default_rng(7)
+    chars, starts = ragged_texts(rng, B, 7, 24)
+    rows = layout.state_rows(cell, 3)
+    given = rng.uniform(-0.8, 0.8, (rows, B, 8))
+    state = given.copy()
+    model.generation_kernel().feed_rows(chars, starts, state)
+    for b in range(B):
+        ids = chars[b, starts[b]:]
+        if len(ids) == 0:
+            np.testing.assert_array_equal(state[:, b], given[:, b])
+            continue
+        _, _, want = reference.loss_and_grads(model.params, ids, ids, state=given[:, b],
+                                              clip=0.0)
+        np.testing.assert_allclose(state[:, b], np.reshape(want, (rows, 8)), rtol=1e-12,
+                                   atol=1e-12)
+
+
 def test_feed_rows_keeps_a_state_it_was_given_until_its_text_begins():
     model = gated_model("lstm", 2, 5, 4, seed=2)
     kernel = model._kernel(1, 1)

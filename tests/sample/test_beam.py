@@ -94,6 +94,22 @@ def test_equal_scores_keep_the_first_candidates(cell, width):
     assert len({s for _, s in found}) == 1
 
 
+@pytest.mark.parametrize("width,n", [(2, 2), (3, 2), (30, 2), (100, 3)])
+def test_a_beam_whose_score_is_nan_comes_last(width, n):
+    """A character whose input weights are NaN makes every extension of its beam NaN: the
+    search keeps the finite beams first (NaN orders below every number) and ranks them as
+    the textbook search does without it."""
+    model = gated_model("gru", 1, 6, 9, seed=1, scale=0.9)
+    best = model.vocab.encode(model.complete("$", 1))[0]
+    model.params["Wxh"][:, best] = np.nan
+    found = model.beam_search("$", n, beam=width)        # 100 of 6³: kept by a sort
+    finite = [(t, s) for t, s in found if np.isfinite(s)]
+    assert found[:len(finite)] == finite and len(finite) == width
+    assert all(t[0] != model.vocab.decode(np.array([best])) for t, _ in finite)
+    scores = [s for _, s in finite]
+    assert scores == sorted(scores, reverse=True)
+
+
 @pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("L", [1, 2])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
