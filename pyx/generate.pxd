@@ -473,14 +473,50 @@ cdef inline void word_select(Gen *g, Py_ssize_t i, Py_ssize_t r, int thread) noe
     s.live[(i + 1) * R + r] = keep
 
 
+cdef inline bint same_word(const WordBeam *s, Py_ssize_t r, Py_ssize_t m1, Py_ssize_t b1,
+                           Py_ssize_t m2, Py_ssize_t b2) noexcept nogil:
+    """Whether search r's finished completions of m1 characters (beam b1 at step m1) and
+    m2 (b2) spell the same word: the same characters after their leading separators (a
+    completion is separators, then the word's characters; a started one has no separators
+    at all).  Read backwards through the beams' parents."""
+    cdef Py_ssize_t K = s.K, n = s.n, i1 = m1 - 1, i2 = m2 - 1, q1, q2
+    cdef bint end1, end2
+    while True:
+        q1 = (r * n + i1) * K + b1
+        q2 = (r * n + i2) * K + b2
+        end1 = i1 < 0 or s.is_sep[s.chars[q1]]
+        end2 = i2 < 0 or s.is_sep[s.chars[q2]]
+        if end1 or end2:
+            return end1 and end2
+        if s.chars[q1] != s.chars[q2]:
+            return False
+        b1, b2 = s.parents[q1], s.parents[q2]
+        i1 -= 1
+        i2 -= 1
+
+
 cdef inline void add_finished(WordBeam *s, Py_ssize_t r, double score, Py_ssize_t step,
                               Py_ssize_t beam) noexcept nogil:
-    """Insert a finished word into search r's kf best (best first; among equal scores
-    the earlier one first)."""
-    cdef Py_ssize_t kf = s.kf, j = s.n_fin[r]
+    """Insert a finished word into search r's kf best distinct words (best first; among
+    equal scores the earlier one first).  A word already kept in another spelling (more
+    or fewer separators before it) keeps the more probable of the two: so a search after a
+    separator can stop at its kf-th word, instead of keeping more spellings in case some
+    spell the same word."""
+    cdef Py_ssize_t kf = s.kf, j = s.n_fin[r], q
     cdef double *sc = s.fin_scores + r * kf
     cdef Py_ssize_t *st = s.fin_step + r * kf
     cdef Py_ssize_t *bm = s.fin_beam + r * kf
+    if not s.fixed:
+        for q in range(j):
+            if same_word(s, r, st[q], bm[q], step, beam):
+                if score <= sc[q]:
+                    return
+                while q < j - 1:                       # the worse spelling goes
+                    sc[q], st[q], bm[q] = sc[q + 1], st[q + 1], bm[q + 1]
+                    q += 1
+                j -= 1
+                s.n_fin[r] -= 1
+                break
     if j == kf:
         if score <= sc[kf - 1]:
             return

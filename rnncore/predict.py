@@ -129,9 +129,9 @@ def suggest_from_state(model, state, texts, k, max_chars, beam):
     R = len(texts)
     prefixes = [word_prefix(t) for t in texts]
     started = np.array([bool(p) for p in prefixes], np.uint8)
-    # a text ending in a separator may lead into its word by several separators: keep
-    # more finished completions, since two of them may spell the same word
-    kf = beam if not started.all() else k
+    # the kernel keeps each word once (its most probable spelling), so k finished words
+    # are k distinct ones
+    kf = k
     G = GATES[model.cell]
     per_beam = (2 * state_rows(model.cell, model.num_layers) + 2 * G + 1) \
         * model.hidden_size * model.dtype.itemsize + 2 * 8 * max_chars + 8 * 4

@@ -145,6 +145,21 @@ def test_narrow_beams_stay_valid_and_never_beat_the_exhaustive_search():
         assert found[0].log_prob <= exact[0].log_prob + 1e-12
 
 
+@pytest.mark.parametrize("text", ["ab,", "", "ba "])
+@pytest.mark.parametrize("beam", [3, 4, 8])
+def test_keeping_k_words_after_a_separator_finds_the_first_k_of_keeping_more(text, beam):
+    """After a separator a word may come in several spellings (more separators before
+    it); the search keeps each word once, so it can stop at its k-th word: those are the
+    first k words a search keeping `beam` of them finds, each spelled at its best."""
+    model = word_model("gru", 2, seed=7, scale=1.2)
+    few = model.suggest(text, k=3, max_chars=4, beam=beam)
+    many = model.suggest(text, k=beam, max_chars=4, beam=beam)
+    assert len(few) == min(3, len(many)) and len({s.word for s in many}) == len(many)
+    assert [(s.word, s.completion) for s in few] == [(s.word, s.completion) for s in many[:3]]
+    np.testing.assert_allclose([s.log_prob for s in few], [s.log_prob for s in many[:3]],
+                               rtol=1e-12)
+
+
 def test_suggestions_of_the_demo_model(hola):
     model = rnncore.CharRNN(rnncore.Vocab.from_text(hola), hidden_size=64, seed=0)
     rnncore.Trainer(model, hola, seq_length=10, learning_rate=1e-2, optimizer="sgd",
