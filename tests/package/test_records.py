@@ -39,6 +39,16 @@ def test_readme_proof_table_is_made_from_the_records(tmp_path):
         assert summary["corpus"] == "../shared/data/tinyshakespeare.txt"
 
 
+def test_records_name_no_absolute_path():
+    """A record names its files relative to the repository (or as the command was typed
+    there), never by a path of the machine it was made on."""
+    import re
+    for path in sorted(DOCS.glob("*.json*")) + sorted(DOCS.glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        found = re.findall(r'(?:^|[\s"=(\[])(/[A-Za-z][^\s"\])]*)', text)
+        assert not found, f"{path.name} names {found[:3]}"
+
+
 def test_train_defaults_are_the_trials_best_model():
     trials = json.loads((DOCS / "default-trials.json").read_text())
     best = min(trials["runs"], key=lambda run: run["best_val_nats"])
