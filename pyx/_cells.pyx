@@ -701,9 +701,9 @@ cdef class StackKernel:
         once), 0 where it ends in a separator or is empty (separators may then lead into
         the word).  out (R, kf, n): search r's kf best completions of at most n characters
         that spell different words (each word in its most probable spelling: separators
-        may lead into it), the ending separator not included, best first, their lengths in out_len (R, kf)
-        and log-probabilities in nats, the ending separator's included, in out_scores
-        (R, kf).  Returns an (R,) array: how many each search found (rows after them are
+        may lead into it), the ending separator not included, best first, their lengths
+        in out_len (R, kf) and log-probabilities in nats, the ending separator's
+        included, in out_scores (R, kf).  Returns an (R,) array: how many each search found (rows after them are
         untouched).  fixed_length: R plain beam searches for exactly n characters
         instead (is_sep and started unused; kf <= beam best beams each).  See
         generate.pxd's word_select."""

@@ -326,15 +326,20 @@ cdef inline void step_tile(floating *S, const GenJob *job, Py_ssize_t u) noexcep
     forward_tile(S, n, &s, u)
 
 
+cdef inline void projection_tile(floating *S, const Net *n, Py_ssize_t k, Py_ssize_t rows,
+                                 const floating *X, floating *dest,
+                                 Py_ssize_t tile) noexcept nogil:
+    """Tile `tile` of dest (rows, G·H) = X (rows, H) · Wxh_kᵀ + bh_k: layer k's input."""
+    product_tile(S, n, rows, n.GH, n.H, X, n.H, 1, <const floating *> n.Px[k], n.NC,
+                 n.H * n.NC, tile, dest, n.GH, <const floating *> n.bh[k])
+
+
 cdef inline void project_rows_tile(floating *S, const GenJob *job,
                                    Py_ssize_t tile) noexcept nogil:
     """pre (B, G·H) = h_nxt[k-1] · Wxh_kᵀ + bh_k: the input of layer k this step."""
-    cdef const Net *n = job.g.net
-    cdef Py_ssize_t k = job.k
-    product_tile(S, n, job.B, n.GH, n.H,
-                 (<const floating *> job.h_nxt) + (k - 1) * job.g.B * n.H, n.H, 1,
-                 <const floating *> n.Px[k], n.NC, n.H * n.NC, tile,
-                 <floating *> job.g.pre, n.GH, <const floating *> n.bh[k])
+    projection_tile(S, job.g.net, job.k, job.B,
+                    (<const floating *> job.h_nxt) + (job.k - 1) * job.g.B * job.g.net.H,
+                    <floating *> job.g.pre, tile)
 
 
 cdef inline void sample_tile(floating *S, const GenJob *job, Py_ssize_t tile,
@@ -576,11 +581,8 @@ cdef inline void feed_project_tile(floating *S, const GenJob *job,
                                    Py_ssize_t tile) noexcept nogil:
     """Feeding, layer job.k >= 1: pre_rows (rows, G·H) = hist · Wxh_kᵀ + bh_k, the input
     of every step of the chunk at once."""
-    cdef const Net *n = job.g.net
-    cdef Py_ssize_t k = job.k
-    product_tile(S, n, job.rows, n.GH, n.H, <const floating *> job.g.hist, n.H, 1,
-                 <const floating *> n.Px[k], n.NC, n.H * n.NC, tile,
-                 <floating *> job.g.pre_rows, n.GH, <const floating *> n.bh[k])
+    projection_tile(S, job.g.net, job.k, job.rows, <const floating *> job.g.hist,
+                    <floating *> job.g.pre_rows, tile)
 
 
 cdef inline void scatter_tile(floating *_, const GenJob *job, Py_ssize_t row) noexcept nogil:

@@ -129,33 +129,23 @@ def suggest_from_state(model, state, texts, k, max_chars, beam):
     R = len(texts)
     prefixes = [word_prefix(t) for t in texts]
     started = np.array([bool(p) for p in prefixes], np.uint8)
-    # the kernel keeps each word once (its most probable spelling), so k finished words
-    # are k distinct ones
-    kf = k
     G = GATES[model.cell]
     per_beam = (2 * state_rows(model.cell, model.num_layers) + 2 * G + 1) \
         * model.hidden_size * model.dtype.itemsize + 2 * 8 * max_chars + 8 * 4
-    check_memory(R * beam * per_beam + beam * model.n_vocab * 24 + R * kf * 8 * max_chars,
+    check_memory(R * beam * per_beam + beam * model.n_vocab * 24 + R * k * 8 * max_chars,
                  f"{R:,} word searches of width {beam:,} over {max_chars:,} characters")
-    out = np.zeros((R, kf, max_chars), np.intp)
-    lengths = np.zeros((R, kf), np.intp)
-    scores = np.zeros((R, kf))
+    # the kernel keeps each word once, in its most probable spelling: k distinct words
+    out = np.zeros((R, k, max_chars), np.intp)
+    lengths = np.zeros((R, k), np.intp)
+    scores = np.zeros((R, k))
     counts = model.generation_kernel().word_beam(state, separator_mask(model.vocab), started,
                                            beam, out, lengths, scores)
     decode = model.vocab.decode
     results = []
     for r in range(R):
-        found, words = [], set()
-        for i in range(counts[r]):
-            completion = decode(out[r, i, :lengths[r, i]])
-            word = word_of(completion, prefixes[r])
-            if word in words:
-                continue
-            words.add(word)
-            found.append(Suggestion(word, completion, float(scores[r, i])))
-            if len(found) == k:
-                break
-        results.append(found)
+        completions = [decode(out[r, i, :lengths[r, i]]) for i in range(counts[r])]
+        results.append([Suggestion(word_of(c, prefixes[r]), c, float(scores[r, i]))
+                        for i, c in enumerate(completions)])
     return results
 
 

@@ -128,6 +128,18 @@ def gated_model(cell, L, V, H, dtype="float64", seed=0, scale=0.5, dropout=0.0):
     return model
 
 
+def ragged_texts(rng, B, V, longest):
+    """(B, P) right-aligned texts for feed_rows and their starts: lengths 0 .. longest,
+    some of them at and just past the feed chunks' edges (FEED_ROWS = 256 rows of streams
+    × steps, pyx/generate.pxd)."""
+    chunk = max(1, 256 // B)
+    lengths = rng.integers(0, longest + 1, B)
+    lengths[:4] = [0, longest, longest - chunk, longest - chunk - 1]
+    P = int(lengths.max())
+    chars = rng.integers(0, V, (B, P)).astype(np.intp)
+    return chars, (P - lengths).astype(np.intp)
+
+
 def saved_small_model(path, cell):
     """A 2-layer model of `cell` (8 units, weights as gated_model's) over the characters of
     'the cat sat on a mat.', saved at path; returns path."""

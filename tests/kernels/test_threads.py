@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 import rnncore
 from rnncore import _cells
-from support import gated_model
+from support import gated_model, ragged_texts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
@@ -158,9 +158,7 @@ def test_feeding_ragged_texts_is_the_same_bits_on_1_to_3_threads(cell, every_cal
     model = gated_model(cell, 3, 8, 40, dtype="float32", scale=0.9)
     rng = np.random.default_rng(8)
     B = 45                                            # chunks of 5 steps (FEED_ROWS 256)
-    lengths = rng.integers(0, 23, B)
-    chars = rng.integers(0, 8, (B, 22)).astype(np.intp)
-    starts = (22 - lengths).astype(np.intp)
+    chars, starts = ragged_texts(rng, B, 8, 22)
     given = rng.uniform(-0.8, 0.8, (3 * (2 if cell == "lstm" else 1), B, 40)).astype(np.float32)
     results = []
     for threads in (1, 2, 3):

@@ -13,7 +13,7 @@ from rnncore.predict import (Suggestion, beam_from_state, feed_texts, is_separat
                              word_prefix)
 from rnncore.sample import primed_state
 from support import (N_DRAWS, P, assert_binomial, continuation_log_prob,
-                     fixed_distribution_model, frequencies, gated_model)
+                     fixed_distribution_model, frequencies, gated_model, ragged_texts)
 
 
 def word_model(cell="gru", L=1, chars=" ,abc", H=6, seed=0, dtype="float64", scale=0.9):
@@ -218,14 +218,15 @@ def test_feeding_several_texts_at_once_is_feeding_each(cell, dtype, tol):
         np.testing.assert_allclose(state[:, r], alone[:, 0], rtol=tol, atol=tol)
 
 
-def reference_state(model, ids):
-    """(S·L, H) the numpy reference's state after feeding `ids` from zeros, in float64."""
+def reference_state(model, ids, state=None):
+    """(S·L, H) the numpy reference's state after feeding `ids` from `state` (S·L, H)
+    (None: zeros), in float64."""
     rows = layout.state_rows(model.cell, model.num_layers)
     if len(ids) == 0:
-        return np.zeros((rows, model.hidden_size))
+        return np.zeros((rows, model.hidden_size)) if state is None else state
     params = {name: p.astype(np.float64) for name, p in model.params.items()}
-    _, _, state = reference.loss_and_grads(params, ids, ids, clip=0.0)
-    return np.reshape(state, (rows, model.hidden_size))
+    _, _, last = reference.loss_and_grads(params, ids, ids, state=state, clip=0.0)
+    return np.reshape(last, (rows, model.hidden_size))
 
 
 @pytest.mark.parametrize("cell", layout.CELLS)
@@ -248,17 +249,6 @@ def test_feeding_layer_after_layer_in_chunks_is_the_reference(cell, dtype, tol):
                                    atol=tol)
 
 
-def ragged_texts(rng, B, V, longest):
-    """(B, P) right-aligned texts and their starts: lengths 0 .. longest, some of them at
-    and just past the feed chunks' edges."""
-    chunk = max(1, 256 // B)                                   # generate.pxd's FEED_ROWS
-    lengths = rng.integers(0, longest + 1, B)
-    lengths[:4] = [0, longest, longest - chunk, longest - chunk - 1]
-    P = int(lengths.max())
-    chars = rng.integers(0, V, (B, P)).astype(np.intp)
-    return chars, (P - lengths).astype(np.intp)
-
-
 @pytest.mark.parametrize("cell", layout.CELLS)
 @pytest.mark.parametrize("B", [45, 300])
 def test_feed_rows_from_given_states_is_the_reference(cell, B):
@@ -277,10 +267,8 @@ def test_feed_rows_from_given_states_is_the_reference(cell, B):
         if len(ids) == 0:
             np.testing.assert_array_equal(state[:, b], given[:, b])
             continue
-        _, _, want = reference.loss_and_grads(model.params, ids, ids, state=given[:, b],
-                                              clip=0.0)
-        np.testing.assert_allclose(state[:, b], np.reshape(want, (rows, 8)), rtol=1e-12,
-                                   atol=1e-12)
+        np.testing.assert_allclose(state[:, b], reference_state(model, ids, given[:, b]),
+                                   rtol=1e-12, atol=1e-12)
 
 
 def test_feed_rows_keeps_a_state_it_was_given_until_its_text_begins():
