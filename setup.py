@@ -32,7 +32,8 @@ from setuptools.command.build_ext import build_ext
 KERNEL_MODULES = {
     "rnncore._kernels": ["pyx/_kernels.pyx"],                        # optimizer updates
     # every cell's window and generation, on the thread team and the micro-kernel
-    "rnncore._cells": ["pyx/_cells.pyx", "csrc/team.c", "csrc/gemm.c"],
+    # (and, as the second engine, scipy's BLAS through scipy.linalg.cython_blas)
+    "rnncore._cells": ["pyx/_cells.pyx", "csrc/team.c", "csrc/gemm.c", "csrc/blas_threads.c"],
 }
 
 debug = os.environ.get("RNNCORE_CYTHON_DEBUG") == "1"
