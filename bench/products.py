@@ -21,7 +21,8 @@ from blas_report import cpu_model, scipy_blas, seconds_per_call, write_outputs  
 from rnncore import _cells, engines
 
 # (what, kind, M, N, K, dtype): C (M, N) = A (M, K) · B (K, N); kind: a step's recurrent
-# product ("forward", "backward") or one over many rows ("wide"), or the logits
+# product ("forward", "backward"), the logits (like them: over panels of Whyᵀ packed once
+# per call) or one over many rows ("wide")
 SHAPES = [
     ("LSTM 1×512 step, forward: h · Whhᵀ", "forward", 32, 2048, 512, "float32"),
     ("LSTM 1×512 step, backward: da · Whh", "backward", 32, 512, 2048, "float32"),
@@ -55,11 +56,11 @@ def main(argv=None):
     for what, kind, M, N, K, dtype in SHAPES:
         a = rng.standard_normal((M, K)).astype(dtype)
         b = rng.standard_normal((K, N)).astype(dtype)
-        step = kind in ("forward", "backward")
+        step = kind in ("forward", "backward", "logits")   # over panels packed once
         # enough repeats inside one call that Python's overhead is noise
         reps = max(1, int(2e6 / (M * N * K)))
-        calls = {engine: (lambda e=engine: _cells.product(a, b, e, step, reps))
-                 for engine in engines.ENGINES}
+        prepared = {engine: _cells.Product(a, b, engine, step) for engine in engines.ENGINES}
+        calls = {engine: (lambda p=p: p.run(reps)) for engine, p in prepared.items()}
         want = a.astype(np.float64) @ b.astype(np.float64)
         for engine, call in calls.items():
             assert np.allclose(call(), want, rtol=1e-3, atol=1e-3 * np.sqrt(K)), engine

@@ -182,7 +182,8 @@ def check_agreement(systems):
 
 def time_interleaved(systems, repeats, budget, threads):
     """{name: [seconds per call] * repeats}, each repeat running every system in turn for
-    about `budget` seconds, each with `threads` threads of its own."""
+    about `budget` seconds (after one untimed call), each with `threads` threads of its
+    own."""
     pools = ThreadPools()
     counts = {}
     for name, fn in systems.items():       # calibrate, and warm up
@@ -198,6 +199,7 @@ def time_interleaved(systems, repeats, budget, threads):
     for _ in range(repeats):
         for name, fn in systems.items():
             pools.give(name, threads)
+            fn()        # untimed: the caches the other systems just used are its own again
             n = counts[name]
             t0 = time.perf_counter()
             for _ in range(n):

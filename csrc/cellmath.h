@@ -237,4 +237,39 @@ RNNCORE_CLONES static void rnncore_gru_backward_##S(                            
 RNNCORE_CELLMATH(float, f)
 RNNCORE_CELLMATH(double, d)
 
+/* The bias gradients and the one-hot input's weight gradient: sums over a window's rows
+ * (rows in order, so each output is the same sum on any thread), a block of columns a
+ * call: each row's block is read whole (consecutive values), not one cache line a row. */
+#define RNNCORE_ROWSUMS(REAL, S)                                                           \
+                                                                                           \
+/* out[c] = Σ_r a[r·ld + c] for c < n */                                                   \
+RNNCORE_CLONES static void rnncore_column_sums_##S(                                         \
+        REAL *restrict out, const REAL *restrict a, ptrdiff_t rows, ptrdiff_t ld,           \
+        ptrdiff_t n) {                                                                      \
+    for (ptrdiff_t c = 0; c < n; c++) out[c] = 0;                                           \
+    for (ptrdiff_t r = 0; r < rows; r++) {                                                  \
+        const REAL *restrict row = a + r * ld;                                              \
+        RNNCORE_SIMD                                                                        \
+        for (ptrdiff_t c = 0; c < n; c++) out[c] += row[c];                                 \
+    }                                                                                       \
+}                                                                                           \
+                                                                                           \
+/* acc[x·n + c] = Σ over the rows r whose input x = idx(r) of a[r·ld + c], c < n: the    \
+ * gradient of a one-hot input's weights, per input symbol (acc: V·n values, zeroed here;  \
+ * row r's symbol is idx[(r % B)·T + r / B], the window's (B, T) inputs, rows time-major) */\
+RNNCORE_CLONES static void rnncore_scatter_rows_##S(                                        \
+        REAL *restrict acc, ptrdiff_t V, const REAL *restrict a, ptrdiff_t rows,            \
+        ptrdiff_t ld, ptrdiff_t n, const Py_ssize_t *idx, ptrdiff_t B, ptrdiff_t T) {       \
+    for (ptrdiff_t c = 0; c < V * n; c++) acc[c] = 0;                                       \
+    for (ptrdiff_t r = 0; r < rows; r++) {                                                  \
+        REAL *restrict o = acc + idx[(r % B) * T + r / B] * n;                              \
+        const REAL *restrict row = a + r * ld;                                              \
+        RNNCORE_SIMD                                                                        \
+        for (ptrdiff_t c = 0; c < n; c++) o[c] += row[c];                                   \
+    }                                                                                       \
+}
+
+RNNCORE_ROWSUMS(float, f)
+RNNCORE_ROWSUMS(double, d)
+
 #endif

@@ -6,17 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A version's block: C (its rows, its vectors) = [C +] A · P, vector v of row r at
+ * C + r·ldc + voff[v] */
 typedef void (*kernel_f)(long K, const float *A, long a_rs, long a_ks, const float *P,
-                         long ldp, float *C, long ldc, long ldv);
-
-/* How a version cuts C (m, nv vectors) into register blocks: blocks of mr rows, each in
- * passes of cw vectors (cw = nv: one pass); a last block of at most whole_rows rows takes
- * all nv vectors in one pass (more chains of FMAs for a few rows). */
-struct rnncore_gemm_plan {
-    int mr, cw, whole_rows, unused;
-};
+                         long ldp, float *C, long ldc, const long *voff);
 typedef void (*kernel_d)(long K, const double *A, long a_rs, long a_ks, const double *P,
-                         long ldp, double *C, long ldc, long ldv);
+                         long ldp, double *C, long ldc, const long *voff);
 
 /* ---- the versions ------------------------------------------------------------------- */
 
@@ -93,8 +88,10 @@ typedef void (*kernel_d)(long K, const double *A, long a_rs, long a_ks, const do
 static struct {
     const char *isa;
     int lanes_f, lanes_d;
-    const struct rnncore_gemm_plan *plan_f, *plan_d;
-    /* [rows][accumulate][nv] */
+    /* how a version cuts C (m, nv vectors) into register blocks: blocks of mr[nv] rows,
+     * a block of r rows in passes of at most cw[r] vectors */
+    const int *mr_f, *mr_d, *cw_f, *cw_d;
+    /* [rows][accumulate][vectors] */
     kernel_f table_f[RNNCORE_GEMM_MR_MAX + 1][2][RNNCORE_GEMM_NV_MAX + 1];
     kernel_d table_d[RNNCORE_GEMM_MR_MAX + 1][2][RNNCORE_GEMM_NV_MAX + 1];
     float (*fma_f)(long);
@@ -121,7 +118,7 @@ static void use(const char *name) {
     if (strcmp(name, "avx512") == 0) {
         K.isa = "avx512";
         K.lanes_f = 16; K.lanes_d = 8;
-        K.plan_f = plan_avx512_f; K.plan_d = plan_avx512_d;
+        K.mr_f = mr_avx512_f; K.mr_d = mr_avx512_d; K.cw_f = cw_avx512_f; K.cw_d = cw_avx512_d;
         fill_avx512_f(K.table_f); fill_avx512_d(K.table_d);
         K.fma_f = fma_loop_avx512_f; K.fma_d = fma_loop_avx512_d;
         return;
@@ -129,7 +126,7 @@ static void use(const char *name) {
     if (strcmp(name, "avx2") == 0) {
         K.isa = "avx2";
         K.lanes_f = 8; K.lanes_d = 4;
-        K.plan_f = plan_avx2_f; K.plan_d = plan_avx2_d;
+        K.mr_f = mr_avx2_f; K.mr_d = mr_avx2_d; K.cw_f = cw_avx2_f; K.cw_d = cw_avx2_d;
         fill_avx2_f(K.table_f); fill_avx2_d(K.table_d);
         K.fma_f = fma_loop_avx2_f; K.fma_d = fma_loop_avx2_d;
         return;
@@ -138,7 +135,7 @@ static void use(const char *name) {
     (void)name;
     K.isa = "generic";
     K.lanes_f = 4; K.lanes_d = 2;
-    K.plan_f = plan_generic_f; K.plan_d = plan_generic_d;
+    K.mr_f = mr_generic_f; K.mr_d = mr_generic_d; K.cw_f = cw_generic_f; K.cw_d = cw_generic_d;
     fill_generic_f(K.table_f); fill_generic_d(K.table_d);
     K.fma_f = fma_loop_generic_f; K.fma_d = fma_loop_generic_d;
 }
@@ -171,8 +168,8 @@ const char *rnncore_gemm_setting_error(void) {
 
 int rnncore_gemm_lanes_f(void) { choose(); return K.lanes_f; }
 int rnncore_gemm_lanes_d(void) { choose(); return K.lanes_d; }
-int rnncore_gemm_mr_f(int nv) { choose(); return K.plan_f[nv].mr; }
-int rnncore_gemm_mr_d(int nv) { choose(); return K.plan_d[nv].mr; }
+int rnncore_gemm_mr_f(int nv) { choose(); return K.mr_f[nv]; }
+int rnncore_gemm_mr_d(int nv) { choose(); return K.mr_d[nv]; }
 
 double rnncore_fma_loop(int is_double, long iters) {
     choose();

@@ -6,18 +6,20 @@
  * rnncore_pack_* from any matrix (with zero columns padding it to whole vectors).  A is read
  * in place: A[r][k] at A + r·a_rs + k·a_ks, so a row-major matrix (a_rs = K, a_ks = 1) and a
  * transposed one (a_rs = 1, a_ks = ld) both serve.  C's vector v of row r is stored at
- * C + r·ldc + v·ldv (ldv = lanes: a row-major C; ldv = a block's size: one block per vector,
- * as a gated cell's tile keeps each gate apart), always whole (nv·lanes values a row).
+ * C + r·ldc + (v / vpg)·ldv + (v % vpg)·lanes (vectors in groups of vpg: vpg = nv is a
+ * row-major C; a gated cell's tile keeps each gate's group apart), always whole (nv·lanes
+ * values a row).
  *
  * The micro-kernel holds mr rows × nv vectors of C in registers for the whole K loop, loads
  * nv vectors of P and broadcasts one A value per row per k, and adds in k order: every
  * element of C is the same sum, in the same order, whatever m, mr or the caller's tiling —
  * so a row gives the same bits alone as in a batch, and a tile the same bits on any thread.
  *
- * Versions: AVX-512 (32 registers, 64-byte vectors: up to 24 accumulators, mr 8 for
- * nv <= 3, mr 6 for nv 4), AVX2 + FMA and a generic one (16 registers, 32- and 16-byte
- * vectors: up to 12 accumulators, mr 8/6/4 for nv 1..3, and 4 vectors as two passes of
- * 6 rows × 2 vectors, a last block of 1-2 rows in one pass; gemm_kernels.h's tables),
+ * Versions: AVX-512 (32 registers, 64-byte vectors: up to 24 accumulators, e.g. 8 rows ×
+ * 3 vectors, 6 × 4), AVX2 + FMA and a generic one (16 registers, 32- and 16-byte vectors:
+ * up to 12 accumulators, 6 rows × 2 vectors, 4 × 3, and one row × up to 8 vectors;
+ * gemm_kernels.h's tables: how many rows a block takes for nv vectors, and how wide a
+ * pass a block of r rows takes),
  * the best the CPU has chosen when first used; RNNCORE_KERNEL=avx512|avx2|generic forces
  * one (an unknown or unsupported name is reported by rnncore_gemm_setting_error and the
  * automatic choice is kept).  The generic version is plain C with GCC vector extensions
@@ -26,8 +28,9 @@
 #ifndef RNNCORE_GEMM_H
 #define RNNCORE_GEMM_H
 
-#define RNNCORE_GEMM_NV_MAX 4
-#define RNNCORE_GEMM_MR_MAX 8
+#define RNNCORE_GEMM_NV_MAX 8     /* vectors of one call */
+#define RNNCORE_GEMM_MR_MAX 8     /* rows of one block */
+#define RNNCORE_GEMM_PANEL 4      /* vectors of a panel of the window's products (NC) */
 
 /* "avx512", "avx2" or "generic": the version in use (choosing it if none is yet) */
 const char *rnncore_gemm_isa(void);
@@ -43,17 +46,22 @@ int rnncore_gemm_mr_f(int nv);
 int rnncore_gemm_mr_d(int nv);
 
 /* C = A·P, or C += A·P when accumulate (the sums continue from C's values: a product
- * over K cut into chunks gives the bits of one call over the whole K) */
+ * over K cut into chunks gives the bits of one call over the whole K).  nv <= NV_MAX
+ * vectors, in groups of vpg: vector v of row r is stored at
+ * C + r·ldc + (v / vpg)·ldv + (v % vpg)·lanes (vpg = nv: a row-major C, ldv unused;
+ * a gated cell's tile keeps each gate's vpg vectors apart, ldv = a gate's block). */
 void rnncore_gemm_f(long m, int nv, long K, const float *A, long a_rs, long a_ks,
-                    const float *P, long ldp, float *C, long ldc, long ldv, int accumulate);
+                    const float *P, long ldp, float *C, long ldc, long ldv, int vpg,
+                    int accumulate);
 void rnncore_gemm_d(long m, int nv, long K, const double *A, long a_rs, long a_ks,
-                    const double *P, long ldp, double *C, long ldc, long ldv, int accumulate);
+                    const double *P, long ldp, double *C, long ldc, long ldv, int vpg,
+                    int accumulate);
 
 /* A tile of a larger product, the whole of it, on packed copies:
  *
  *   C (m, n) = A (m, K) · B (K, n)  [+ bias[j] on column j, if bias]
  *
- * B's columns are panels of NC = RNNCORE_GEMM_NV_MAX vectors, panel p at
+ * B's columns are panels of NC = RNNCORE_GEMM_PANEL vectors, panel p at
  * P + p·panel_stride with row stride ldp: ldp == NC means packed panels (rnncore_pack),
  * read as they are; anything else is a matrix read in place (P = B, panel_stride = NC,
  * ldp = B's row stride), packed here a chunk of RNNCORE_GEMM_KC rows of one panel at a

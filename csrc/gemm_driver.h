@@ -3,26 +3,32 @@
  * the version in use. */
 
 void SUFFIX(rnncore_gemm)(long m, int nv, long Kdim, const REAL *A, long a_rs, long a_ks,
-                          const REAL *P, long ldp, REAL *C, long ldc, long ldv,
+                          const REAL *P, long ldp, REAL *C, long ldc, long ldv, int vpg,
                           int accumulate) {
     choose();
-    const struct rnncore_gemm_plan *plan = &SUFFIX(K.plan)[nv];
-    const int acc = accumulate != 0;
+    const long lanes = SUFFIX(K.lanes);
+    const int acc = accumulate != 0, mr = SUFFIX(K.mr)[nv];
+    long voff[RNNCORE_GEMM_NV_MAX];     /* where vector v of a row goes */
+    for (int v = 0; v < nv; v++) voff[v] = (v / vpg) * ldv + (v % vpg) * lanes;
     for (long r = 0; r < m;) {
-        int rows = m - r < plan->mr ? (int)(m - r) : plan->mr;
-        int cw = rows <= plan->whole_rows ? nv : plan->cw;
-        for (int c = 0; c < nv; c += cw)
-            SUFFIX(K.table)[rows][acc][cw](Kdim, A + r * a_rs, a_rs, a_ks,
-                                           P + c * SUFFIX(K.lanes), ldp,
-                                           C + r * ldc + c * ldv, ldc, ldv);
+        int rows = m - r < mr ? (int)(m - r) : mr;
+        int cw = SUFFIX(K.cw)[rows];
+        for (int c = 0; c < nv; c += cw) {
+            int width = nv - c < cw ? nv - c : cw;
+            SUFFIX(K.table)[rows][acc][width](Kdim, A + r * a_rs, a_rs, a_ks, P + c * lanes,
+                                              ldp, C + r * ldc, ldc, voff + c);
+        }
         r += rows;
     }
 }
 
+/* gcc would call memcpy for every row (most are a few vectors: the call costs more than
+ * the copy); a loop it vectorises instead */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
 void SUFFIX(rnncore_pack)(REAL *restrict P, long ldp, const REAL *restrict S, long s_k,
                           long s_n, long Kdim, long n, long width) {
     long c0 = 0;
-    if (s_n == 1) {                 /* rows of S: copies (a loop: most are short) */
+    if (s_n == 1) {                 /* rows of S: copies */
         for (long k = 0; k < Kdim; k++) {
             REAL *restrict p = P + k * ldp;
             const REAL *restrict q = S + k * s_k;
@@ -45,7 +51,7 @@ void SUFFIX(rnncore_pack)(REAL *restrict P, long ldp, const REAL *restrict S, lo
 
 long SUFFIX(rnncore_tile_work)(long m, long n) {
     choose();
-    long nc = RNNCORE_GEMM_NV_MAX * SUFFIX(K.lanes);
+    long nc = RNNCORE_GEMM_PANEL * SUFFIX(K.lanes);
     long width = (n + nc - 1) / nc * nc;
     return m * width + RNNCORE_GEMM_KC * (m + nc);
 }
@@ -54,7 +60,7 @@ void SUFFIX(rnncore_tile_product)(long m, long n, long Kdim, const REAL *A, long
                                   long a_ks, const REAL *P, long ldp, long panel_stride,
                                   REAL *C, long ldc, const REAL *bias, REAL *work) {
     choose();
-    const long W = SUFFIX(K.lanes), nc = RNNCORE_GEMM_NV_MAX * W;
+    const long W = SUFFIX(K.lanes), nc = RNNCORE_GEMM_PANEL * W;
     const long width = (n + nc - 1) / nc * nc, panels = width / nc;
     REAL *sums = work;                          /* (m, width): the tile's sums */
     REAL *a_pack = sums + m * width;            /* (kc, m): a chunk of A, k-major */
@@ -72,8 +78,9 @@ void SUFFIX(rnncore_tile_product)(long m, long n, long Kdim, const REAL *A, long
                 SUFFIX(rnncore_pack)(p_pack, nc, panel, ldp, 1, kc, cols, nc);
                 panel = p_pack;
             }
-            SUFFIX(rnncore_gemm)(m, (int)((cols + W - 1) / W), kc, a_pack, 1, m, panel,
-                                 pack_p ? nc : ldp, sums + p * nc, width, W, k0 > 0);
+            int nv = (int)((cols + W - 1) / W);
+            SUFFIX(rnncore_gemm)(m, nv, kc, a_pack, 1, m, panel, pack_p ? nc : ldp,
+                                 sums + p * nc, width, 0, nv, k0 > 0);
         }
     }
     for (long r = 0; r < m; r++) {

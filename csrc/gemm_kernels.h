@@ -28,33 +28,35 @@ typedef REAL NAME(vec) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
 
 /* C (MR, NV vectors) = [C +] A (MR, K) · P (K, NV vectors): the whole K loop in registers,
  * k in order; with ACC the sums start from C's values instead of 0 (the same sums as one
- * call over the joined K: storing and reloading a partial sum rounds nothing).
- * acc += a·b is contracted into one fused multiply-add where the target has FMA. */
+ * call over the joined K: storing and reloading a partial sum rounds nothing).  Vector v
+ * of row r is C + r·ldc + voff[v].  acc += a·b is contracted into one fused multiply-add
+ * where the target has FMA. */
 static inline __attribute__((always_inline)) void NAME(block)(
         const int MR, const int NV, const int ACC, long K, const REAL *restrict A, long a_rs,
-        long a_ks, const REAL *restrict P, long ldp, REAL *restrict C, long ldc, long ldv) {
-    VEC acc[12][RNNCORE_GEMM_NV_MAX];   /* fixed sizes (not MR, NV): a VLA would live in memory */
-#pragma GCC unroll 12
+        long a_ks, const REAL *restrict P, long ldp, REAL *restrict C, long ldc,
+        const long *restrict voff) {
+    VEC acc[8][RNNCORE_GEMM_NV_MAX];    /* fixed sizes (not MR, NV): a VLA would live in memory */
+#pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++)
-            acc[r][v] = ACC ? *(const VEC *)(C + r * ldc + v * ldv) : (VEC){0};
+            acc[r][v] = ACC ? *(const VEC *)(C + r * ldc + voff[v]) : (VEC){0};
     RNNCORE_K_UNROLL
     for (long k = 0; k < K; k++) {
         VEC b[RNNCORE_GEMM_NV_MAX];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) b[v] = *(const VEC *)(P + k * ldp + v * LANES);
-#pragma GCC unroll 12
+#pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
             VEC a = A[r * a_rs + k * a_ks] - (VEC){0};   /* broadcast (x - 0 is x) */
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
         }
     }
-#pragma GCC unroll 12
+#pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) *(VEC *)(C + r * ldc + v * ldv) = acc[r][v];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) *(VEC *)(C + r * ldc + voff[v]) = acc[r][v];
 }
 
 /* The FMA peak of this version: iters × 12 independent vector multiply-adds (a chain of
@@ -77,74 +79,74 @@ static REAL NAME(fma_loop)(long iters) {
 /* one block shape, as a pair of functions: C = A·P and C += A·P */
 #define RNNCORE_MK(MR, NV)                                                                 \
     static void NAME(mk_##MR##_##NV)(long K, const REAL *A, long a_rs, long a_ks,           \
-                                     const REAL *P, long ldp, REAL *C, long ldc, long ldv) {\
-        NAME(block)(MR, NV, 0, K, A, a_rs, a_ks, P, ldp, C, ldc, ldv);                      \
+                                     const REAL *P, long ldp, REAL *C, long ldc,            \
+                                     const long *voff) {                                    \
+        NAME(block)(MR, NV, 0, K, A, a_rs, a_ks, P, ldp, C, ldc, voff);                     \
     }                                                                                       \
     static void NAME(mka_##MR##_##NV)(long K, const REAL *A, long a_rs, long a_ks,          \
-                                      const REAL *P, long ldp, REAL *C, long ldc, long ldv) {\
-        NAME(block)(MR, NV, 1, K, A, a_rs, a_ks, P, ldp, C, ldc, ldv);                      \
+                                      const REAL *P, long ldp, REAL *C, long ldc,           \
+                                      const long *voff) {                                   \
+        NAME(block)(MR, NV, 1, K, A, a_rs, a_ks, P, ldp, C, ldc, voff);                     \
     }
-#define RNNCORE_ROW(MR, F1, F2, F3, F4) \
-    [MR] = {{0, F1(MR, 1), F2(MR, 2), F3(MR, 3), F4(MR, 4)}, \
-            {0, F1##A(MR, 1), F2##A(MR, 2), F3##A(MR, 3), F4##A(MR, 4)}}
-#define HAS(MR, NV) NAME(mk_##MR##_##NV)
-#define HASA(MR, NV) NAME(mka_##MR##_##NV)
-#define NO(MR, NV) 0
-#define NOA(MR, NV) 0
+#define MK(MR, NV) NAME(mk_##MR##_##NV)
+#define MKA(MR, NV) NAME(mka_##MR##_##NV)
+/* table[rows][accumulate][width]: the block of `rows` rows × `width` vectors */
+#define FILL(MR, W) t[MR][0][W] = MK(MR, W), t[MR][1][W] = MKA(MR, W)
 
 #if VBYTES == 64
-/* 32 registers: up to 24 accumulators, the nv vectors of P and a broadcast; every width
- * in one pass */
-RNNCORE_MK(1, 1) RNNCORE_MK(2, 1) RNNCORE_MK(3, 1) RNNCORE_MK(4, 1)
-RNNCORE_MK(5, 1) RNNCORE_MK(6, 1) RNNCORE_MK(7, 1) RNNCORE_MK(8, 1)
-RNNCORE_MK(1, 2) RNNCORE_MK(2, 2) RNNCORE_MK(3, 2) RNNCORE_MK(4, 2)
-RNNCORE_MK(5, 2) RNNCORE_MK(6, 2) RNNCORE_MK(7, 2) RNNCORE_MK(8, 2)
-RNNCORE_MK(1, 3) RNNCORE_MK(2, 3) RNNCORE_MK(3, 3) RNNCORE_MK(4, 3)
-RNNCORE_MK(5, 3) RNNCORE_MK(6, 3) RNNCORE_MK(7, 3) RNNCORE_MK(8, 3)
-RNNCORE_MK(1, 4) RNNCORE_MK(2, 4) RNNCORE_MK(3, 4) RNNCORE_MK(4, 4)
-RNNCORE_MK(5, 4) RNNCORE_MK(6, 4)
-static const struct rnncore_gemm_plan NAME(plan)[RNNCORE_GEMM_NV_MAX + 1] = {
-    {0, 0, 0, 0}, {8, 1, 0, 0}, {8, 2, 0, 0}, {8, 3, 0, 0}, {6, 4, 0, 0}};
-static void NAME(fill)(KERNEL_T table[RNNCORE_GEMM_MR_MAX + 1][2][RNNCORE_GEMM_NV_MAX + 1]) {
-    KERNEL_T t[RNNCORE_GEMM_MR_MAX + 1][2][RNNCORE_GEMM_NV_MAX + 1] = {
-        RNNCORE_ROW(1, HAS, HAS, HAS, HAS), RNNCORE_ROW(2, HAS, HAS, HAS, HAS),
-        RNNCORE_ROW(3, HAS, HAS, HAS, HAS), RNNCORE_ROW(4, HAS, HAS, HAS, HAS),
-        RNNCORE_ROW(5, HAS, HAS, HAS, HAS), RNNCORE_ROW(6, HAS, HAS, HAS, HAS),
-        RNNCORE_ROW(7, HAS, HAS, HAS, NO), RNNCORE_ROW(8, HAS, HAS, HAS, NO),
-    };
-    memcpy(table, t, sizeof t);
-}
+/* 32 registers: up to 24 accumulators beside the vectors of P and a broadcast.  cw: the
+ * widest pass a block of r rows takes; mr: the rows of a block for nv vectors. */
+static const int NAME(cw)[RNNCORE_GEMM_MR_MAX + 1] = {0, 8, 8, 6, 6, 4, 4, 3, 3};
+static const int NAME(mr)[RNNCORE_GEMM_NV_MAX + 1] = {0, 8, 8, 8, 6, 6, 4, 6, 6};
+RNNCORE_MK(1, 1) RNNCORE_MK(1, 2) RNNCORE_MK(1, 3) RNNCORE_MK(1, 4)
+RNNCORE_MK(1, 5) RNNCORE_MK(1, 6) RNNCORE_MK(1, 7) RNNCORE_MK(1, 8)
+RNNCORE_MK(2, 1) RNNCORE_MK(2, 2) RNNCORE_MK(2, 3) RNNCORE_MK(2, 4)
+RNNCORE_MK(2, 5) RNNCORE_MK(2, 6) RNNCORE_MK(2, 7) RNNCORE_MK(2, 8)
+RNNCORE_MK(3, 1) RNNCORE_MK(3, 2) RNNCORE_MK(3, 3) RNNCORE_MK(3, 4)
+RNNCORE_MK(3, 5) RNNCORE_MK(3, 6)
+RNNCORE_MK(4, 1) RNNCORE_MK(4, 2) RNNCORE_MK(4, 3) RNNCORE_MK(4, 4)
+RNNCORE_MK(4, 5) RNNCORE_MK(4, 6)
+RNNCORE_MK(5, 1) RNNCORE_MK(5, 2) RNNCORE_MK(5, 3) RNNCORE_MK(5, 4)
+RNNCORE_MK(6, 1) RNNCORE_MK(6, 2) RNNCORE_MK(6, 3) RNNCORE_MK(6, 4)
+RNNCORE_MK(7, 1) RNNCORE_MK(7, 2) RNNCORE_MK(7, 3)
+RNNCORE_MK(8, 1) RNNCORE_MK(8, 2) RNNCORE_MK(8, 3)
 #else
-/* 16 registers: up to 12 accumulators beside the nv vectors of P and a broadcast (BLIS's
- * and OpenBLAS's Haswell kernels are 6 rows × 2 vectors).  Four vectors are two passes of
- * two, 6 rows at a time; a last block of 1-2 rows takes all four in one pass (4-8 chains
- * of FMAs instead of 2-4: a row alone is bound by the FMA's latency, not its rate).  One
- * vector: 8 rows (12 would need more integer registers for the rows than there are). */
-RNNCORE_MK(1, 1) RNNCORE_MK(2, 1) RNNCORE_MK(3, 1) RNNCORE_MK(4, 1)
-RNNCORE_MK(5, 1) RNNCORE_MK(6, 1) RNNCORE_MK(7, 1) RNNCORE_MK(8, 1)
-RNNCORE_MK(1, 2) RNNCORE_MK(2, 2) RNNCORE_MK(3, 2) RNNCORE_MK(4, 2)
-RNNCORE_MK(5, 2) RNNCORE_MK(6, 2)
-RNNCORE_MK(1, 3) RNNCORE_MK(2, 3) RNNCORE_MK(3, 3) RNNCORE_MK(4, 3)
-RNNCORE_MK(1, 4) RNNCORE_MK(2, 4)
-static const struct rnncore_gemm_plan NAME(plan)[RNNCORE_GEMM_NV_MAX + 1] = {
-    {0, 0, 0, 0}, {8, 1, 0, 0}, {6, 2, 0, 0}, {4, 3, 0, 0}, {6, 2, 2, 0}};
-static void NAME(fill)(KERNEL_T table[RNNCORE_GEMM_MR_MAX + 1][2][RNNCORE_GEMM_NV_MAX + 1]) {
-    KERNEL_T t[RNNCORE_GEMM_MR_MAX + 1][2][RNNCORE_GEMM_NV_MAX + 1] = {
-        RNNCORE_ROW(1, HAS, HAS, HAS, HAS), RNNCORE_ROW(2, HAS, HAS, HAS, HAS),
-        RNNCORE_ROW(3, HAS, HAS, HAS, NO), RNNCORE_ROW(4, HAS, HAS, HAS, NO),
-        RNNCORE_ROW(5, HAS, HAS, NO, NO), RNNCORE_ROW(6, HAS, HAS, NO, NO),
-        RNNCORE_ROW(7, HAS, NO, NO, NO), RNNCORE_ROW(8, HAS, NO, NO, NO),
-    };
-    memcpy(table, t, sizeof t);
-}
+/* 16 registers: up to 12 accumulators beside the vectors of P and a broadcast (BLIS's and
+ * OpenBLAS's Haswell kernels are 6 rows × 2 vectors); one row takes up to 8 vectors in a
+ * pass (8 chains of FMAs: a row alone is bound by the FMA's latency, not its rate; its
+ * vectors of P are used once each, so they need no registers).  The k loop is not
+ * unrolled: unrolled, gcc loads every broadcast of both k first and spills. */
+static const int NAME(cw)[RNNCORE_GEMM_MR_MAX + 1] = {0, 8, 4, 3, 3, 2, 2, 1, 1};
+static const int NAME(mr)[RNNCORE_GEMM_NV_MAX + 1] = {0, 8, 6, 4, 6, 6, 6, 6, 6};
+RNNCORE_MK(1, 1) RNNCORE_MK(1, 2) RNNCORE_MK(1, 3) RNNCORE_MK(1, 4)
+RNNCORE_MK(1, 5) RNNCORE_MK(1, 6) RNNCORE_MK(1, 7) RNNCORE_MK(1, 8)
+RNNCORE_MK(2, 1) RNNCORE_MK(2, 2) RNNCORE_MK(2, 3) RNNCORE_MK(2, 4)
+RNNCORE_MK(3, 1) RNNCORE_MK(3, 2) RNNCORE_MK(3, 3)
+RNNCORE_MK(4, 1) RNNCORE_MK(4, 2) RNNCORE_MK(4, 3)
+RNNCORE_MK(5, 1) RNNCORE_MK(5, 2)
+RNNCORE_MK(6, 1) RNNCORE_MK(6, 2)
+RNNCORE_MK(7, 1) RNNCORE_MK(8, 1)
 #endif
+
+static void NAME(fill)(KERNEL_T table[RNNCORE_GEMM_MR_MAX + 1][2][RNNCORE_GEMM_NV_MAX + 1]) {
+    KERNEL_T (*t)[2][RNNCORE_GEMM_NV_MAX + 1] = table;
+    memset(table, 0, sizeof(KERNEL_T) * (RNNCORE_GEMM_MR_MAX + 1) * 2 *
+           (RNNCORE_GEMM_NV_MAX + 1));
+    FILL(1, 1); FILL(1, 2); FILL(1, 3); FILL(1, 4); FILL(1, 5); FILL(1, 6); FILL(1, 7);
+    FILL(1, 8); FILL(2, 1); FILL(2, 2); FILL(2, 3); FILL(2, 4);
+    FILL(3, 1); FILL(3, 2); FILL(3, 3); FILL(4, 1); FILL(4, 2); FILL(4, 3);
+    FILL(5, 1); FILL(5, 2); FILL(6, 1); FILL(6, 2); FILL(7, 1); FILL(8, 1);
+#if VBYTES == 64
+    FILL(2, 5); FILL(2, 6); FILL(2, 7); FILL(2, 8); FILL(3, 4); FILL(3, 5); FILL(3, 6);
+    FILL(4, 4); FILL(4, 5); FILL(4, 6); FILL(5, 3); FILL(5, 4); FILL(6, 3); FILL(6, 4);
+    FILL(7, 2); FILL(7, 3); FILL(8, 2); FILL(8, 3);
+#endif
+}
 
 #undef RNNCORE_MK
 #undef RNNCORE_K_UNROLL
-#undef RNNCORE_ROW
-#undef HAS
-#undef HASA
-#undef NO
-#undef NOA
+#undef MK
+#undef MKA
+#undef FILL
 #undef VEC
 #undef LANES

@@ -200,13 +200,20 @@ cdef void set_engines(Net *n, dict engines) except *:
     n.eng_bwd = BLAS if engines["backward"] == "blas" else OWN
     n.eng_wide = BLAS if engines["wide"] == "blas" else OWN
     n.eng_logits = BLAS if engines["logits"] == "blas" else OWN
+    cdef Py_ssize_t unit_vectors = ceil_div(n.H, n.W)
     if n.eng_fwd == BLAS:               # one BLAS call per gate of BLAS_UNITS units
-        n.UW, n.NVF = BLAS_UNITS, 0
-    elif n.cell == RNN:                 # one gate: a tile is 4 vectors of units
-        n.UW, n.NVF = 4 * n.W, 4
-    else:                               # a tile is one vector of units, every gate
-        n.UW, n.NVF = n.W, n.G
-    n.UB = BLAS_UNITS if n.eng_bwd == BLAS else n.NC
+        n.UW, n.NVG, n.NVF = BLAS_UNITS, 0, 0
+    else:                               # every gate of NVG vectors of units: 8 vectors in
+        # all (rnn: 8 of units; lstm 4 × 2; gru 3 × 2), so that one stream's product has 8
+        # chains of multiply-adds; never wider than the layer
+        n.NVG = min(max(1, 8 // n.G), unit_vectors)
+        n.UW, n.NVF = n.NVG * n.W, n.NVG * n.G
+    if n.eng_bwd == BLAS:
+        n.UB = BLAS_UNITS
+    elif n.bwd_in_place:                # Whh's rows in place: tiles of 8 vectors
+        n.UB = 2 * n.NC
+    else:
+        n.UB = n.NC
     n.n_uf = ceil_div(n.H, n.UW)
     n.n_ub = ceil_div(n.H, n.UB)
 
@@ -277,7 +284,8 @@ cdef class StackKernel:
         n.n_gp = ceil_div(G * H, n.NC)
         n.n_vp = ceil_div(V, n.NC)
         n.RT = 16 * (rnncore_gemm_mr_d(4) if self.is_double else rnncore_gemm_mr_f(4))
-        n.NT = 8 * n.NC
+        n.NT = max(n.NC, 512 // n.NC * n.NC)     # a weight gradient's rows whole (H <= 512)
+        n.SW = n.NC * max(1, min(8, 16384 // (V * n.NC)))
         n.RTD = max(1, min(n.RT, 65536 // (n.n_vp * n.NC)))
         # 12 arrays of L pointers for the window's Net (see Net), 4 more for the panels of
         # generation's when its engines differ
@@ -295,6 +303,9 @@ cdef class StackKernel:
         # generation keeps to the micro-kernel: a stream's bits must not depend on its batch)
         self.engines = _engines.engines_for(MICROKERNEL, engine, "window")
         self.gen_engines = _engines.engines_for(MICROKERNEL, engine, "generation")
+        # a window of a few streams reads the backward products' weights in place (whole
+        # vectors of a row: H a multiple of the lanes, so no read runs past an array)
+        n.bwd_in_place = B <= 4 and H % W == 0
         set_engines(n, self.engines)
         self.packed = self._allocate_packed(n, self.engines)
         self.gen_net = self.net
@@ -325,16 +336,17 @@ cdef class StackKernel:
         shapes = {"E": (V, GH)}
         if own["logits"]:
             shapes["Pyt"] = (n.n_vp, H, NC)
-        if own["wide"]:
+        if own["wide"] and not n.bwd_in_place:
             shapes["Py"] = (n.n_hp, V, NC)
         for k in range(L):
             if own["forward"]:
                 shapes[f"Pf{k}"] = (n.n_uf, H, n.NVF * n.W)
-            if own["backward"]:
+            if own["backward"] and not n.bwd_in_place:
                 shapes[f"Pb{k}"] = (n.n_hp, GH, NC)
             if k > 0 and own["wide"]:
                 shapes[f"Px{k}"] = (n.n_gp, H, NC)
-                shapes[f"Pd{k}"] = (n.n_hp, GH, NC)
+                if not n.bwd_in_place:
+                    shapes[f"Pd{k}"] = (n.n_hp, GH, NC)
         packed = {name: aligned_zeros(shape, dt) for name, shape in shapes.items()}
         address = {name: a.ctypes.data for name, a in packed.items()}     # NULL: not packed
         for k in range(L):
@@ -363,6 +375,10 @@ cdef class StackKernel:
             shapes.update(pre=(L, T, B, GH), aux=(L, T, B, H), da=(T, B, GH))
         if self.cell == "gru":
             shapes.update(da_h=(T, B, GH), dh_carry=(B, H))
+        if n.eng_wide == OWN:
+            shapes.update(rows_h=(n.n_hp, T * B, n.NC))
+            if L > 1:
+                shapes.update(rows_x=(n.n_hp, T * B, n.NC))
         self.buffers = {name: aligned_zeros(shape, np.float64 if name == "loss" else self.dtype,
                                             n.W) for name, shape in shapes.items()}
         w.net = n
@@ -378,6 +394,8 @@ cdef class StackKernel:
         w.da_h = self.buffer_pointer("da_h")
         w.dH = self.buffer_pointer("dH")
         w.dh_carry = self.buffer_pointer("dh_carry")
+        w.rows_h = self.buffer_pointer("rows_h")
+        w.rows_x = self.buffer_pointer("rows_x")
         w.dc_next = self.buffer_pointer("dc_next")
         w.state_in = self.buffer_pointer("state_in")
         w.state_out = self.buffer_pointer("state_out")
@@ -409,7 +427,7 @@ cdef class StackKernel:
                                    backward_scratch(n, self.batch_size),
                                    rnncore_tile_work_d(n.RT, n.NT) if self.is_double
                                    else rnncore_tile_work_f(n.RT, n.NT),
-                                   n.RTD * n.n_vp * n.NC, n.V * n.NC)
+                                   n.RTD * n.n_vp * n.NC, n.V * n.SW)
         size = padded(size)
         if self.scratch is not None and threads <= self.scratch_threads and \
                 size <= self.scratch.shape[1]:
@@ -941,7 +959,7 @@ cdef object _matmul(const floating[:, :] a, const floating[:, ::1] b):
             c0 = p * NC
             pack(&P[0, 0], NC, &b[0, c0], N, 1, K, min(NC, N - c0), NC)
             gemm(M, <int> ceil_div(min(NC, N - c0), W), K, &a[0, 0], a.strides[0] // itemsize,
-                 a.strides[1] // itemsize, &P[0, 0], NC, &C[0, 0], NC, W)
+                 a.strides[1] // itemsize, &P[0, 0], NC, &C[0, 0], NC)
             for r in range(M):
                 for j in range(min(NC, N - c0)):
                     o[r, c0 + j] = C[r, j]
@@ -996,42 +1014,63 @@ cdef object _tile_matmul(const floating[:, :] a, const floating[:, ::1] b, bias)
 
 def product(a, b, engine="own", bint step=False, Py_ssize_t repeats=1):
     """a (M, K) @ b (K, N), computed `repeats` times on this thread as the kernels compute
-    a product of its kind with `engine` ("own" or "blas").  step=False: a product over
-    many rows (a window's): tiles of RT × NT, the micro-kernel packing chunks as it goes,
-    BLAS one call a tile.  step=True: a step's recurrent product: tiles of one panel of
-    the micro-kernel (b packed into panels once, before the repeats, as a window packs
-    its weights once for all its steps), or of 64 columns a BLAS call."""
-    if engine not in _engines.ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(_engines.ENGINES)}, got {engine!r}")
-    if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 \
-            or b.ndim != 2 or a.shape[1] != b.shape[0] or repeats < 1:
-        raise ValueError("product needs 2-D float32/float64 arrays of one dtype, "
-                         "(M, K) @ (K, N), and repeats >= 1")
-    a = np.ascontiguousarray(a)
-    dt = a.dtype
-    W = rnncore_gemm_lanes_d() if dt == np.float64 else rnncore_gemm_lanes_f()
-    M, K, N = a.shape[0], a.shape[1], b.shape[1]
-    padded_b = aligned_zeros((K, N), dt, W)     # a vector of slack: whole vectors are read
-    padded_b[...] = b
-    out = aligned_zeros((M, N), dt, W)
-    RT = 16 * (rnncore_gemm_mr_d(4) if dt == np.float64 else rnncore_gemm_mr_f(4))
-    NC = 4 * W
-    n_p = ceil_div(N, NC)
-    panels = aligned_zeros((n_p, K, NC), dt) if step and engine == "own" else padded_b
-    work = aligned_zeros(((rnncore_tile_work_d if dt == np.float64
-                           else rnncore_tile_work_f)(RT, 8 * NC) + M * NC,), dt)
-    if dt == np.float64:
-        _product[double](a, padded_b, panels, out, work, engine == "blas", step, repeats, RT,
-                         8 * NC)
-    else:
-        _product[float](a, padded_b, panels, out, work, engine == "blas", step, repeats, RT,
-                        8 * NC)
-    return out
+    a product of its kind with `engine` ("own" or "blas"): Product(...).run(repeats)."""
+    return Product(a, b, engine, step).run(repeats)
+
+
+class Product:
+    """a (M, K) @ b (K, N) as the kernels compute a product of its kind with `engine`
+    ("own" or "blas"), its operands prepared once (for bench/products.py and the tests).
+    step=False: a product over many rows (a window's): tiles of RT × NT, the
+    micro-kernel packing chunks as it goes, BLAS one call a tile.  step=True: a step's
+    recurrent product: tiles of one panel of the micro-kernel (b packed into panels here,
+    once, as a window packs its weights once for all its steps), or of 64 columns a BLAS
+    call.  run(repeats) computes it `repeats` times on this thread and returns C."""
+
+    def __init__(self, a, b, engine="own", step=False):
+        if engine not in _engines.ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(_engines.ENGINES)}, "
+                             f"got {engine!r}")
+        if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 \
+                or b.ndim != 2 or a.shape[1] != b.shape[0]:
+            raise ValueError("product needs 2-D float32/float64 arrays of one dtype, "
+                             "(M, K) @ (K, N)")
+        self.a = np.ascontiguousarray(a)
+        dt = a.dtype
+        W = rnncore_gemm_lanes_d() if dt == np.float64 else rnncore_gemm_lanes_f()
+        M, K, N = a.shape[0], a.shape[1], b.shape[1]
+        self.b = aligned_zeros((K, N), dt, W)     # a vector of slack: whole vectors are read
+        self.b[...] = b
+        self.out = aligned_zeros((M, N), dt, W)
+        self.RT = 16 * (rnncore_gemm_mr_d(4) if dt == np.float64 else rnncore_gemm_mr_f(4))
+        self.NT = max(4 * W, 512 // (4 * W) * 4 * W)
+        self.blas, self.step = engine == "blas", bool(step)
+        self.panels = aligned_zeros((ceil_div(N, 4 * W), K, 4 * W), dt) \
+            if step and not self.blas else self.b
+        self.work = aligned_zeros(((rnncore_tile_work_d if dt == np.float64
+                                    else rnncore_tile_work_f)(self.RT, self.NT) + M * 4 * W,), dt)
+        if step and not self.blas:
+            self._run(0, True)                  # pack once
+
+    def run(self, Py_ssize_t repeats=1):
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        self._run(repeats, False)
+        return self.out
+
+    def _run(self, repeats, pack_only):
+        if self.a.dtype == np.float64:
+            _product[double](self.a, self.b, self.panels, self.out, self.work, self.blas,
+                             self.step, repeats, self.RT, self.NT, pack_only)
+        else:
+            _product[float](self.a, self.b, self.panels, self.out, self.work, self.blas,
+                            self.step, repeats, self.RT, self.NT, pack_only)
 
 
 cdef void _product(const floating[:, ::1] a, const floating[:, ::1] b, panels,
                    floating[:, ::1] out, floating[::1] work, bint blas, bint step,
-                   Py_ssize_t repeats, Py_ssize_t RT, Py_ssize_t NT) except *:
+                   Py_ssize_t repeats, Py_ssize_t RT, Py_ssize_t NT,
+                   bint pack_only) except *:
     cdef Py_ssize_t M = a.shape[0], K = a.shape[1], N = b.shape[1], i, p, r0, c0, cols
     cdef Py_ssize_t W = rnncore_gemm_lanes_d() if floating is double else rnncore_gemm_lanes_f()
     cdef Py_ssize_t NC = 4 * W, n_p = ceil_div(N, NC)
@@ -1043,8 +1082,10 @@ cdef void _product(const floating[:, ::1] a, const floating[:, ::1] b, panels,
         return
     if step and not blas:
         P = <floating *> <size_t> panels.ctypes.data
+    if pack_only:
         for p in range(n_p):
             pack(P + p * K * NC, NC, B + p * NC, N, 1, K, min(NC, N - p * NC), NC)
+        return
     with nogil:
         if blas:
             rnncore_blas_enter()
@@ -1058,7 +1099,10 @@ cdef void _product(const floating[:, ::1] a, const floating[:, ::1] b, panels,
                 for p in range(n_p):
                     cols = min(NC, N - p * NC)
                     gemm(M, <int> ceil_div(cols, W), K, &a[0, 0], K, 1, P + p * K * NC, NC,
-                         S, NC, W)
+                         S, NC)
+                    if i == repeats - 1:    # the last time, kept
+                        for r0 in range(M):
+                            memcpy(C + r0 * N + p * NC, S + r0 * NC, cols * sizeof(floating))
             else:
                 c0 = 0
                 while c0 < N:
@@ -1075,9 +1119,3 @@ cdef void _product(const floating[:, ::1] a, const floating[:, ::1] b, panels,
                     c0 += NT
         if blas:
             rnncore_blas_leave()
-    if step and not blas:               # the last repeat again, kept (the timed loop
-        for p in range(n_p):            # overwrote one tile's scratch each time)
-            cols = min(NC, N - p * NC)
-            gemm(M, <int> ceil_div(cols, W), K, &a[0, 0], K, 1, P + p * K * NC, NC, S, NC, W)
-            for r0 in range(M):
-                memcpy(C + r0 * N + p * NC, S + r0 * NC, cols * sizeof(floating))

@@ -28,6 +28,10 @@ cdef extern from "cellmath.h" nogil:
     void rnncore_lstm_backward_f(ptrdiff_t B, ptrdiff_t nu, ptrdiff_t NC, const float *dh, const float *gates, const float *tanh_c, const float *c_prev, float *dc_next, int has_next, float *da, ptrdiff_t H)
     void rnncore_lstm_backward_d(ptrdiff_t B, ptrdiff_t nu, ptrdiff_t NC, const double *dh, const double *gates, const double *tanh_c, const double *c_prev, double *dc_next, int has_next, double *da, ptrdiff_t H)
     void rnncore_gru_backward_f(ptrdiff_t B, ptrdiff_t nu, ptrdiff_t NC, const float *dh, const float *gates, const float *hn, const float *h_prev, float *carry, float *da, float *da_h, ptrdiff_t H)
+    void rnncore_column_sums_f(float *out, const float *a, ptrdiff_t rows, ptrdiff_t ld, ptrdiff_t n)
+    void rnncore_column_sums_d(double *out, const double *a, ptrdiff_t rows, ptrdiff_t ld, ptrdiff_t n)
+    void rnncore_scatter_rows_f(float *acc, ptrdiff_t V, const float *a, ptrdiff_t rows, ptrdiff_t ld, ptrdiff_t n, const Py_ssize_t *idx, ptrdiff_t B, ptrdiff_t T)
+    void rnncore_scatter_rows_d(double *acc, ptrdiff_t V, const double *a, ptrdiff_t rows, ptrdiff_t ld, ptrdiff_t n, const Py_ssize_t *idx, ptrdiff_t B, ptrdiff_t T)
     void rnncore_gru_backward_d(ptrdiff_t B, ptrdiff_t nu, ptrdiff_t NC, const double *dh, const double *gates, const double *hn, const double *h_prev, double *carry, double *da, double *da_h, ptrdiff_t H)
 
 
@@ -102,3 +106,15 @@ cdef inline void gru_backward(ptrdiff_t B, ptrdiff_t nu, ptrdiff_t NC, const flo
         rnncore_gru_backward_d(B, nu, NC, dh, gates, hn, h_prev, carry, da, da_h, H)
     else:
         rnncore_gru_backward_f(B, nu, NC, dh, gates, hn, h_prev, carry, da, da_h, H)
+
+cdef inline void column_sums(floating *out, const floating *a, ptrdiff_t rows, ptrdiff_t ld, ptrdiff_t n) noexcept nogil:
+    if floating is double:
+        rnncore_column_sums_d(out, a, rows, ld, n)
+    else:
+        rnncore_column_sums_f(out, a, rows, ld, n)
+
+cdef inline void scatter_rows(floating *acc, ptrdiff_t V, const floating *a, ptrdiff_t rows, ptrdiff_t ld, ptrdiff_t n, const Py_ssize_t *idx, ptrdiff_t B, ptrdiff_t T) noexcept nogil:
+    if floating is double:
+        rnncore_scatter_rows_d(acc, V, a, rows, ld, n, idx, B, T)
+    else:
+        rnncore_scatter_rows_f(acc, V, a, rows, ld, n, idx, B, T)

@@ -6,6 +6,7 @@ function."""
 
 cdef extern from "gemm.h" nogil:
     enum: RNNCORE_GEMM_NV_MAX
+    enum: RNNCORE_GEMM_PANEL
     const char *rnncore_gemm_isa()
     int rnncore_gemm_use(const char *name)
     const char *rnncore_gemm_setting_error()
@@ -14,9 +15,10 @@ cdef extern from "gemm.h" nogil:
     int rnncore_gemm_mr_f(int nv)
     int rnncore_gemm_mr_d(int nv)
     void rnncore_gemm_f(long m, int nv, long K, const float *A, long a_rs, long a_ks,
-                        const float *P, long ldp, float *C, long ldc, long ldv, int accumulate)
+                        const float *P, long ldp, float *C, long ldc, long ldv, int vpg,
+                        int accumulate)
     void rnncore_gemm_d(long m, int nv, long K, const double *A, long a_rs, long a_ks,
-                        const double *P, long ldp, double *C, long ldc, long ldv,
+                        const double *P, long ldp, double *C, long ldc, long ldv, int vpg,
                         int accumulate)
     long rnncore_tile_work_f(long m, long n)
     long rnncore_tile_work_d(long m, long n)
@@ -37,12 +39,25 @@ from cython cimport floating
 
 cdef inline void gemm(Py_ssize_t m, int nv, Py_ssize_t K, const floating *A,
                       Py_ssize_t a_rs, Py_ssize_t a_ks, const floating *P, Py_ssize_t ldp,
-                      floating *C, Py_ssize_t ldc, Py_ssize_t ldv) noexcept nogil:
-    """C (m, nv vectors) = A (m, K) · P (K, nv vectors); see csrc/gemm.h."""
+                      floating *C, Py_ssize_t ldc) noexcept nogil:
+    """C (m, nv vectors; row-major, row stride ldc) = A (m, K) · P (K, nv vectors); see
+    csrc/gemm.h."""
     if floating is double:
-        rnncore_gemm_d(m, nv, K, A, a_rs, a_ks, P, ldp, C, ldc, ldv, 0)
+        rnncore_gemm_d(m, nv, K, A, a_rs, a_ks, P, ldp, C, ldc, 0, nv, 0)
     else:
-        rnncore_gemm_f(m, nv, K, A, a_rs, a_ks, P, ldp, C, ldc, ldv, 0)
+        rnncore_gemm_f(m, nv, K, A, a_rs, a_ks, P, ldp, C, ldc, 0, nv, 0)
+
+
+cdef inline void gemm_gates(Py_ssize_t m, int nv, Py_ssize_t K, const floating *A,
+                            Py_ssize_t a_rs, Py_ssize_t a_ks, const floating *P,
+                            Py_ssize_t ldp, floating *C, Py_ssize_t ldc, Py_ssize_t ldg,
+                            int vpg) noexcept nogil:
+    """gemm with C's vectors in groups of vpg (a gate's units), ldg values apart: vector v
+    of row r at C + r·ldc + (v / vpg)·ldg + (v % vpg)·lanes."""
+    if floating is double:
+        rnncore_gemm_d(m, nv, K, A, a_rs, a_ks, P, ldp, C, ldc, ldg, vpg, 0)
+    else:
+        rnncore_gemm_f(m, nv, K, A, a_rs, a_ks, P, ldp, C, ldc, ldg, vpg, 0)
 
 
 cdef inline void tile_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t K, const floating *A,

@@ -36,7 +36,7 @@ from libc.string cimport memcpy, memset
 from cellmath cimport (add_input, store_gates, store_h, lstm_c, lstm_h, gru_in, gru_n, gru_h,
                        dh, rnn_backward, lstm_backward, gru_backward)
 from blas cimport gemm_rm
-from gemm cimport gemm, pack, tile_product
+from gemm cimport gemm, gemm_gates, pack, tile_product
 from kernel_maths cimport tanh_inplace, sigmoid_inplace
 
 cdef enum:
@@ -56,16 +56,20 @@ cdef struct Net:
     Py_ssize_t NC               # panel width of the window products: 4 vectors
     int eng_fwd, eng_bwd        # the engine of the forward / backward recurrent products,
     int eng_wide, eng_logits    # of the products over many rows, of the logits (OWN, BLAS)
-    Py_ssize_t UW, NVF          # forward step tile: units, and vectors (own: G; rnn: 4 of
-                                # units)
+    Py_ssize_t UW, NVF          # forward step tile: units, and vectors (own: NVG a gate)
+    Py_ssize_t NVG              # own: vectors of a gate's units in a forward tile (UW/W)
     Py_ssize_t n_uf             # forward step tiles: ceil(H / UW)
     Py_ssize_t UB               # backward step tile: units (own: NC)
     Py_ssize_t n_ub             # backward step tiles: ceil(H / UB)
     Py_ssize_t n_hp             # panels over H: ceil(H / NC)
+    bint bwd_in_place           # the micro-kernel reads the backward products' weights
+                                # (Whh, Wxh, Why) where they are: no Pb, Pd, Py (few rows:
+                                # a window of one stream packs more than it multiplies)
     Py_ssize_t n_gp             # panels over G·H: ceil(G·H / NC)
     Py_ssize_t n_vp             # panels over V: ceil(V / NC)
     Py_ssize_t RT               # rows of a window product's tile
     Py_ssize_t NT               # columns of a window product's tile: a multiple of NC
+    Py_ssize_t SW               # columns of a one-hot input's gradient tile (V·SW sums)
     Py_ssize_t RTD              # rows of a decoder tile (RT, fewer for a large V)
     # per layer k: parameters and their gradients (bhn, dbhn: gru only, else NULL)
     void **Wxh
@@ -114,9 +118,10 @@ cdef inline PackCounts pack_counts(const Net *n, bint grads) noexcept nogil:
     c.x = (n.L - 1) * n.n_gp if n.eng_wide == OWN else 0
     c.e = n.n_gp
     c.yt = n.n_vp if n.eng_logits == OWN else 0
-    c.b = n.L * n.n_hp if grads and n.eng_bwd == OWN else 0
-    c.d = (n.L - 1) * n.n_hp if grads and n.eng_wide == OWN else 0
-    c.y = n.n_hp if grads and n.eng_wide == OWN else 0
+    cdef bint pack_bwd = grads and not n.bwd_in_place
+    c.b = n.L * n.n_hp if pack_bwd and n.eng_bwd == OWN else 0
+    c.d = (n.L - 1) * n.n_hp if pack_bwd and n.eng_wide == OWN else 0
+    c.y = n.n_hp if pack_bwd and n.eng_wide == OWN else 0
     return c
 
 
@@ -142,13 +147,9 @@ cdef inline void pack_tile(floating *_, const Net *n, bint grads,
         S = <const floating *> n.Whh[k]
         c0 = u * n.UW
         nu = min(n.UW, H - c0)
-        if n.cell == RNN:
-            # P[h, j] = Whh[c0 + j, h]
-            pack(P, width, S + c0 * H, 1, H, H, nu, width)
-        else:
-            for g in range(n.G):
-                # P[h, g·W + j] = Whh[g·H + c0 + j, h]
-                pack(P + g * W, width, S + (g * H + c0) * H, 1, H, H, nu, W)
+        for g in range(n.G):
+            # P[h, g·UW + j] = Whh[g·H + c0 + j, h]: gate g's units side by side
+            pack(P + g * n.UW, width, S + (g * H + c0) * H, 1, H, H, nu, n.UW)
         return
     i -= counts.f
     if i < counts.x:
@@ -263,23 +264,13 @@ cdef inline void logits_rows(floating *S, const Net *n, const floating *Y, Py_ss
     if n.eng_logits == OWN:
         for p in range(n.n_vp):
             gemm(rows, <int> ceil_div(min(NC, V - p * NC), n.W), n.H, Y, n.H, 1,
-                 (<const floating *> n.Pyt) + p * n.H * NC, NC, S + p * NC, ldS, n.W)
+                 (<const floating *> n.Pyt) + p * n.H * NC, NC, S + p * NC, ldS)
     else:
         gemm_rm(rows, V, n.H, Y, n.H, 1, <const floating *> n.Why, 1, n.H, 0, S, ldS)
 
 
 cdef inline Py_ssize_t product_tiles(const Net *n, Py_ssize_t M, Py_ssize_t N) noexcept nogil:
     return ceil_div(M, n.RT) * ceil_div(N, n.NT)
-
-
-cdef inline void column_sums(floating *out, const floating *a, Py_ssize_t rows,
-                             Py_ssize_t ld, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
-    """out[c] = Σ_r a[r·ld + c] for c in [c0, c1), rows in order."""
-    cdef Py_ssize_t r, c
-    memset(out + c0, 0, (c1 - c0) * sizeof(floating))
-    for r in range(rows):
-        for c in range(c0, c1):
-            out[c] += a[r * ld + c]
 
 
 # ---------------------------------------------------------------------------------------
@@ -314,14 +305,10 @@ cdef inline void recurrent_forward(floating *S, const Net *n, Py_ssize_t k,
     S + g·seg (rnn: one block, the tile's UW units)."""
     cdef Py_ssize_t H = n.H, c0 = u * n.UW, nu = min(n.UW, H - c0), g
     cdef const floating *Whh = <const floating *> n.Whh[k]
-    if n.eng_fwd == OWN:
-        if n.cell == RNN:
-            gemm(B, <int> n.NVF, H, h_prev, H, 1,
-                 (<const floating *> n.Pf[k]) + u * H * n.NVF * n.W, n.NVF * n.W, S, n.UW,
-                 n.W)
-        else:
-            gemm(B, <int> n.G, H, h_prev, H, 1,
-                 (<const floating *> n.Pf[k]) + u * H * n.G * n.W, n.G * n.W, S, n.UW, seg)
+    if n.eng_fwd == OWN:                  # gate g's NVG vectors at S + g·seg
+        gemm_gates(B, <int> n.NVF, H, h_prev, H, 1,
+                   (<const floating *> n.Pf[k]) + u * H * n.NVF * n.W, n.NVF * n.W, S, n.UW,
+                   seg, <int> n.NVG)
         return
     if nu < n.UW:                         # the padding units' lanes: zeros, as packed ones
         memset(S, 0, n.G * seg * sizeof(floating))
@@ -418,9 +405,12 @@ cdef inline void recurrent_backward(floating *S, const Net *n, Py_ssize_t k,
                                     Py_ssize_t u) noexcept nogil:
     """S (B, UB) = da_h (B, G·H) · Whh[:, units of tile u]."""
     cdef Py_ssize_t H = n.H, GH = n.GH, c0 = u * n.UB
-    if n.eng_bwd == OWN:                  # UB = NC: one packed panel
+    if n.eng_bwd == OWN and n.bwd_in_place:     # Whh's rows read where they are (H % W == 0)
+        gemm(B, <int> ceil_div(min(n.UB, H - c0), n.W), GH, da_h, GH, 1,
+             (<const floating *> n.Whh[k]) + c0, H, S, n.UB)
+    elif n.eng_bwd == OWN:                # UB = NC: one packed panel
         gemm(B, 4, GH, da_h, GH, 1, (<const floating *> n.Pb[k]) + u * GH * n.NC, n.NC, S,
-             n.NC, n.W)
+             n.NC)
     else:
         gemm_rm(B, min(n.UB, H - c0), GH, da_h, GH, 1, (<const floating *> n.Whh[k]) + c0, H,
                 1, 0, S, n.UB)

@@ -16,6 +16,9 @@ its end, because a product reads whole vectors past a row's last column):
   da    (T, B, G·H)     one layer's gradients at the input-side pre-activations
   da_h  (T, B, G·H)     gru only: at the hidden-side ones
   dH    (2, T, B, H)    dloss/d(layer output), for the layer being run and the one below
+  rows_h, rows_x (n_hp, T·B, NC)  micro-kernel only: the right-hand operands of the weight
+                        gradients packed once as panels (the decoder's Y, then each layer's
+                        h_{t-1} rows and its input rows), so that no tile packs them again
   loss  (T·B,)          every row's cross-entropy (nats), summed in row order by the caller
 
 The phases, in order: pack the weights (and copy the state in); per layer, its input
@@ -29,11 +32,12 @@ from cython cimport floating
 from libc.math cimport log
 from libc.string cimport memcpy, memset
 
-from gemm cimport gemm
 from kernel_maths cimport max_of, exp_shift_sum, clip_values
-from step cimport (Net, RNN, LSTM, GRU, ForwardStep, BackwardStep, Operand, ceil_div,
+from gemm cimport pack
+from step cimport (Net, RNN, LSTM, GRU, OWN, ForwardStep, BackwardStep, Operand, ceil_div,
                    pack_tiles, pack_tile, packed, in_place, forward_tile, backward_tile,
-                   logits_rows, product_tile, product_tiles, column_sums)
+                   logits_rows, product_tile, product_tiles)
+from cellmath cimport column_sums, scatter_rows
 from team cimport rnncore_crew, rnncore_phase, rnncore_tile
 
 cdef struct Window:
@@ -53,6 +57,8 @@ cdef struct Window:
     void *da
     void *da_h
     void *dH
+    void *rows_h                    # (n_hp, T·B, NC), see the docstring
+    void *rows_x
     void *dh_carry                  # (B, H)
     void *dc_next                   # (B, H)
     void *state_in                  # (S·L, B, H)
@@ -74,6 +80,7 @@ cdef enum:
     BACKWARD = 5
     LAYER_GRADS = 6
     CLIP = 7
+    PACK_ROWS = 8
     CLIP_CHUNK = 65536              # values of one clipping tile
 
 cdef struct Job:
@@ -174,6 +181,32 @@ cdef inline void forward_step_tile(floating *S, const Window *w, Py_ssize_t k, P
     forward_tile(S, n, &s, u)
 
 
+cdef inline Py_ssize_t pack_rows_tiles(const Window *w, Py_ssize_t k) noexcept nogil:
+    """Panels to pack before the weight gradients of layer k (k = L: the decoder's): none
+    where BLAS runs them (it reads the rows in place)."""
+    cdef const Net *n = w.net
+    if n.eng_wide != OWN:
+        return 0
+    return n.n_hp * (2 if 0 < k < n.L else 1)
+
+
+cdef inline void pack_rows_tile(floating *_, const Window *w, Py_ssize_t k,
+                                Py_ssize_t tile) noexcept nogil:
+    """Panel `tile` of the rows the weight gradients of layer k multiply (k = L: Y into
+    rows_h; else hs[k, :T] into rows_h, then, k >= 1, layer k-1's output into rows_x)."""
+    cdef const Net *n = w.net
+    cdef Py_ssize_t TB = w.T * w.B, H = n.H, NC = n.NC, p = tile % n.n_hp
+    cdef const floating *src
+    cdef floating *dst
+    if k == n.L:
+        src, dst = layer_output(_, w, n.L - 1), <floating *> w.rows_h
+    elif tile < n.n_hp:
+        src, dst = hs_at(_, w, k, 0), <floating *> w.rows_h
+    else:
+        src, dst = layer_output(_, w, k - 1), <floating *> w.rows_x
+    pack(dst + p * TB * NC, NC, src + p * NC, H, 1, TB, min(NC, H - p * NC), NC)
+
+
 cdef inline Py_ssize_t decode_tiles(const Window *w) noexcept nogil:
     return ceil_div(w.T * w.B, w.net.RTD) + 1           # + the state out
 
@@ -229,12 +262,13 @@ cdef inline void decoder_grad_tile(floating *S, const Window *w,
     cdef const Net *n = w.net
     cdef Py_ssize_t V = n.V, H = n.H, TB = w.T * w.B, first = product_tiles(n, V, H)
     cdef const floating *dy = <const floating *> w.probs
-    cdef Operand y = in_place(layer_output(S, w, n.L - 1), H, n.NC)
-    cdef Operand why = packed(n.Py, V, n.NC, n.Why, H, 1)
+    cdef Operand y = packed(w.rows_h, TB, n.NC, layer_output(S, w, n.L - 1), H, 1)
+    cdef Operand why = in_place(n.Why, H, n.NC) if n.bwd_in_place \
+        else packed(n.Py, V, n.NC, n.Why, H, 1)
     if tile < first:
         product_tile(S, n, V, H, TB, dy, 1, V, &y, tile, <floating *> n.dWhy, H, NULL)
     elif tile == first:
-        column_sums(<floating *> n.dby, dy, TB, V, 0, V)
+        column_sums(<floating *> n.dby, dy, TB, V, V)
     else:
         product_tile(S, n, TB, H, V, dy, V, 1, &why, tile - first - 1, <floating *> w.dH, H,
                      NULL)
@@ -272,13 +306,14 @@ cdef inline void backward_step_tile(floating *S, const Window *w, Py_ssize_t k,
 
 cdef inline Py_ssize_t layer_grad_tiles(const Window *w, Py_ssize_t k) noexcept nogil:
     cdef const Net *n = w.net
-    cdef Py_ssize_t GH = n.GH, H = n.H, count = product_tiles(n, GH, H) + n.n_gp
+    cdef Py_ssize_t GH = n.GH, H = n.H
+    cdef Py_ssize_t count = product_tiles(n, GH, H) + ceil_div(GH, n.NT)      # dWhh, dbh
     if k == 0:
-        count += n.n_gp                                        # dWxh's scatter
+        count += ceil_div(GH, n.SW)                            # dWxh's scatter
     else:
         count += product_tiles(n, GH, H) + product_tiles(n, w.T * w.B, H)
     if n.cell == GRU:
-        count += n.n_hp                                        # dbhn
+        count += ceil_div(H, n.NT)                             # dbhn
     return count
 
 
@@ -290,11 +325,9 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
     block;  dH below (T·B, H) = da · Wxh (k >= 1)."""
     cdef const Net *n = w.net
     cdef Py_ssize_t H = n.H, V = n.V, GH = n.GH, B = w.B, T = w.T, TB = T * B
-    cdef Py_ssize_t TBH = TB * H, count, i, r0, r1, tb, x
+    cdef Py_ssize_t TBH = TB * H, count, i, c0, cols, x
     cdef const floating *da
     cdef const floating *da_h
-    cdef const floating *row
-    cdef floating *acc
     cdef floating *dWxh
     cdef floating *dH_below
     cdef Operand b
@@ -306,51 +339,47 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
         da_h = <const floating *> (w.da_h if n.cell == GRU else w.da)
     count = product_tiles(n, GH, H)
     if tile < count:
-        b = in_place(hs_at(S, w, k, 0), H, n.NC)
+        b = packed(w.rows_h, TB, n.NC, hs_at(S, w, k, 0), H, 1)
         product_tile(S, n, GH, H, TB, da_h, 1, GH, &b, tile, <floating *> n.dWhh[k], H, NULL)
         return
     tile -= count
-    if tile < n.n_gp:
-        column_sums(<floating *> n.dbh[k], da, TB, GH, tile * n.NC,
-                    min(GH, (tile + 1) * n.NC))
+    count = ceil_div(GH, n.NT)
+    if tile < count:                    # dbh, NT columns a tile
+        c0 = tile * n.NT
+        column_sums(<floating *> n.dbh[k] + c0, da + c0, TB, GH, min(n.NT, GH - c0))
         return
-    tile -= n.n_gp
+    tile -= count
     dWxh = <floating *> n.dWxh[k]
     if k == 0:
-        count = n.n_gp
+        count = ceil_div(GH, n.SW)
         if tile < count:
             # dWxh[i, x] = Σ_tb da[tb, i] over the rows tb whose input is x, tb in order:
-            # summed as S[x, i] for the NC rows i of this tile (whole vectors), then moved
-            r0 = tile * n.NC
-            r1 = min(GH, r0 + n.NC)
-            memset(S, 0, V * n.NC * sizeof(floating))
-            for tb in range(TB):
-                x = w.inputs[(tb % B) * T + tb // B]
-                row = da + tb * GH + r0
-                acc = S + x * n.NC
-                for i in range(r1 - r0):
-                    acc[i] += row[i]
-            for i in range(r0, r1):
+            # summed as S[x, i] for the SW rows i of this tile, then moved
+            c0 = tile * n.SW
+            cols = min(n.SW, GH - c0)
+            scatter_rows(S, V, da + c0, TB, GH, cols, w.inputs, B, T)
+            for i in range(cols):
                 for x in range(V):
-                    dWxh[i * V + x] = S[x * n.NC + i - r0]
+                    dWxh[(c0 + i) * V + x] = S[x * cols + i]
             return
     else:
         count = product_tiles(n, GH, H)
         if tile < count:
-            b = in_place(layer_output(S, w, k - 1), H, n.NC)
+            b = packed(w.rows_x, TB, n.NC, layer_output(S, w, k - 1), H, 1)
             product_tile(S, n, GH, H, TB, da, 1, GH, &b, tile, dWxh, H, NULL)
             return
         tile -= count
         count = product_tiles(n, TB, H)
         if tile < count:
             dH_below = (<floating *> w.dH) + (0 if (n.L - 1 - (k - 1)) % 2 == 0 else TBH)
-            b = packed(n.Pd[k], GH, n.NC, n.Wxh[k], H, 1)
+            b = in_place(n.Wxh[k], H, n.NC) if n.bwd_in_place \
+                else packed(n.Pd[k], GH, n.NC, n.Wxh[k], H, 1)
             product_tile(S, n, TB, H, GH, da, GH, 1, &b, tile, dH_below, H, NULL)
             return
     tile -= count
-    # gru: dbhn = Σ rows of da_h's n block, in column blocks of NC
-    column_sums(<floating *> n.dbhn[k], da_h + 2 * H, TB, GH, tile * n.NC,
-                min(H, (tile + 1) * n.NC))
+    # gru: dbhn = Σ rows of da_h's n block, NT columns a tile
+    c0 = tile * n.NT
+    column_sums(<floating *> n.dbhn[k] + c0, da_h + 2 * H + c0, TB, GH, min(n.NT, H - c0))
 
 
 cdef inline Py_ssize_t clip_tiles(const Window *w) noexcept nogil:
@@ -394,6 +423,8 @@ cdef inline void window_tile(floating *_, Job *job, Py_ssize_t tile,
         backward_step_tile(S, w, job.k, job.t, tile)
     elif job.kind == LAYER_GRADS:
         layer_grad_tile(S, w, job.k, tile)
+    elif job.kind == PACK_ROWS:
+        pack_rows_tile(_, w, job.k, tile)
     else:
         clip_tile(_, w, tile)
 
@@ -420,6 +451,9 @@ cdef inline void window_program(floating *_, Window *w, rnncore_crew *crew,
     rnncore_phase(crew, decode_tiles(w), tile, &job)
     if not w.grads:
         return
+    job.kind = PACK_ROWS
+    job.k = L
+    rnncore_phase(crew, pack_rows_tiles(w, L), tile, &job)
     job.kind = DECODER_GRADS
     rnncore_phase(crew, decoder_grad_tiles(w), tile, &job)
     k = L - 1
@@ -431,6 +465,8 @@ cdef inline void window_program(floating *_, Window *w, rnncore_crew *crew,
             job.t = t
             rnncore_phase(crew, n.n_ub, tile, &job)
             t -= 1
+        job.kind = PACK_ROWS
+        rnncore_phase(crew, pack_rows_tiles(w, k), tile, &job)
         job.kind = LAYER_GRADS
         rnncore_phase(crew, layer_grad_tiles(w, k), tile, &job)
         k -= 1
