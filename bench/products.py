@@ -8,8 +8,8 @@ Each product C = A · B of a window's shapes (float32 LSTM, GRU and vanilla 1×5
 (`rnncore._cells.product`): on rnncore's micro-kernel ("own": a step's products over panels
 packed once, as a window packs its weights once; a window's products in tiles that pack as
 they go) and on scipy's BLAS through cython_blas ("blas": one call a tile, as the BLAS
-engine makes them), interleaved, medians of --repeats.  rnncore.engines' `auto` table is
-read off these rows: the faster engine per kind of product.
+engine makes them), interleaved, medians of --repeats.  Beside bench/engines.py (whole
+windows on each engine), the evidence for rnncore.engines' `auto`.
 """
 import argparse
 import json
@@ -78,13 +78,13 @@ def main(argv=None):
     result = {"command": "python bench/products.py " + " ".join(
         argv if argv is not None else sys.argv[1:]), "cpu": cpu_model(),
         "micro_kernel": _cells.MICROKERNEL, "blas": scipy_blas(), "cython_blas": _cells.BLAS_LIBRARY,
-        "threads": 1, "auto": engines.engines_for(_cells.MICROKERNEL, "auto"),
+        "threads": 1, "auto": engines.describe_auto(_cells.MICROKERNEL),
         "fma_peak_gflops": {dt: _cells.fma_peak(1, dt) for dt in ("float32", "float64")},
         "statistic": f"median of {args.repeats} interleaved repeats", "rows": rows}
     lines = [f"CPU: {result['cpu']}; micro-kernel: {result['micro_kernel']}; BLAS engine: "
              f"{result['cython_blas']}; one thread; FMA peak " + ", ".join(
                  f"{k} {v:.0f}" for k, v in result["fma_peak_gflops"].items()) + " GFLOP/s; "
-             "auto: " + ", ".join(f"{k} on {v}" for k, v in result["auto"].items()),
+             "auto: " + result["auto"],
              "", "| product | kind | M × N × K | dtype | own µs (GFLOP/s) | "
              "cython_blas µs (GFLOP/s) | own × blas |", "|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -310,7 +310,7 @@ def environment():
             "rnncore": rnncore.__version__, "machine": platform.machine(),
             "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "micro_kernel": _cells.MICROKERNEL, "libmvec": bool(_kernels.USES_LIBMVEC),
-            "engines": engines.engines_for(_cells.MICROKERNEL, "auto"),
+            "auto": engines.describe_auto(_cells.MICROKERNEL),
             "cython_blas": _cells.BLAS_LIBRARY,
             "torch": torch.__version__ if torch is not None else None}
     if threadpool_info is not None:
@@ -355,10 +355,9 @@ def markdown(result):
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines.append("")
     env = result["environment"]
-    lines.append("rnncore: its default, auto (" + ", ".join(
-        f"{kind} products on {engine}" for kind, engine in env["engines"].items())
-        + "); own: every product on its micro-kernel; cython_blas: every product on "
-        f"scipy's BLAS ({env['cython_blas']}), one thread a call")
+    lines.append(f"rnncore: its default, auto ({env['auto']}); own: every product on its "
+                 "micro-kernel; cython_blas: every product on scipy's BLAS "
+                 f"({env['cython_blas']}), one thread a call")
     lines.append(f"CPU: {env['cpu']}; micro-kernel: {env['micro_kernel']}; torch "
                  f"{env['torch']}; BLAS: " + ", ".join(
                      f"{b['file']} ({b['architecture']})" for b in env.get("blas", [])))

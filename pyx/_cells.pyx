@@ -301,7 +301,7 @@ cdef class StackKernel:
         n.Pf, n.Pb, n.Px, n.Pd = lp + 8 * L, lp + 9 * L, lp + 10 * L, lp + 11 * L
         # the window's engines and generation's (the same parameters; under `auto`
         # generation keeps to the micro-kernel: a stream's bits must not depend on its batch)
-        self.engines = _engines.engines_for(MICROKERNEL, engine, "window")
+        self.engines = _engines.engines_for(MICROKERNEL, engine, "window", B)
         self.gen_engines = _engines.engines_for(MICROKERNEL, engine, "generation")
         # a window of a few streams reads the backward products' weights in place (whole
         # vectors of a row: H a multiple of the lanes, so no read runs past an array)

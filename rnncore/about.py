@@ -21,19 +21,15 @@ def kernels_description():
 
 
 def engines_description():
-    """'auto: forward, backward, wide, logits on the micro-kernel; BLAS: OpenBLAS …' and
-    the like: which engine each kind of product runs on under the current setting."""
+    """'auto (training windows of one stream on BLAS, the rest ...); BLAS: scipy's
+    OpenBLAS …' and the like: which engine runs the products under the current setting."""
     from . import _cells, engines
 
     setting = engines.get_gemm_engine()
-    chosen = engines.engines_for(_cells.MICROKERNEL, setting)
-    names = {"own": "the micro-kernel", "blas": "BLAS"}
-    groups = {engine: [kind for kind in engines.KINDS if chosen[kind] == engine]
-              for engine in engines.ENGINES}
-    parts = [f"{', '.join(kinds)} on {names[engine]}" for engine, kinds in groups.items()
-             if kinds]
+    rule = {"own": "every product on the micro-kernel", "blas": "every product on BLAS",
+            "auto": engines.describe_auto(_cells.MICROKERNEL)}[setting]
     held = "" if _cells.BLAS_THREADS_HELD else ", its threads not held"
-    return f"{setting}: {'; '.join(parts)} (BLAS: scipy's {_cells.BLAS_LIBRARY}{held})"
+    return f"{setting} ({rule}); BLAS: scipy's {_cells.BLAS_LIBRARY}{held}"
 
 
 def version_report():

@@ -15,16 +15,17 @@ The products come in four kinds:
 
 The setting (`RNNCORE_GEMM` in the environment, or set_gemm_engine) is `own`, `blas` or
 `auto` (the default).  `auto` is a fixed rule of this release's, a table decided by
-measurement (bench/products.py, recorded in docs/products.md), never a timing taken while
-the user's program runs, so a run gives the same bits every time: on a CPU where the
-micro-kernel is the generic C one (no AVX2: aarch64, ppc64le, old x86) every kind runs on
-BLAS, whose OpenBLAS has kernels for those CPUs; on AVX2 and AVX-512 the table below.
-Generation (feeding, sampling, beams, predictive text) keeps to the micro-kernel under
-`auto` on every CPU: the micro-kernel sums every element in the same order whatever the
-number of rows, so a stream's answer is the same bits alone or in a batch of any size and
-mix; a BLAS sums a row differently by the size of the product (OpenBLAS does, measured),
-so with `blas` forced that promise does not hold.  The rule never looks at the number of
-streams.
+measurement (bench/engines.py and bench/products.py, recorded in docs/engines.md and
+docs/products.md), never a timing taken while the user's program runs, so a run gives the
+same bits every time.  For a training window it looks at the micro-kernel and at the
+window's number of streams: where the micro-kernel is the generic C one (no AVX2:
+aarch64, ppc64le, old x86) every window runs on BLAS, whose OpenBLAS has kernels for those
+CPUs; on AVX2 and AVX-512 the table below.  Generation (feeding, sampling, beams,
+predictive text) keeps to the micro-kernel under `auto` on every CPU, whatever its number
+of streams: the micro-kernel sums every element in the same order whatever the number of
+rows, so a stream's answer is the same bits alone or in a batch of any size and mix; a
+BLAS sums a row differently by the size of the product (OpenBLAS does, measured), so with
+`blas` forced that promise does not hold.
 
 A kernel fixes its engines when it is built; rnncore.CharRNN keeps one kernel per setting,
 so set_gemm_engine takes effect at the next call.
@@ -35,15 +36,15 @@ ENGINES = ("own", "blas")
 SETTINGS = ENGINES + ("auto",)
 KINDS = ("forward", "backward", "wide", "logits")
 
-#: auto's table: micro-kernel -> kind -> engine.  From bench/products.py on a 2-core AMD
-#: EPYC (Zen 4, family 25 model 17), the micro-kernel and scipy's OpenBLAS 0.3.31 held to
-#: the same instruction set: the micro-kernel was the faster on every product of the grid,
-#: both dtypes (docs/products.md).
-AUTO = {
-    "avx512": dict.fromkeys(KINDS, "own"),
-    "avx2": dict.fromkeys(KINDS, "own"),
-    "generic": dict.fromkeys(KINDS, "blas"),
-}
+#: auto's table: for each micro-kernel, the largest number of streams whose training window
+#: runs every product on BLAS (the rest run on the micro-kernel).  From bench/engines.py
+#: (docs/engines.md) on a 2-core AMD EPYC (Zen 4, family 25 model 17), the micro-kernel
+#: and scipy's OpenBLAS 0.3.30 held to the same instruction set: one stream's window was
+#: 2-10% faster on BLAS's matrix-vector products with AVX2 (no packing of the weights), two
+#: or more streams 1.03-3.9× faster on the micro-kernel; with AVX-512 the engines were
+#: within noise of each other up to 8 streams and the micro-kernel 1.2-1.5× faster at 32.
+#: None: every window on BLAS (the generic micro-kernel is plain C).
+AUTO_BLAS_STREAMS = {"avx512": 0, "avx2": 1, "generic": None}
 
 _setting = None          # None: not read yet
 
@@ -75,15 +76,30 @@ def set_gemm_engine(name):
     _setting = name
 
 
-def engines_for(micro_kernel, setting=None, use="window"):
+def engines_for(micro_kernel, setting=None, use="window", streams=1):
     """{kind: "own" | "blas"} for a kernel on this `micro_kernel` ("avx512", "avx2",
     "generic") under `setting` (None: the current one), for `use`: "window" (training and
-    evaluation) or "generation" (feeding, sampling, beams, predictive text)."""
+    evaluation, of `streams` streams) or "generation" (feeding, sampling, beams, predictive
+    text: any number of streams, always the same engines)."""
     setting = get_gemm_engine() if setting is None else setting
     if setting not in SETTINGS:
         raise ValueError(f"the product engine must be one of own, blas, auto, got {setting!r}")
-    if setting == "auto" and use == "generation":
-        return dict.fromkeys(KINDS, "own")
     if setting == "auto":
-        return dict(AUTO.get(micro_kernel, AUTO["generic"]))
+        if use == "generation":
+            setting = "own"
+        else:
+            limit = AUTO_BLAS_STREAMS.get(micro_kernel)
+            setting = "blas" if limit is None or streams <= limit else "own"
     return dict.fromkeys(KINDS, setting)
+
+
+def describe_auto(micro_kernel):
+    """auto's rule on this micro-kernel, in words."""
+    limit = AUTO_BLAS_STREAMS.get(micro_kernel)
+    if limit is None:
+        return "training windows on BLAS, generation on the micro-kernel"
+    if limit == 0:
+        return "every product on the micro-kernel"
+    streams = "one stream" if limit == 1 else f"up to {limit} streams"
+    return (f"training windows of {streams} on BLAS, the rest and generation on the "
+            "micro-kernel")

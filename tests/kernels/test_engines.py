@@ -26,23 +26,30 @@ def engine_setting():
     engines.set_gemm_engine(before)
 
 
+def every(engine):
+    return dict.fromkeys(engines.KINDS, engine)
+
+
 def test_auto_is_the_release_table_and_blas_where_the_micro_kernel_is_generic():
-    assert engines.engines_for("generic", "auto") == dict.fromkeys(engines.KINDS, "blas")
-    for isa in ("avx2", "avx512"):
-        assert engines.engines_for(isa, "auto") == engines.AUTO[isa]
+    for streams in (1, 2, 32, 1000):
+        assert engines.engines_for("generic", "auto", "window", streams) == every("blas")
+        assert engines.engines_for("avx512", "auto", "window", streams) == every("own")
+    assert engines.engines_for("avx2", "auto", "window", 1) == every("blas")
+    for streams in (2, 32):
+        assert engines.engines_for("avx2", "auto", "window", streams) == every("own")
     for forced in engines.ENGINES:
         for use in ("window", "generation"):
             assert engines.engines_for("avx2", forced, use) == \
-                dict.fromkeys(engines.KINDS, forced)
+                every(forced)
 
 
 def test_generation_keeps_to_the_micro_kernel_under_auto_on_every_cpu():
     for isa in ("avx512", "avx2", "generic"):
-        assert engines.engines_for(isa, "auto", "generation") == \
-            dict.fromkeys(engines.KINDS, "own")
-    kernel = _cells.StackKernel("gru", 2, 5, 8, 3, 4, "float32", "auto")
-    assert kernel.gen_engines == dict.fromkeys(engines.KINDS, "own")
-    assert kernel.engines == engines.AUTO.get(_cells.MICROKERNEL, engines.AUTO["generic"])
+        assert engines.engines_for(isa, "auto", "generation") == every("own")
+    for B in (1, 3):
+        kernel = _cells.StackKernel("gru", 2, 5, 8, B, 4, "float32", "auto")
+        assert kernel.gen_engines == every("own")
+        assert kernel.engines == engines.engines_for(_cells.MICROKERNEL, "auto", "window", B)
 
 
 def test_a_setting_that_is_not_an_engine_is_refused(engine_setting):
@@ -124,10 +131,12 @@ def test_a_call_on_blas_gives_the_user_their_blas_threads_back(engine_setting):
 def test_the_version_report_names_the_engines_and_the_blas(engine_setting):
     engine_setting("blas")
     line = version_report().splitlines()[3]
-    assert line.startswith("products: blas: forward, backward, wide, logits on BLAS (BLAS: ")
-    assert _cells.BLAS_LIBRARY in line
+    assert line == (f"products: blas (every product on BLAS); BLAS: scipy's "
+                    f"{_cells.BLAS_LIBRARY}" + ("" if _cells.BLAS_THREADS_HELD
+                                                else ", its threads not held"))
     engine_setting("auto")
-    assert version_report().splitlines()[3].startswith("products: auto: ")
+    rule = engines.describe_auto(_cells.MICROKERNEL)
+    assert version_report().splitlines()[3].startswith(f"products: auto ({rule}); BLAS: ")
 
 
 @pytest.mark.slow
