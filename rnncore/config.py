@@ -27,6 +27,7 @@ from .layout import CELLS, DTYPES
 #: the update rules (rnncore.optim implements one class per name) and LR schedules
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
 SCHEDULES = ("constant", "step", "cosine")
+DROPOUT_MODES = ("step", "locked")
 DEFAULT_STEPS = 10000          # a fresh run's budget when none is given
 
 
@@ -165,6 +166,16 @@ class ModelConfig(_Settings):
     dropout: float = setting(0.1, "fraction", "fixed", "drop each layer's output with this "
                              "probability while training (inverted dropout, never on the "
                              "recurrent connection)")
+    # step: a fresh output mask at every time step; locked: one mask per window, the same
+    # at every step (variational dropout, Gal & Ghahramani 2016; AWD-LSTM's LockedDropout)
+    dropout_mode: str = setting("step", "choice", "fixed", "step: a fresh dropout mask at "
+                                "every time step; locked: one mask per window (variational)",
+                                choices=DROPOUT_MODES)
+    # p of dropping each recurrent weight (DropConnect on Whh, one mask per window, inverted
+    # scaling), in training only: AWD-LSTM's weight drop
+    weight_drop: float = setting(0.0, "fraction", "fixed", "drop each recurrent weight (Whh) "
+                                 "with this probability while training, one mask per "
+                                 "window (DropConnect, AWD-LSTM's weight drop)")
     # parameter precision
     dtype: str = setting("float32", "choice", "fixed", "parameter precision", choices=DTYPES)
 
@@ -201,6 +212,17 @@ class TrainConfig(_Settings):
     # steps of linear warm-up from 0
     warmup_steps: int = setting(0, "nonnegative_int", "free",
                                 "linear warm-up from 0 over this many steps")
+    # decoupled weight decay of the weight matrices (AdamW's), per unit of learning rate
+    weight_decay: float = setting(0.0, "nonnegative_float", "free", "decoupled weight "
+                                  "decay of the weight matrices (AdamW's; not the biases)")
+    # the exponential moving average of the parameters that validation, --keep-best,
+    # sample and export use: its decay per step (None: no averaging)
+    average: Optional[float] = setting(None, "fraction", "free", "validate, keep and save "
+                                       "an exponential moving average of the weights with "
+                                       "this decay per step (e.g. 0.999)", optional=True)
+    # the first step the average takes in
+    average_start: int = setting(0, "nonnegative_int", "free",
+                                 "the step the weight average starts at")
     # seeds the initial parameters and the dropout masks (their generator's state is in
     # the checkpoint, so a resumed run draws what an unbroken one would)
     seed: int = setting(0, "int", "kept", "initialisation seed")
@@ -255,7 +277,8 @@ class TrainConfig(_Settings):
 SETTINGS = ModelConfig.names() + tuple(
     f.name for f in TrainConfig.fields()
     if f.name in ("seq_length", "batch_size", "optimizer", "val_fraction", "learning_rate",
-                  "clip", "clip_norm", "lr_schedule", "lr_decay", "warmup_steps", "seed"))
+                  "clip", "clip_norm", "lr_schedule", "lr_decay", "warmup_steps",
+                  "weight_decay", "average", "average_start", "seed"))
 #: run-level fields: fit()'s own keywords
 RUN_FIELDS = tuple(n for n in TrainConfig.names() if n not in SETTINGS)
 _ALL_FIELDS = {f.name: f for f in ModelConfig.fields() + TrainConfig.fields()}

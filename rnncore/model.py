@@ -9,6 +9,7 @@ to_/from_safetensors import rnncore.checkpoint, rnncore.sample and rnncore.expor
 the method, so that `model.save(path)` works as users expect while those modules (which
 import this one) stay above it.
 """
+import copy
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
@@ -20,7 +21,7 @@ except ImportError as e:  # e.g. `import rnncore` from a source checkout that wa
         "rnncore's compiled kernels (rnncore._cells, rnncore._kernels) are not built "
         "here: install the package (`pip install .`) and import it from outside the source folder, or build "
         f"in place with `pip install -e .` ({e})") from None
-from .config import check_choice, check_int, check_number
+from .config import DROPOUT_MODES, check_choice, check_int, check_number
 from .layout import (CELLS, check_memory, num_parameters, param_shapes, resolve_dtype,
                      state_shape)
 from .vocab import Vocab
@@ -45,12 +46,17 @@ class CharRNN:
     (docs/init-trials.json).
     dropout: the probability p of dropping a layer's output (the input of the next layer
     and of the decoder) while training, with inverted scaling 1/(1-p); never the
-    recurrent connection, and never in loss(), evaluation or generation.
+    recurrent connection, and never in loss(), evaluation or generation.  dropout_mode:
+    "step" draws a fresh mask at every time step, "locked" one mask per window that every
+    step of it uses (variational dropout).  weight_drop: the probability of dropping each
+    recurrent weight (every layer's Whh) while training, one mask per window (DropConnect,
+    AWD-LSTM's weight drop; see loss_and_grads' weight_masks).
     """
 
     def __init__(self, vocab: Vocab, hidden_size: int = 64, dtype: str = "float64",
                  seed: Optional[int] = None, cell: str = "rnn", num_layers: int = 1,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, dropout_mode: str = "step",
+                 weight_drop: float = 0.0):
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be an rnncore.Vocab, got {type(vocab).__name__}")
         self.vocab = vocab
@@ -58,6 +64,8 @@ class CharRNN:
         self.cell = check_choice(cell, "cell", CELLS)
         self.num_layers = check_int(num_layers, "num_layers")
         self.dropout = check_number(dropout, "dropout", 0, 1, high_open=True)
+        self.dropout_mode = check_choice(dropout_mode, "dropout_mode", DROPOUT_MODES)
+        self.weight_drop = check_number(weight_drop, "weight_drop", 0, 1, high_open=True)
         self.dtype = resolve_dtype(dtype)
         # the parameters are drawn in float64, then cast: refuse at once what cannot fit
         check_memory(num_parameters(self.cell, len(vocab), self.hidden_size, self.num_layers)
@@ -69,6 +77,7 @@ class CharRNN:
         self.params = self._initial_params(np.random.default_rng(seed))
         self._workspaces = {}                      # (B, T) -> bound StackKernel
         self._checked = self._checked_out = None   # arrays last found valid
+        self._dropped = None                       # (masked Whh buffers, their tuple)
 
     def _initial_params(self, rng):
         H = self.hidden_size
@@ -107,7 +116,18 @@ class CharRNN:
         """What it takes to rebuild this model (JSON-able)."""
         return {"cell": self.cell, "hidden_size": self.hidden_size,
                 "dtype": self.dtype.name, "n_vocab": self.n_vocab,
-                "num_layers": self.num_layers, "dropout": self.dropout}
+                "num_layers": self.num_layers, "dropout": self.dropout,
+                "dropout_mode": self.dropout_mode, "weight_drop": self.weight_drop}
+
+    def with_params(self, params: Dict[str, np.ndarray]) -> "CharRNN":
+        """A model of this one's configuration and vocabulary holding `params` (the
+        arrays themselves, not copies; checked when first used), with kernels of its own:
+        e.g. the averaged weights, evaluated beside the trained ones."""
+        other = copy.copy(self)
+        other.params = params
+        other._workspaces = {}
+        other._checked = other._checked_out = other._dropped = None
+        return other
 
     def num_parameters(self) -> int:
         return sum(int(np.prod(s)) for s in self.shapes.values())
@@ -131,21 +151,36 @@ class CharRNN:
         """Scaled dropout masks for one (batch_size, seq_length) window, drawn from the
         numpy Generator rng: (L, T, B, H) of the model's dtype, each element 0 with
         probability `dropout`, else 1/(1-dropout).  The streams are axis -2, so the masks
-        of a global batch sliced [..., b0:b1, :] are those of streams b0..b1-1."""
+        of a global batch sliced [..., b0:b1, :] are those of streams b0..b1-1.  In the
+        locked mode one (L, 1, B, H) mask is drawn and every step repeats it (a read-only
+        broadcast view)."""
         check_int(batch_size, "batch_size")
         check_int(seq_length, "seq_length")
-        shape = (self.num_layers, seq_length, batch_size, self.hidden_size)
+        steps = 1 if self.dropout_mode == "locked" else seq_length
+        shape = (self.num_layers, steps, batch_size, self.hidden_size)
         keep = rng.random(shape) >= self.dropout
-        return (keep / (1 - self.dropout)).astype(self.dtype)
+        masks = (keep / (1 - self.dropout)).astype(self.dtype)
+        return np.broadcast_to(masks, (self.num_layers, seq_length, batch_size,
+                                       self.hidden_size))
+
+    def weight_drop_masks(self, rng) -> Dict[str, np.ndarray]:
+        """Scaled DropConnect masks for every layer's recurrent weights, drawn from the
+        numpy Generator rng in layer order: {"Whh"/"Whh_l{k}": (G·H, H) of the model's
+        dtype}, each element 0 with probability `weight_drop`, else 1/(1-weight_drop)."""
+        p = self.weight_drop
+        return {name: ((rng.random(shape) >= p) / (1 - p)).astype(self.dtype)
+                for name, shape in self._shapes.items() if name.startswith("Whh")}
 
     def __repr__(self):
         return (f"CharRNN(vocab={self.n_vocab} chars, hidden_size={self.hidden_size}, "
                 f"dtype={self.dtype.name}, cell={self.cell!r}, "
-                f"num_layers={self.num_layers}, dropout={self.dropout})")
+                f"num_layers={self.num_layers}, dropout={self.dropout}, "
+                f"dropout_mode={self.dropout_mode!r}, weight_drop={self.weight_drop})")
 
     # ---- the window's loss and gradients -----------------------------------------
     def loss_and_grads(self, inputs, targets, state=None, clip: Optional[float] = 5.0,
-                       out: Optional[Dict[str, np.ndarray]] = None, dropout_masks=None
+                       out: Optional[Dict[str, np.ndarray]] = None, dropout_masks=None,
+                       weight_masks: Optional[Dict[str, np.ndarray]] = None
                        ) -> Tuple[float, Dict[str, np.ndarray], np.ndarray]:
         """Loss, gradients and last recurrent state of one window, in compiled code.
 
@@ -156,12 +191,17 @@ class CharRNN:
         out: optional dict of gradient arrays to write into (as zeros_like_params gives).
         dropout_masks: None (no dropout), or (L, T, B, H) scaled masks ((L, T, H) for 1-D
             inputs), e.g. from dropout_masks().
+        weight_masks: None, or {"Whh"...: (G·H, H) scaled mask} for every layer's
+            recurrent weights, e.g. from weight_drop_masks(): the window runs on Whh ⊙ M
+            (the kernel packs that copy, so dropping costs one pass per window, nothing
+            per step) and the gradient of Whh is that of Whh ⊙ M times M.
         Returns (loss: mean nats per character, grads: dict like params, last state).
         Gradients are of Σ_t mean_b cross-entropy (min-char-rnn's at B=1).
         """
         clip = _check_clip(clip)
         inputs, targets, single, kernel = self._prepare(inputs, targets, state)
         use_masks = self._load_masks(dropout_masks, kernel, single)
+        masks = self._bind_dropped(weight_masks, kernel)
         if out is None:
             out = self.zeros_like_params()
             g = tuple(out[name] for name in self._shapes)
@@ -169,8 +209,40 @@ class CharRNN:
             g = self._check_out(out)
         if kernel.bound_grads is not g:
             kernel.bind_grads(g)
-        loss = kernel.run(inputs, targets, True, clip, use_masks)
+        loss = kernel.run(inputs, targets, True, 0.0 if masks else clip, use_masks)
+        for name, mask in masks.items():          # d(Whh ⊙ M)/dWhh = M
+            np.multiply(out[name], mask, out=out[name])
+        if masks and clip:
+            for a in g:
+                np.clip(a, -clip, clip, out=a)
         return loss, out, self._last_state(kernel, single)
+
+    def _bind_dropped(self, weight_masks, kernel):
+        """Bind Whh ⊙ M in place of every Whh (buffers kept between windows, so the
+        kernel's binding stays); returns the checked masks ({} for None)."""
+        if weight_masks is None:
+            return {}
+        params = self._checked_params()
+        if self._dropped is None or self._dropped[2] is not params:
+            buffers = {name: np.empty(shape, self.dtype) for name, shape in
+                       self._shapes.items() if name.startswith("Whh")}
+            self._dropped = (buffers, tuple(buffers.get(name, a) for name, a in
+                                            zip(self._shapes, params)), params)
+        buffers, dropped, _ = self._dropped
+        if not isinstance(weight_masks, dict) or set(weight_masks) != set(buffers):
+            raise ValueError(f"weight_masks must be a dict of the masks of "
+                             f"{', '.join(buffers)}")
+        masks = {}
+        for name, buffer in buffers.items():
+            mask = np.asarray(weight_masks[name])
+            if mask.shape != buffer.shape or mask.dtype.kind != "f":
+                raise ValueError(f"weight_masks[{name!r}] must be a float array of shape "
+                                 f"{buffer.shape}, got {mask.dtype} {mask.shape}")
+            masks[name] = mask.astype(self.dtype, copy=False)
+            np.multiply(self.params[name], masks[name], out=buffer)
+        if kernel.bound_params is not dropped:
+            kernel.bind_params(dropped)
+        return masks
 
     def loss(self, inputs, targets, state=None) -> Tuple[float, np.ndarray]:
         """Forward only, never dropping: (mean nats per character, last state)."""

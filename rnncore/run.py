@@ -480,7 +480,8 @@ class TrainingRun:
         slots = len(OPTIMIZERS[t.optimizer].slots)
         streams = -(-t.batch_size // self.strategy.size)
         need = training_bytes(m.cell, n_vocab, m.hidden_size, m.num_layers, streams,
-                              t.seq_length, m.dtype, slots) * (1 + t.keep_best)
+                              t.seq_length, m.dtype, slots) \
+            * (1 + t.keep_best + (t.average is not None))
         layers = "layer" if m.num_layers == 1 else "layers"
         check_memory(need, f"training a {m.cell} of {m.num_layers} {layers} x "
                      f"{m.hidden_size:,} units ({t.batch_size} streams x {t.seq_length})",
@@ -500,7 +501,8 @@ class TrainingRun:
             model, train_data, seq_length=t.seq_length, batch_size=t.batch_size,
             learning_rate=t.learning_rate, optimizer=t.optimizer, clip=t.clip,
             clip_norm=t.clip_norm, lr_schedule=t.lr_schedule, total_steps=DEFAULT_STEPS,
-            warmup_steps=t.warmup_steps, lr_decay=t.lr_decay, seed=t.seed)
+            warmup_steps=t.warmup_steps, lr_decay=t.lr_decay, seed=t.seed,
+            weight_decay=t.weight_decay, average=t.average, average_start=t.average_start)
         # the cosine schedule's end: known only now for an --epochs budget (steps per epoch)
         self.target = plan.target(self.trainer.steps_per_epoch)
         self.trainer.total_steps = plan.total_steps(self.trainer.steps_per_epoch)
@@ -668,8 +670,9 @@ class TrainingRun:
     def _validate(self):
         """Predict the whole held-out text (state carried); the keeper takes it.  Over
         MPI the root's number is every process's, so they all decide alike."""
+        model = self.trainer.evaluation_model()
         if self.is_root:
-            result = evaluate(self.trainer.model, self.val_data)
+            result = evaluate(model, self.val_data)
             val, bits = result["nats_per_char"], result["bits_per_char"]
         else:
             val = bits = None
@@ -677,7 +680,7 @@ class TrainingRun:
         if not math.isfinite(val):
             raise RunError(f"the validation loss became {val} at step {self.trainer.step}: "
                            f"training diverged; {self.checkpointer.kept()}")
-        self.keeper.observe(val, self.trainer.step, self.trainer.model.params)
+        self.keeper.observe(val, self.trainer.step, model.params)
         return {"val_loss": val, "val_bits_per_char": bits}
 
     def _save(self):

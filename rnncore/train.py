@@ -20,7 +20,7 @@ from .config import SCHEDULES, TrainConfig, check_int
 from .corpus import compact_dtype
 from .errors import ConfigError, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
 from .model import CharRNN
-from .optim import clip_gradients, make_optimizer
+from .optim import WeightAverage, clip_gradients, make_optimizer
 
 
 def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmup_steps=0,
@@ -140,8 +140,12 @@ class Trainer:
     clip: elementwise gradient clip (None or 0: off); clip_norm: clip the joint L2 norm of
     all gradients (None: off).  `text` is a str, or an integer array already encoded with
     model.vocab.  seed (default 0, so a run is reproducible): seeds dropout_rng, the
-    generator of the dropout masks (drawn every step when model.dropout > 0; its state is
-    part of state(), so a resumed run draws the same masks).
+    generator of the dropout masks (drawn every step when model.dropout > 0, then the
+    recurrent weights' when model.weight_drop > 0, for all B streams on every process;
+    its state is part of state(), so a resumed run draws the same masks).
+    weight_decay: decoupled (AdamW's) decay of the weight matrices.  average: keep an
+    exponential moving average of the parameters with this decay per step, from step
+    average_start on (rnncore.optim.WeightAverage; evaluation_model() holds it).
     """
 
     def __init__(self, model: CharRNN, text, seq_length: int = 10, batch_size: int = 1,
@@ -149,7 +153,8 @@ class Trainer:
                  clip: Optional[float] = 5.0, clip_norm: Optional[float] = None,
                  lr_schedule: str = "constant", total_steps: Optional[int] = None,
                  warmup_steps: int = 0, lr_decay: float = 0.97, seed: Optional[int] = 0,
-                 **optimizer_options):
+                 weight_decay: float = 0.0, average: Optional[float] = None,
+                 average_start: int = 0, **optimizer_options):
         if not isinstance(model, CharRNN):
             raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
         # the one validation of the training settings (rnncore.config)
@@ -157,7 +162,9 @@ class Trainer:
                              learning_rate=learning_rate, optimizer=optimizer,
                              clip=0.0 if clip is None else clip, clip_norm=clip_norm,
                              lr_schedule=lr_schedule, lr_decay=lr_decay,
-                             warmup_steps=warmup_steps, seed=0 if seed is None else seed)
+                             warmup_steps=warmup_steps, seed=0 if seed is None else seed,
+                             weight_decay=weight_decay, average=average,
+                             average_start=average_start)
         if lr_schedule == "cosine" and not total_steps:
             raise ConfigError("the cosine schedule needs total_steps")
         if total_steps is not None:
@@ -176,7 +183,11 @@ class Trainer:
                 f"{self.seq_length} steps per stream for {self.batch_size} stream(s) "
                 f"(needs at least {self.batch_size * self.seq_length + 1}); "
                 "lower seq_length or batch_size")
-        self.optimizer = make_optimizer(optimizer, model, **optimizer_options)
+        self.weight_decay = config.weight_decay
+        self.optimizer = make_optimizer(optimizer, model, config.weight_decay,
+                                        **optimizer_options)
+        self.average = None if config.average is None else WeightAverage(
+            model, config.average, config.average_start)
         self.share = (0, self.batch_size)    # the streams this process trains
         self._bind_gradients(np.zeros(model.num_parameters(), model.dtype))
         self.step = 0           # optimizer steps taken
@@ -184,6 +195,7 @@ class Trainer:
         self.pointer = 0        # position within every stream
         self.hidden = model.initial_state(self.batch_size)   # (S·L, B, H), streams axis -2
         self.dropout_rng = np.random.default_rng(seed)
+        self._averaged: Optional[CharRNN] = None
 
     @property
     def stream_length(self):
@@ -226,13 +238,15 @@ class Trainer:
         Returns (mean loss over these streams, positions consumed, their last state)."""
         inputs, targets = self.next_window()                    # (B, T') all streams
         lo, hi = self.share
-        masks = None
+        masks = weight_masks = None
         if self.model.dropout > 0:   # drawn for all B streams, so every share draws alike
             masks = self.model.dropout_masks(self.dropout_rng, *inputs.shape)
             masks = masks[..., lo:hi, :]
+        if self.model.weight_drop > 0:
+            weight_masks = self.model.weight_drop_masks(self.dropout_rng)
         loss, _, h_last = self.model.loss_and_grads(
             inputs[lo:hi], targets[lo:hi], self.hidden, clip=0, out=self.grads,
-            dropout_masks=masks)
+            dropout_masks=masks, weight_masks=weight_masks)
         if hi - lo != self.batch_size:
             self.flat_grads *= self.flat_grads.dtype.type((hi - lo) / self.batch_size)
             loss *= (hi - lo) / self.batch_size
@@ -247,6 +261,17 @@ class Trainer:
         self.optimizer.step(self.grads, self.current_lr if learning_rate is None
                             else learning_rate)
         self.advance(n_steps, h_last)
+        if self.average is not None:
+            self.average.update(self.step)
+
+    def evaluation_model(self) -> CharRNN:
+        """The model validation, keeping the best and saving for sampling use: the
+        averaged parameters once averaging has started, else the model itself."""
+        if self.average is None or self.average.arrays is None:
+            return self.model
+        if self._averaged is None or self._averaged.params is not self.average.arrays:
+            self._averaged = self.model.with_params(self.average.arrays)
+        return self._averaged
 
     def use_share(self, lo, hi, flat_grads):
         """Train only streams lo..hi-1 of the B (this process's share of a distributed
@@ -296,6 +321,8 @@ class Trainer:
                 "optimizer": opt_meta, "corpus_chars": int(len(self.data)),
                 "config": self.config,
                 "dropout_rng": self.dropout_rng.bit_generator.state}
+        if self.average is not None and self.average.arrays is not None:
+            arrays.update({f"average.{k}": v for k, v in self.average.arrays.items()})
         return arrays, meta
 
     def load_state(self, arrays, meta, same_corpus=True):
@@ -307,6 +334,10 @@ class Trainer:
             {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")},
             meta["optimizer"])
         self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        if self.average is not None:
+            averaged = {k[len("average."):]: v for k, v in arrays.items()
+                        if k.startswith("average.")}
+            self.average.load(averaged or None)
         if "dropout_rng" in meta:
             self.dropout_rng.bit_generator.state = meta["dropout_rng"]
         hidden = arrays["hidden"]
@@ -327,7 +358,10 @@ class Trainer:
                 "learning_rate": self.learning_rate, "optimizer": self.optimizer.name,
                 "clip": self.clip, "clip_norm": self.clip_norm,
                 "lr_schedule": self.lr_schedule, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps, "lr_decay": self.lr_decay}
+                "warmup_steps": self.warmup_steps, "lr_decay": self.lr_decay,
+                "weight_decay": self.weight_decay,
+                "average": None if self.average is None else self.average.decay,
+                "average_start": 0 if self.average is None else self.average.start}
 
     def _encode(self, text):
         vocab = self.model.vocab
