@@ -277,11 +277,11 @@ class Reporter:
     progress bar on a terminal), the hopeless-run warning, the final line.  Silent, and
     writing nothing, on every process but the root."""
 
-    def __init__(self, out, echo, progress, is_root, n_vocab):
+    def __init__(self, out, echo, progress, is_root, n_vocab, val_chars=None):
         self.echo = (echo or _silent) if is_root else _silent
         self.is_root, self.progress = is_root, progress
         self.log = MetricsLog(metrics_path(out))
-        self.hopeless = HopelessRunWatch(n_vocab)
+        self.hopeless = HopelessRunWatch(n_vocab, val_chars=val_chars)
         self.bar = None
         self.timed = False            # a bar of seconds (--minutes), not of steps
         self.target = None
@@ -510,7 +510,7 @@ class TrainingRun:
         self.keeper = BestKeeper(model.n_vocab, t.keep_best, t.patience)
         self.checkpointer = Checkpointer(self.out, self.strategy)
         self.reporter = Reporter(self.out, self.echo, self.progress, self.is_root,
-                                 model.n_vocab)
+                                 model.n_vocab, len(self.val_data))
         self.parts = [CallbackPart(self.callback, self.strategy)]
 
     def _restore(self, ckpt):

@@ -95,12 +95,21 @@ def worse_than_uniform(loss, n_vocab):
     return loss > uniform_loss(n_vocab)
 
 
+#: a held-out text shorter than this measures nothing (a few words; a run on a toy corpus)
+SMALL_VALIDATION_CHARS = 1000
+
+
 class HopelessRunWatch:
     """Watches a run's logged losses and says, once, if past its first few hundred steps
-    it still does worse than uniform guessing: the model is learning nothing."""
+    one of them is still worse than uniform guessing, and what that means: a training
+    loss above ln V is a model learning nothing (most likely a learning rate too high); a
+    validation loss above it beside a training loss below it is a held-out text too short
+    to measure anything (val_chars below SMALL_VALIDATION_CHARS) or a model memorising its
+    training text (overfitting)."""
 
-    def __init__(self, n_vocab, after_steps=HOPELESS_AFTER_STEPS):
-        self.n_vocab, self.after_steps = n_vocab, after_steps
+    def __init__(self, n_vocab, after_steps=HOPELESS_AFTER_STEPS,
+                 val_chars: Optional[int] = None):
+        self.n_vocab, self.after_steps, self.val_chars = n_vocab, after_steps, val_chars
         self.warned = False
 
     def check(self, step, learning_rate, train_loss=None, val_loss=None):
@@ -108,16 +117,29 @@ class HopelessRunWatch:
         `step` >= after_steps is above ln V; None otherwise."""
         if self.warned or step < self.after_steps:
             return None
-        for which, loss in (("training", train_loss), ("validation", val_loss)):
-            if loss is not None and worse_than_uniform(loss, self.n_vocab):
-                self.warned = True
-                V = self.n_vocab
-                return (f"warning: the {which} loss is {loss:.4g} nats/char at step {step}, "
-                        f"worse than guessing uniformly among the {V} symbols (ln {V} = "
-                        f"{uniform_loss(V):.4f}): the model is learning nothing, most likely "
-                        f"because the learning rate ({learning_rate:g}) is too high; try a "
-                        "lower --learning-rate")
-        return None
+        V = self.n_vocab
+        train_bad = train_loss is not None and worse_than_uniform(train_loss, V)
+        val_bad = val_loss is not None and worse_than_uniform(val_loss, V)
+        if not (train_bad or val_bad):
+            return None
+        self.warned = True
+        which, loss = ("training", train_loss) if train_bad else ("validation", val_loss)
+        said = (f"warning: the {which} loss is {loss:.4g} nats/char at step {step}, worse "
+                f"than guessing uniformly among the {V} symbols (ln {V} = "
+                f"{uniform_loss(V):.4f})")
+        if train_bad or train_loss is None:
+            return (f"{said}: the model is learning nothing, most likely because the "
+                    f"learning rate ({learning_rate:g}) is too high; try a lower "
+                    "--learning-rate")
+        said += f", while the training loss is {train_loss:.4g}"
+        if self.val_chars is not None and self.val_chars < SMALL_VALIDATION_CHARS:
+            return (f"{said}: the held-out text is only {self.val_chars:,} character(s), "
+                    "too few for its loss to mean anything; train on a longer corpus or "
+                    "hold out more with --val-fraction")
+        return (f"{said}: the model memorises its training text instead of learning what "
+                "carries over to the held-out text (it overfits); keep the best "
+                "(--keep-best, --patience), regularise (--dropout, --weight-drop, "
+                "--weight-decay) or train on more text")
 
 
 def make_streams(data, n_streams):
