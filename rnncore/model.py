@@ -119,6 +119,13 @@ class CharRNN:
                 "num_layers": self.num_layers, "dropout": self.dropout,
                 "dropout_mode": self.dropout_mode, "weight_drop": self.weight_drop}
 
+    def __getstate__(self):
+        """Pickled (sent to other MPI ranks) without its compiled kernels: they are
+        rebuilt, and bound to the parameters, on first use."""
+        state = dict(self.__dict__)
+        state.update(_workspaces={}, _checked=None, _checked_out=None, _dropped=None)
+        return state
+
     def with_params(self, params: Dict[str, np.ndarray]) -> "CharRNN":
         """A model of this one's configuration and vocabulary holding `params` (the
         arrays themselves, not copies; checked when first used), with kernels of its own:

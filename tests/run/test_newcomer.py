@@ -10,7 +10,7 @@ import pytest
 
 import rnncore
 from rnncore import cli
-from rnncore.run import Reporter, _progress_bar
+from rnncore.report import Reporter, _progress_bar
 
 from support import corpus
 
@@ -112,7 +112,7 @@ def test_the_bars_loss_at_a_logged_step_is_the_log_lines(tmp_path):
     reporter.step([2.0, 2.691356], 10, 1.0)
     reporter.record(record)
     assert reporter.bar.postfix == "train 2.3457 nats/char"
-    assert "train 2.3457" in rnncore.run._log_line(record, 100)
+    assert "train 2.3457" in rnncore.report.log_line(record, 100)
     reporter.close()
 
 

@@ -4,7 +4,8 @@ import pytest
 
 import rnncore
 from rnncore.config import DEFAULT_STEPS, TrainConfig
-from rnncore.run import RunError, plan_run
+from rnncore.plan import plan_run
+from rnncore.run import RunError
 
 
 class FakeCheckpoint:

@@ -8,7 +8,7 @@ import pytest
 import rnncore
 
 from rnncore.checkpoint import load_checkpoint
-from rnncore.run import _log_line
+from rnncore.report import log_line
 
 from support import (EXPLODING, FOX, SMALL, corpus, quiet_fit, read_log, train_to,
                      warnings_of)
@@ -27,7 +27,7 @@ def test_console_train_loss_is_the_logged_mean(tmp_path):
 def test_log_lines_fit_80_columns():
     record = {"step": 999999, "epoch": 999, "train_loss": 1.23456, "val_loss": 9.87654,
               "val_bits_per_char": 14.2, "lr": 1.23456e-5, "chars_per_s": 12_345_678.0}
-    assert len(_log_line(record, 999999)) <= 80
+    assert len(log_line(record, 999999)) <= 80
 
 
 @pytest.mark.slow
