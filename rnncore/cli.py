@@ -21,7 +21,7 @@ from .config import (DEFAULT_STEPS, RANGES, SETTINGS, all_fields, flag, parse_te
 from .errors import ConfigError
 from .run import fit
 from .sample import seen_prime
-from .threads import set_num_threads
+from .threads import resolve_threads, set_num_threads
 from .train import Trainer, evaluate
 from .vocab import Vocab
 
@@ -184,9 +184,9 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "threads", None) is not None and args.func not in (cmd_train,
-                                                                           cmd_serve):
-            set_num_threads(args.threads)        # train and serve set it themselves
+        threads = resolve_threads(getattr(args, "threads", None))
+        if threads is not None and args.func not in (cmd_train, cmd_serve):
+            set_num_threads(threads)             # train and serve set it themselves
         return args.func(args) or 0
     except BrokenPipeError:  # `rnncore sample ... | head`: the reader has what it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -273,6 +273,16 @@ class TrainConfig(_Settings):
         return cls(**{k: v for k, v in stored.items() if k in names})
 
 
+#: the seed's settings (min-char-rnn's model, a vanilla rnn of one layer in float64, trained
+#: by plain SGD over 10-step windows of one stream, clipped at 5): what CharRNN(vocab) and
+#: Trainer(model, text) build when given no config.  `rnncore train` and fit() start from
+#: ModelConfig() and TrainConfig() instead, the settings chosen for real corpora.
+SEED_MODEL = ModelConfig(cell="rnn", num_layers=1, hidden_size=64, dropout=0.0,
+                         dtype="float64")
+SEED_TRAINING = TrainConfig(seq_length=10, batch_size=1, learning_rate=1e-2,
+                            optimizer="sgd", clip=5.0, seed=0)
+PRESETS = {"seed": (SEED_MODEL, SEED_TRAINING)}
+
 #: the settings fit() takes by name (and their defaults): the model's and the training's
 SETTINGS = ModelConfig.names() + tuple(
     f.name for f in TrainConfig.fields()

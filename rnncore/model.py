@@ -21,8 +21,8 @@ except ImportError as e:  # e.g. `import rnncore` from a source checkout that wa
         "rnncore's compiled kernels (rnncore._cells, rnncore._kernels) are not built "
         "here: install the package (`pip install .`) and import it from outside the source folder, or build "
         f"in place with `pip install -e .` ({e})") from None
-from .config import DROPOUT_MODES, check_choice, check_int, check_number
-from .layout import (CELLS, check_memory, num_parameters, param_shapes, resolve_dtype,
+from .config import SEED_MODEL, ModelConfig, check_int, check_number
+from .layout import (check_memory, num_parameters, param_shapes, resolve_dtype,
                      state_shape)
 from .vocab import Vocab
 
@@ -51,29 +51,42 @@ class CharRNN:
     step of it uses (variational dropout).  weight_drop: the probability of dropping each
     recurrent weight (every layer's Whh) while training, one mask per window (DropConnect,
     AWD-LSTM's weight drop; see loss_and_grads' weight_masks).
+
+    The settings are a ModelConfig (rnncore.config), validated there once: `config`, or
+    without one the seed's preset (rnncore.config.SEED_MODEL: a vanilla rnn of one layer,
+    64 units, float64), each keyword given replacing the config's value.  `settings`
+    gives them back.
     """
 
-    def __init__(self, vocab: Vocab, hidden_size: int = 64, dtype: str = "float64",
-                 seed: Optional[int] = None, cell: str = "rnn", num_layers: int = 1,
-                 dropout: float = 0.0, dropout_mode: str = "step",
-                 weight_drop: float = 0.0):
+    def __init__(self, vocab: Vocab, hidden_size: Optional[int] = None,
+                 dtype: Union[None, str, type, np.dtype] = None, seed: Optional[int] = None,
+                 cell: Optional[str] = None, num_layers: Optional[int] = None,
+                 dropout: Optional[float] = None, dropout_mode: Optional[str] = None,
+                 weight_drop: Optional[float] = None, *,
+                 config: Optional[ModelConfig] = None):
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be an rnncore.Vocab, got {type(vocab).__name__}")
+        if config is not None and not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be an rnncore.ModelConfig, got "
+                            f"{type(config).__name__}")
+        given = {"hidden_size": hidden_size, "cell": cell, "num_layers": num_layers,
+                 "dropout": dropout, "dropout_mode": dropout_mode, "weight_drop": weight_drop,
+                 "dtype": None if dtype is None else resolve_dtype(dtype).name}
+        # the one validation of the model's settings (rnncore.config)
+        settings = (config or SEED_MODEL).replace(
+            **{k: v for k, v in given.items() if v is not None})
         self.vocab = vocab
-        self.hidden_size = check_int(hidden_size, "hidden_size")
-        self.cell = check_choice(cell, "cell", CELLS)
-        self.num_layers = check_int(num_layers, "num_layers")
-        self.dropout = check_number(dropout, "dropout", 0, 1, high_open=True)
-        self.dropout_mode = check_choice(dropout_mode, "dropout_mode", DROPOUT_MODES)
-        self.weight_drop = check_number(weight_drop, "weight_drop", 0, 1, high_open=True)
-        self.dtype = resolve_dtype(dtype)
+        self.cell, self.num_layers = settings.cell, settings.num_layers
+        self.hidden_size, self.dtype = settings.hidden_size, resolve_dtype(settings.dtype)
+        self.dropout, self.dropout_mode = settings.dropout, settings.dropout_mode
+        self.weight_drop = settings.weight_drop
         # the parameters are drawn in float64, then cast: refuse at once what cannot fit
         check_memory(num_parameters(self.cell, len(vocab), self.hidden_size, self.num_layers)
                      * (8 + self.dtype.itemsize),
                      f"the parameters of a {self.cell} of {self.num_layers} layer(s) x "
                      f"{self.hidden_size:,} units")
         # fixed for the model's life; looked up on every call, so computed once
-        self._shapes = param_shapes(cell, len(vocab), self.hidden_size, self.num_layers)
+        self._shapes = param_shapes(self.cell, len(vocab), self.hidden_size, self.num_layers)
         self.params = self._initial_params(np.random.default_rng(seed))
         self._workspaces = {}                      # (B, T) -> bound StackKernel
         self._checked = self._checked_out = None   # arrays last found valid
@@ -110,6 +123,14 @@ class CharRNN:
     @property
     def param_names(self):
         return tuple(self.shapes)
+
+    @property
+    def settings(self) -> ModelConfig:
+        """The model's settings (its shape and its training-time regularisers)."""
+        return ModelConfig(cell=self.cell, num_layers=self.num_layers,
+                           hidden_size=self.hidden_size, dropout=self.dropout,
+                           dropout_mode=self.dropout_mode, weight_drop=self.weight_drop,
+                           dtype=self.dtype.name)
 
     @property
     def config(self):

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .clock import Clock, StopFlag
-from .config import DEFAULT_STEPS, SETTINGS, flag
+from .config import DEFAULT_STEPS, ModelConfig, TrainConfig, flag
 from .corpus import Corpus, load_corpus
 from .errors import CheckpointWriteError, MetricsWriteError, RunError, TrainingDiverged
 from .files import remove_stale_temp_files, writable_directory_problem
@@ -39,7 +39,7 @@ from .optim import OPTIMIZERS
 from .parallel import connect
 from .plan import BUDGETS, RunPlan, check_options, plan_run
 from .report import Reporter
-from .threads import default_threads, num_threads
+from .threads import num_threads, resolve_threads
 from .train import Trainer, evaluate
 from .vocab import Vocab
 
@@ -68,25 +68,51 @@ class RunResult:
         return 130 if self.status == "interrupted" else 0
 
 
-def fit(corpus, out, *, steps=None, epochs=None, minutes=None, resume=False, force=False,
-        encoding="utf-8", eval_every=None, print_every=None, checkpoint_every=None,
-        keep_best=None, patience=None, threads=None, progress="auto", echo=print,
-        callback=None, distributed=False, **settings) -> RunResult:
+Echo = Optional[Callable[[str], Any]]
+Callback = Optional[Callable[[Dict[str, Any]], Any]]
+
+
+def fit(corpus: Union[str, "os.PathLike[str]"], out: Union[str, "os.PathLike[str]"], *,
+        model: Optional[ModelConfig] = None, train: Optional[TrainConfig] = None,
+        # ---- the model (ModelConfig) ----
+        cell: Optional[str] = None, num_layers: Optional[int] = None,
+        hidden_size: Optional[int] = None, dropout: Optional[float] = None,
+        dropout_mode: Optional[str] = None, weight_drop: Optional[float] = None,
+        dtype: Optional[str] = None,
+        # ---- the training (TrainConfig) ----
+        seq_length: Optional[int] = None, batch_size: Optional[int] = None,
+        optimizer: Optional[str] = None, val_fraction: Optional[float] = None,
+        learning_rate: Optional[float] = None, clip: Optional[float] = None,
+        clip_norm: Optional[float] = None, lr_schedule: Optional[str] = None,
+        lr_decay: Optional[float] = None, warmup_steps: Optional[int] = None,
+        weight_decay: Optional[float] = None, average: Optional[float] = None,
+        average_start: Optional[int] = None, seed: Optional[int] = None,
+        eval_every: Optional[int] = None, print_every: Optional[int] = None,
+        checkpoint_every: Optional[int] = None, keep_best: Optional[bool] = None,
+        patience: Optional[int] = None,
+        # ---- the budget (one of) ----
+        steps: Optional[int] = None, epochs: Optional[int] = None,
+        minutes: Optional[float] = None,
+        # ---- this invocation ----
+        resume: bool = False, force: bool = False, encoding: str = "utf-8",
+        threads: Optional[int] = None, progress: Union[bool, str] = "auto",
+        echo: Echo = print, callback: Callback = None,
+        distributed: Any = False) -> RunResult:
     """Train on the text file `corpus` and save the run to the checkpoint `out`.
 
+    The settings are rnncore.ModelConfig's and rnncore.TrainConfig's (their docs give
+    each one's meaning, default and range): pass `model=` / `train=` configs, or any
+    field by name (hidden_size=..., learning_rate=...), a name replacing the config's
+    value.  Every setting not given takes its default, or on resume the checkpoint's: a
+    resumed run keeps the settings of the run it continues unless one that may change is
+    given (a config given counts as every one of its fields given, but for those that
+    are None).
     Budget (one of, total over resumes): steps (optimizer steps), epochs (passes over the
     training text), or minutes (training time of this call).  Without one a fresh run
     takes 10,000 steps and a resumed run the total it was started with.
     resume: continue the run saved at `out`; force: overwrite `out` without resuming.
-    settings: any of rnncore.TRAIN_DEFAULTS by name (hidden_size=..., learning_rate=...).
-    eval_every / print_every / checkpoint_every: steps between validations, log records,
-    saves.  keep_best: store the best-validation parameters beside the latest.  patience:
-    stop after that many validations without improvement.  Every setting and every one
-    of these left at None takes its default (rnncore.config), or on resume the
-    checkpoint's: a resumed run keeps the settings of the run it continues unless one
-    that may change is given.  threads: the thread team's size for the run
-    (rnncore.set_num_threads; None: as it is, or under MPI the CPUs shared out among the
-    ranks on this host).
+    threads: the thread team's size for the run (rnncore.threads.resolve_threads: None
+    leaves it as it is, or under MPI shares this host's CPUs out among its ranks).
     progress: True, False or 'auto' (a bar when stderr is a terminal).  echo: called with
     each line of text (None: silent).  callback(record) runs with every metrics record
     (a dict) and stops the run by returning True.  distributed: True (MPI's world) or an
@@ -94,18 +120,24 @@ def fit(corpus, out, *, steps=None, epochs=None, minutes=None, resume=False, for
     Returns a RunResult.  Raises RunError, ConfigError, NotEnoughMemory (and the corpus
     and checkpoint errors) naming the problem; `out` is never left worse than it was.
     """
-    unknown = set(settings) - set(SETTINGS)
-    if unknown:
-        raise TypeError(f"fit() got unknown setting(s) {', '.join(sorted(unknown))}; "
-                        f"known: {', '.join(SETTINGS)}")
-    options = {**settings, "steps": steps, "epochs": epochs, "minutes": minutes,
-               "eval_every": eval_every, "print_every": print_every,
-               "checkpoint_every": checkpoint_every, "keep_best": keep_best,
-               "patience": patience}
-    run = TrainingRun(corpus, out, options, resume=resume, force=force, encoding=encoding,
-                      threads=threads, progress=progress, echo=echo, callback=callback,
+    named = {k: v for k, v in locals().items() if k in OPTION_NAMES}
+    options: Dict[str, Any] = {}
+    for name, config, kind in (("model", model, ModelConfig), ("train", train, TrainConfig)):
+        if config is not None:
+            if not isinstance(config, kind):
+                raise TypeError(f"fit(): {name} must be an rnncore.{kind.__name__}, got "
+                                f"{type(config).__name__}")
+            options.update({k: v for k, v in config.as_dict().items() if v is not None})
+    options.update({k: v for k, v in named.items() if v is not None})
+    run = TrainingRun(corpus, out, {**dict.fromkeys(OPTION_NAMES), **options},
+                      resume=resume, force=force, encoding=encoding, threads=threads,
+                      progress=progress, echo=echo, callback=callback,
                       distributed=distributed)
     return run.run()
+
+
+#: fit()'s keywords that are settings: every field of both configs
+OPTION_NAMES = ModelConfig.names() + TrainConfig.names()
 
 
 @dataclass
@@ -125,9 +157,10 @@ class TrainingRun:
     def __init__(self, corpus, out, options, *, resume=False, force=False, encoding="utf-8",
                  threads=None, progress="auto", echo=print, callback=None,
                  distributed=False):
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                    or threads < 1):
-            raise RunError(f"threads must be a positive integer, got {threads!r}")
+        try:
+            resolve_threads(threads)
+        except ValueError as e:
+            raise RunError(str(e)) from None
         given_budgets = [b for b in BUDGETS if options.get(b) is not None]
         if len(given_budgets) > 1:
             raise RunError(f"give one budget, not "
@@ -238,12 +271,7 @@ class TrainingRun:
         train_data, self.val_data = corpus.split(t.val_fraction)
         if len(self.val_data) < 2:
             self.val_data = train_data[:0]
-        self.trainer = Trainer(
-            model, train_data, seq_length=t.seq_length, batch_size=t.batch_size,
-            learning_rate=t.learning_rate, optimizer=t.optimizer, clip=t.clip,
-            clip_norm=t.clip_norm, lr_schedule=t.lr_schedule, total_steps=DEFAULT_STEPS,
-            warmup_steps=t.warmup_steps, lr_decay=t.lr_decay, seed=t.seed,
-            weight_decay=t.weight_decay, average=t.average, average_start=t.average_start)
+        self.trainer = Trainer(model, train_data, t, total_steps=DEFAULT_STEPS)
         # the cosine schedule's end: known only now for an --epochs budget (steps per epoch)
         self.target = plan.target(self.trainer.steps_per_epoch)
         self.trainer.total_steps = plan.total_steps(self.trainer.steps_per_epoch)
@@ -283,14 +311,9 @@ class TrainingRun:
         finally:
             self._release()
 
-    def _threads(self):
-        """The team's size for this run: `threads` if given; under MPI by default the CPUs
-        shared out among the ranks on this host (two ranks on two cores: one thread
-        each); else the team as it is."""
-        if self.threads is not None:
-            return self.threads
-        ranks = self.strategy.ranks_on_host
-        return default_threads(ranks) if ranks > 1 else None
+    def _threads(self) -> Optional[int]:
+        """The team's size for this run (rnncore.threads.resolve_threads)."""
+        return resolve_threads(self.threads, self.strategy.ranks_on_host)
 
     def _loop_reporting_writes(self):
         """The loop; a file the system refuses to write stops the run with one line
@@ -428,4 +451,4 @@ class TrainingRun:
 
 def _build_model(vocab, plan):
     """The model a fresh run starts from: the model settings, and the seed."""
-    return CharRNN(vocab, seed=plan.train.seed, **plan.model.as_dict())
+    return CharRNN(vocab, seed=plan.train.seed, config=plan.model)

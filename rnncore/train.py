@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .config import SCHEDULES, TrainConfig, check_int
+from .config import SCHEDULES, SEED_TRAINING, TrainConfig, check_int
 from .corpus import compact_dtype
 from .errors import ConfigError, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
 from .model import CharRNN
@@ -155,47 +155,49 @@ def make_streams(data, n_streams):
 
 
 class Trainer:
-    """Trains `model` on `text` with the pointer loop.
+    """Trains `model` on `text` with the pointer loop, as `config` (a TrainConfig) says.
 
-    seq_length: time steps per window (T).  batch_size: parallel streams (B).
-    learning_rate: the step size; optimizer: 'sgd' | 'adagrad' | 'rmsprop' | 'adam'.
-    clip: elementwise gradient clip (None or 0: off); clip_norm: clip the joint L2 norm of
-    all gradients (None: off).  `text` is a str, or an integer array already encoded with
-    model.vocab.  seed (default 0, so a run is reproducible): seeds dropout_rng, the
-    generator of the dropout masks (drawn every step when model.dropout > 0, then the
-    recurrent weights' when model.weight_drop > 0, for all B streams on every process;
-    its state is part of state(), so a resumed run draws the same masks).
-    weight_decay: decoupled (AdamW's) decay of the weight matrices.  average: keep an
-    exponential moving average of the parameters with this decay per step, from step
-    average_start on (rnncore.optim.WeightAverage; evaluation_model() holds it).
+    config: the training settings, validated once by rnncore.config (the window T =
+    seq_length, the streams B = batch_size, the optimizer and its learning rate, the
+    clips, the schedule, weight_decay, the averaged weights, the seed); without one, the
+    seed's preset (rnncore.config.SEED_TRAINING: plain SGD over 10-step windows of one
+    stream).  settings: any TrainConfig field by name, replacing the config's (clip=None:
+    off; seed=None: 0); other keywords are the optimizer's own (eps, beta1, ...).
+    total_steps: where the cosine schedule ends.  `text` is a str, or an integer array
+    already encoded with model.vocab.  The seed seeds dropout_rng, the generator of the
+    dropout masks (drawn every step when model.dropout > 0, then the recurrent weights'
+    when model.weight_drop > 0, for all B streams on every process; its state is part of
+    state(), so a resumed run draws the same masks).  With config.average, an exponential
+    moving average of the parameters (rnncore.optim.WeightAverage) is kept from step
+    average_start on; evaluation_model() holds it.
     """
 
-    def __init__(self, model: CharRNN, text, seq_length: int = 10, batch_size: int = 1,
-                 learning_rate: float = 1e-2, optimizer: str = "sgd",
-                 clip: Optional[float] = 5.0, clip_norm: Optional[float] = None,
-                 lr_schedule: str = "constant", total_steps: Optional[int] = None,
-                 warmup_steps: int = 0, lr_decay: float = 0.97, seed: Optional[int] = 0,
-                 weight_decay: float = 0.0, average: Optional[float] = None,
-                 average_start: int = 0, **optimizer_options):
+    def __init__(self, model: CharRNN, text, config: Optional[TrainConfig] = None, *,
+                 total_steps: Optional[int] = None, **settings):
         if not isinstance(model, CharRNN):
             raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
+        if config is not None and not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be an rnncore.TrainConfig, got "
+                            f"{type(config).__name__}")
+        names = set(TrainConfig.names())
+        optimizer_options = {k: v for k, v in settings.items() if k not in names}
+        given = {k: v for k, v in settings.items() if k in names}
+        if "clip" in given and given["clip"] is None:
+            given["clip"] = 0.0
+        if "seed" in given and given["seed"] is None:
+            given["seed"] = 0
         # the one validation of the training settings (rnncore.config)
-        config = TrainConfig(seq_length=seq_length, batch_size=batch_size,
-                             learning_rate=learning_rate, optimizer=optimizer,
-                             clip=0.0 if clip is None else clip, clip_norm=clip_norm,
-                             lr_schedule=lr_schedule, lr_decay=lr_decay,
-                             warmup_steps=warmup_steps, seed=0 if seed is None else seed,
-                             weight_decay=weight_decay, average=average,
-                             average_start=average_start)
-        if lr_schedule == "cosine" and not total_steps:
+        config = (config or SEED_TRAINING).replace(**given)
+        if config.lr_schedule == "cosine" and not total_steps:
             raise ConfigError("the cosine schedule needs total_steps")
         if total_steps is not None:
             check_int(total_steps, "total_steps")
+        self.settings = config
         self.model = model
         self.seq_length, self.batch_size = config.seq_length, config.batch_size
         self.learning_rate, self.clip = config.learning_rate, config.clip
         self.clip_norm = config.clip_norm
-        self.lr_schedule, self.total_steps = lr_schedule, total_steps
+        self.lr_schedule, self.total_steps = config.lr_schedule, total_steps
         self.warmup_steps, self.lr_decay = config.warmup_steps, config.lr_decay
         self.data = self._encode(text)
         self.streams = make_streams(self.data, self.batch_size)
@@ -206,7 +208,7 @@ class Trainer:
                 f"(needs at least {self.batch_size * self.seq_length + 1}); "
                 "lower seq_length or batch_size")
         self.weight_decay = config.weight_decay
-        self.optimizer = make_optimizer(optimizer, model, config.weight_decay,
+        self.optimizer = make_optimizer(config.optimizer, model, config.weight_decay,
                                         **optimizer_options)
         self.average = None if config.average is None else WeightAverage(
             model, config.average, config.average_start)
@@ -216,7 +218,7 @@ class Trainer:
         self.epoch = 0          # completed passes over the streams
         self.pointer = 0        # position within every stream
         self.hidden = model.initial_state(self.batch_size)   # (S·L, B, H), streams axis -2
-        self.dropout_rng = np.random.default_rng(seed)
+        self.dropout_rng = np.random.default_rng(config.seed)
         self._averaged: Optional[CharRNN] = None
 
     @property

@@ -1,10 +1,13 @@
 """What a new user tripped on (issue 20), each fixed and held: the memory check before
 allocating, 80-column lines, the --minutes bar, eval's bar, Ctrl-C semantics, short
 argparse errors, type hints."""
+import dataclasses
 import inspect
 import os
 import signal
+import typing
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -174,7 +177,37 @@ def test_the_package_ships_type_hints():
                      rnncore.CharRNN.sample, rnncore.CharRNN.complete, rnncore.Trainer.train):
         assert inspect.signature(function).return_annotation is not inspect.Signature.empty
     hints = inspect.signature(rnncore.CharRNN.__init__).parameters
-    assert hints["hidden_size"].annotation is int
+    assert hints["hidden_size"].annotation == Optional[int]
+    assert hints["config"].annotation == Optional[rnncore.ModelConfig]
+
+
+def test_fits_signature_shows_every_setting_typed_as_its_config_field():
+    # issue 28: the settings were invisible to an IDE behind **settings
+    parameters = inspect.signature(rnncore.fit).parameters
+    assert not any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    hints = typing.get_type_hints(rnncore.fit)
+    for config in (rnncore.ModelConfig, rnncore.TrainConfig):
+        config_hints = typing.get_type_hints(config)
+        for f in dataclasses.fields(config):
+            assert parameters[f.name].default is None, f.name     # None: not given
+            assert hints[f.name] == Optional[config_hints[f.name]], f.name
+    assert hints["model"] == Optional[rnncore.ModelConfig]
+    assert hints["return"] is rnncore.RunResult
+
+
+def test_fit_takes_the_configs_whole(tmp_path):
+    text = tmp_path / "c.txt"
+    text.write_text("abcdefgh " * 40)
+    model = rnncore.ModelConfig(cell="lstm", num_layers=1, hidden_size=8)
+    train = rnncore.TrainConfig(seq_length=5, batch_size=2, steps=12, print_every=4)
+    result = rnncore.fit(text, tmp_path / "m.npz", model=model, train=train, echo=None,
+                         learning_rate=0.01)
+    ckpt = rnncore.load_checkpoint(tmp_path / "m.npz")
+    assert ckpt.model.settings == model
+    assert result.step == 12 and [r["step"] for r in result.history] == [4, 8, 12]
+    assert ckpt.train_meta["config"]["learning_rate"] == 0.01     # the name wins
+    with pytest.raises(TypeError, match=r"fit\(\): train must be an rnncore.TrainConfig"):
+        rnncore.fit(text, tmp_path / "n.npz", train=model)
 
 
 @pytest.mark.parametrize("flag, value, says", [
