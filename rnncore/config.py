@@ -17,7 +17,7 @@ Floor 1: imports nothing from rnncore but its errors and the model layout.
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -138,7 +138,7 @@ class _Settings:
         _validate(self)
 
     @classmethod
-    def fields(cls):
+    def fields(cls: Any) -> Tuple[dataclasses.Field, ...]:
         return dataclasses.fields(cls)
 
     @classmethod
@@ -149,7 +149,7 @@ class _Settings:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {f.name: getattr(self, f.name) for f in self.fields()}
 
 
 @dataclass(frozen=True)

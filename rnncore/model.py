@@ -10,7 +10,7 @@ the method, so that `model.save(path)` works as users expect while those modules
 import this one) stay above it.
 """
 import copy
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -88,7 +88,7 @@ class CharRNN:
         # fixed for the model's life; looked up on every call, so computed once
         self._shapes = param_shapes(self.cell, len(vocab), self.hidden_size, self.num_layers)
         self.params = self._initial_params(np.random.default_rng(seed))
-        self._workspaces = {}                      # (B, T) -> bound StackKernel
+        self._workspaces: Dict[Tuple[int, int], Any] = {}   # (B, T) -> bound StackKernel
         self._checked = self._checked_out = None   # arrays last found valid
         self._dropped = None                       # (masked Whh buffers, their tuple)
 

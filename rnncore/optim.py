@@ -6,7 +6,7 @@ decoupled (AdamW's: param ← param·(1 - lr·weight_decay) before the update) a
 the weight matrices only (the names starting with W), never to the biases, as nanoGPT and
 AWD-LSTM decay.  WeightAverage keeps an exponential moving average of the parameters.
 """
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -17,9 +17,9 @@ from .layout import FUSED
 
 
 class Optimizer:
-    name = None
-    slots = ()           # names of the per-parameter state arrays
-    defaults = {}        # hyper-parameters besides the learning rate
+    name: str = ""
+    slots: Tuple[str, ...] = ()           # names of the per-parameter state arrays
+    defaults: Dict[str, float] = {}       # hyper-parameters besides the learning rate
 
     def __init__(self, model, weight_decay: float = 0.0, **hyper):
         unknown = set(hyper) - set(self.defaults)

@@ -60,8 +60,8 @@ class RunResult:
     status: str
     step: int
     epoch: int
-    best: Optional[dict] = None          # {"val_loss": nats/char, "step"}, or None
-    history: list = field(default_factory=list)
+    best: Optional[Dict[str, Any]] = None          # {"val_loss": nats/char, "step"}
+    history: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def exit_status(self) -> int:
@@ -284,6 +284,7 @@ class TrainingRun:
 
     def _restore(self, ckpt: Checkpoint) -> None:
         meta = ckpt.train_meta
+        assert meta is not None            # plan_run refused a checkpoint without it
         same_corpus = meta.get("corpus_sha256") == self.corpus.sha256
         if not self.trainer.load_state(ckpt.train_arrays, meta, same_corpus):
             self.reporter.echo("note: the corpus differs from the checkpoint's; its streams "
