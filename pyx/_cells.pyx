@@ -25,7 +25,8 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.string cimport memset
 
 from cython cimport floating
-from gemm cimport (gemm, pack, rnncore_fma_loop, rnncore_gemm_isa, rnncore_gemm_setting_error,
+from gemm cimport (gemm, pack, tile_product, rnncore_tile_work_f, rnncore_tile_work_d,
+                   rnncore_fma_loop, rnncore_gemm_isa, rnncore_gemm_setting_error,
                    rnncore_gemm_lanes_f, rnncore_gemm_lanes_d, rnncore_gemm_mr_f,
                    rnncore_gemm_mr_d)
 from generate cimport (Gen, GenJob, Candidate, WordBeam, FEED_ROWS, gen_tile,
@@ -242,6 +243,7 @@ cdef class StackKernel:
         n.n_gp = ceil_div(G * H, n.NC)
         n.n_vp = ceil_div(V, n.NC)
         n.RT = 16 * (rnncore_gemm_mr_d(4) if self.is_double else rnncore_gemm_mr_f(4))
+        n.NT = 8 * n.NC
         n.RTD = max(1, min(n.RT, 65536 // (n.n_vp * n.NC)))
         self.layer_pointers = <void **> PyMem_Malloc(12 * L * sizeof(void *))
         self.grad_pointers = <void **> PyMem_Malloc((4 * L + 2) * sizeof(void *))
@@ -345,7 +347,9 @@ cdef class StackKernel:
         """Per-thread scratch for `threads` workers and calls of up to B streams."""
         cdef Net *n = &self.net
         cdef Py_ssize_t size = max(forward_scratch(n, max(B, self.batch_size)),
-                                   backward_scratch(n, self.batch_size), n.RT * n.NC,
+                                   backward_scratch(n, self.batch_size),
+                                   rnncore_tile_work_d(n.RT, n.NT) if self.is_double
+                                   else rnncore_tile_work_f(n.RT, n.NT),
                                    n.RTD * n.n_vp * n.NC, n.V * n.NC)
         size = padded(size)
         if self.scratch is not None and threads <= self.scratch_threads and \
@@ -870,4 +874,46 @@ cdef object _matmul(const floating[:, :] a, const floating[:, ::1] b):
             for r in range(M):
                 for j in range(min(NC, N - c0)):
                     o[r, c0 + j] = C[r, j]
+    return out
+
+
+def tile_matmul(a, b, bias=None):
+    """a (M, K) @ b (K, N) [+ bias (N,)] as one tile of the window's products
+    (rnncore_tile_product): b read in place (packed a chunk at a time), a through its
+    strides (a transposed view is packed too).  For tests."""
+    if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 \
+            or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError("tile_matmul needs 2-D float32/float64 arrays of one dtype, "
+                         "(M, K) @ (K, N)")
+    bias = None if bias is None else np.ascontiguousarray(bias, a.dtype)
+    if a.dtype == np.float64:
+        return _tile_matmul[double](a, np.ascontiguousarray(b), bias)
+    return _tile_matmul[float](a, np.ascontiguousarray(b), bias)
+
+
+cdef object _tile_matmul(const floating[:, :] a, const floating[:, ::1] b, bias):
+    cdef Py_ssize_t M = a.shape[0], K = a.shape[1], N = b.shape[1]
+    cdef Py_ssize_t W = rnncore_gemm_lanes_d() if floating is double else rnncore_gemm_lanes_f()
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    dt = np.float64 if floating is double else np.float32
+    out = np.zeros((M, N), dt)
+    if M == 0 or N == 0:
+        return out
+    # b with a vector of slack behind it: the product reads whole vectors of a row
+    padded_b = aligned_zeros((K, N), dt, W)
+    padded_b[...] = b
+    work = aligned_zeros(((rnncore_tile_work_d if floating is double
+                           else rnncore_tile_work_f)(M, N),), dt)
+    cdef floating[:, ::1] o = out
+    cdef const floating[:, ::1] P = padded_b
+    cdef floating[::1] w = work
+    cdef const floating[::1] bias_v
+    cdef const floating *bias_p = NULL
+    if bias is not None:
+        bias_v = bias
+        bias_p = &bias_v[0]
+    with nogil:
+        tile_product(M, N, K, &a[0, 0], a.strides[0] // itemsize, a.strides[1] // itemsize,
+                     &P[0, 0] if K > 0 else <const floating *> &w[0], N, 4 * W, &o[0, 0], N,
+                     bias_p, &w[0])
     return out

@@ -27,7 +27,7 @@ from libc.string cimport memcpy, memset
 
 from cellmath cimport (add_input, store_gates, store_h, lstm_c, lstm_h, gru_in, gru_n, gru_h,
                        dh, rnn_backward, lstm_backward, gru_backward)
-from gemm cimport gemm, pack
+from gemm cimport gemm, pack, tile_product
 from kernel_maths cimport tanh_inplace, sigmoid_inplace
 
 cdef enum:
@@ -47,6 +47,7 @@ cdef struct Net:
     Py_ssize_t n_gp             # panels over G·H: ceil(G·H / NC)
     Py_ssize_t n_vp             # panels over V: ceil(V / NC)
     Py_ssize_t RT               # rows of a window product's tile
+    Py_ssize_t NT               # columns of a window product's tile: a multiple of NC
     Py_ssize_t RTD              # rows of a decoder tile (RT, fewer for a large V)
     # per layer k: parameters and their gradients (bhn, dbhn: gru only, else NULL)
     void **Wxh
@@ -164,8 +165,8 @@ cdef inline void pack_tile(floating *_, const Net *n, Py_ssize_t i) noexcept nog
 
 
 # ---------------------------------------------------------------------------------------
-# Products over many rows (the window's, a batch of streams'): one (RT rows) × (NC columns)
-# tile of C = A · P.
+# Products over many rows (the window's, a batch of streams'): one (RT rows) × (NT columns)
+# tile of C = A · P, the whole K inside the tile (csrc/gemm.h: rnncore_tile_product).
 # ---------------------------------------------------------------------------------------
 
 cdef inline void product_tile(floating *S, const Net *n, Py_ssize_t M, Py_ssize_t N,
@@ -174,25 +175,19 @@ cdef inline void product_tile(floating *S, const Net *n, Py_ssize_t M, Py_ssize_
                               Py_ssize_t panel_stride, Py_ssize_t tile, floating *C,
                               Py_ssize_t ldc, const floating *col_bias) noexcept nogil:
     """Tile `tile` of C (M, N) = A (M, K) · P (K, N) [+ col_bias], tiles numbered column
-    panel first: rows r0.. r0+RT, columns c0 .. c0+NC.  P's panel p starts at
-    P + p·panel_stride with row stride ldp (panel_stride = NC and ldp = N: P read in place;
-    panel_stride = K·NC and ldp = NC: packed panels)."""
-    cdef Py_ssize_t n_rows = ceil_div(M, n.RT), p = tile // n_rows, r0 = (tile % n_rows) * n.RT
-    cdef Py_ssize_t c0 = p * n.NC, rows = min(n.RT, M - r0), cols = min(n.NC, N - c0), r, j
-    cdef floating *c
-    gemm(rows, <int> ceil_div(cols, n.W), K, A + r0 * a_rs, a_rs, a_ks, P + p * panel_stride,
-         ldp, S, n.NC, n.W)
-    for r in range(rows):
-        c = C + (r0 + r) * ldc + c0
-        if col_bias != NULL:
-            for j in range(cols):
-                c[j] = S[r * n.NC + j] + col_bias[c0 + j]
-        else:
-            memcpy(c, S + r * n.NC, cols * sizeof(floating))
+    block first: rows r0 .. r0+RT, columns c0 .. c0+NT.  P's panel p (NC columns) starts
+    at P + p·panel_stride with row stride ldp (panel_stride = NC and ldp = N: P read in
+    place; panel_stride = K·NC and ldp = NC: packed panels).  S: the thread's scratch, of
+    at least tile_scratch(n) values."""
+    cdef Py_ssize_t n_rows = ceil_div(M, n.RT), q = tile // n_rows
+    cdef Py_ssize_t r0 = (tile % n_rows) * n.RT, c0 = q * n.NT
+    tile_product(min(n.RT, M - r0), min(n.NT, N - c0), K, A + r0 * a_rs, a_rs, a_ks,
+                 P + (c0 // n.NC) * panel_stride, ldp, panel_stride, C + r0 * ldc + c0, ldc,
+                 NULL if col_bias == NULL else col_bias + c0, S)
 
 
 cdef inline Py_ssize_t product_tiles(const Net *n, Py_ssize_t M, Py_ssize_t N) noexcept nogil:
-    return ceil_div(M, n.RT) * ceil_div(N, n.NC)
+    return ceil_div(M, n.RT) * ceil_div(N, n.NT)
 
 
 cdef inline void column_sums(floating *out, const floating *a, Py_ssize_t rows,

@@ -3,7 +3,7 @@
 shows the suggestions and next-character chart of the model the server holds, Tab and
 a click insert a suggestion, "continue" streams a sample into the box.
 
-The screenshot it takes is README's: RNNCORE_PAGE_SCREENSHOT=docs/serve-page.png
+The screenshot it takes is docs/server.md's: RNNCORE_PAGE_SCREENSHOT=docs/serve-page.png
 pytest tests/serve/test_page.py writes it there too."""
 import os
 import shutil
