@@ -156,24 +156,24 @@ class _Settings:
 class ModelConfig(_Settings):
     """What the model is.  Every field is fixed by the checkpoint on --resume."""
     # the recurrent cell: PyTorch's equations, gate order and bias placement
-    cell: str = setting("gru", "choice", "fixed", "recurrent cell: rnn (tanh), lstm or gru",
+    cell: str = setting("lstm", "choice", "fixed", "recurrent cell: rnn (tanh), lstm or gru",
                         choices=CELLS)
     # recurrent layers, stacked; the decoder reads the top one
     num_layers: int = setting(2, "positive_int", "fixed", "stacked recurrent layers")
     # H: units of every layer
-    hidden_size: int = setting(256, "positive_int", "fixed", "hidden units (of every layer)")
+    hidden_size: int = setting(384, "positive_int", "fixed", "hidden units (of every layer)")
     # p of dropping each layer's output (inverted scaling), in training only
-    dropout: float = setting(0.1, "fraction", "fixed", "drop each layer's output with this "
+    dropout: float = setting(0.25, "fraction", "fixed", "drop each layer's output with this "
                              "probability while training (inverted dropout, never on the "
                              "recurrent connection)")
     # step: a fresh output mask at every time step; locked: one mask per window, the same
     # at every step (variational dropout, Gal & Ghahramani 2016; AWD-LSTM's LockedDropout)
-    dropout_mode: str = setting("step", "choice", "fixed", "step: a fresh dropout mask at "
+    dropout_mode: str = setting("locked", "choice", "fixed", "step: a fresh dropout mask at "
                                 "every time step; locked: one mask per window (variational)",
                                 choices=DROPOUT_MODES)
     # p of dropping each recurrent weight (DropConnect on Whh, one mask per window, inverted
     # scaling), in training only: AWD-LSTM's weight drop
-    weight_drop: float = setting(0.0, "fraction", "fixed", "drop each recurrent weight (Whh) "
+    weight_drop: float = setting(0.2, "fraction", "fixed", "drop each recurrent weight (Whh) "
                                  "with this probability while training, one mask per "
                                  "window (DropConnect, AWD-LSTM's weight drop)")
     # parameter precision
@@ -187,7 +187,7 @@ class TrainConfig(_Settings):
     # T: time steps per window (backpropagation through time this far)
     seq_length: int = setting(50, "positive_int", "fixed", "time steps per window")
     # B: parallel streams over the corpus, in all MPI ranks together
-    batch_size: int = setting(16, "positive_int", "fixed",
+    batch_size: int = setting(32, "positive_int", "fixed",
                               "parallel streams (over MPI: in all ranks)")
     # the update rule; its state is in the checkpoint
     optimizer: str = setting("adam", "choice", "fixed", "update rule", choices=OPTIMIZERS)
@@ -213,22 +213,22 @@ class TrainConfig(_Settings):
     warmup_steps: int = setting(0, "nonnegative_int", "free",
                                 "linear warm-up from 0 over this many steps")
     # decoupled weight decay of the weight matrices (AdamW's), per unit of learning rate
-    weight_decay: float = setting(0.0, "nonnegative_float", "free", "decoupled weight "
+    weight_decay: float = setting(0.1, "nonnegative_float", "free", "decoupled weight "
                                   "decay of the weight matrices (AdamW's; not the biases)")
     # the exponential moving average of the parameters that validation, --keep-best,
     # sample and export use: its decay per step (None: no averaging)
-    average: Optional[float] = setting(None, "fraction", "free", "validate, keep and save "
+    average: Optional[float] = setting(0.999, "fraction", "free", "validate, keep and save "
                                        "an exponential moving average of the weights with "
                                        "this decay per step (e.g. 0.999)", optional=True)
     # the first step the average takes in
-    average_start: int = setting(0, "nonnegative_int", "free",
+    average_start: int = setting(1000, "nonnegative_int", "free",
                                  "the step the weight average starts at")
     # seeds the initial parameters and the dropout masks (their generator's state is in
     # the checkpoint, so a resumed run draws what an unbroken one would)
     seed: int = setting(0, "int", "kept", "initialisation seed")
     # ---- the run (free: may change on --resume; kept when not given) ----
     # steps between validations of the held-out text (and at the end)
-    eval_every: int = setting(500, "positive_int", "free",
+    eval_every: int = setting(1000, "positive_int", "free",
                               "validate every K steps, and at the end")
     # steps between log records (the train loss is the mean over them)
     print_every: int = setting(100, "positive_int", "free",
@@ -267,10 +267,12 @@ class TrainConfig(_Settings):
     @classmethod
     def from_stored(cls, stored):
         """The TrainConfig a checkpoint's training configuration describes (keys it
-        lacks, from older versions, take their defaults; keys it has beyond these, such
-        as total_steps, are left to the caller)."""
+        lacks, from older versions, take their defaults, but for the regularisers added
+        since, which an older run trained without: ABSENT_FROM_OLDER; keys it has beyond
+        these, such as total_steps, are left to the caller)."""
         names = {f.name for f in cls.fields() if f.metadata["stored"]}
-        return cls(**{k: v for k, v in stored.items() if k in names})
+        return cls(**{**ABSENT_FROM_OLDER,
+                      **{k: v for k, v in stored.items() if k in names}})
 
 
 #: the seed's settings (min-char-rnn's model, a vanilla rnn of one layer in float64, trained
@@ -282,6 +284,10 @@ SEED_MODEL = ModelConfig(cell="rnn", num_layers=1, hidden_size=64, dropout=0.0,
 SEED_TRAINING = TrainConfig(seq_length=10, batch_size=1, learning_rate=1e-2,
                             optimizer="sgd", clip=5.0, seed=0)
 PRESETS = {"seed": (SEED_MODEL, SEED_TRAINING)}
+
+#: what a checkpoint written before a setting existed trained with (off), where that is not
+#: the setting's default now
+ABSENT_FROM_OLDER = {"weight_decay": 0.0, "average": None, "average_start": 0}
 
 #: the settings fit() takes by name (and their defaults): the model's and the training's
 SETTINGS = ModelConfig.names() + tuple(

@@ -112,5 +112,8 @@ def test_an_old_checkpoints_configuration_takes_the_defaults_it_lacks():
     old = {k: SAVED_TRAIN[k] for k in ("seq_length", "batch_size", "learning_rate",
                                        "optimizer", "clip", "total_steps")}
     plan = plan_run({}, FakeCheckpoint(SAVED_MODEL, old))
-    assert plan.train.eval_every == 500 and plan.train.keep_best is False
+    assert plan.train.eval_every == TrainConfig().eval_every and plan.train.keep_best is False
+    # the regularisers added since: off, as the old run trained, not today's defaults
+    assert (plan.train.weight_decay, plan.train.average, plan.train.average_start) == (
+        0.0, None, 0)
     assert plan.train.val_fraction == 0.05 and plan.train.patience is None
