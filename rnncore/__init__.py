@@ -3,6 +3,7 @@ from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_check
 from .config import TRAIN_DEFAULTS, ModelConfig, TrainConfig
 from .corpus import CorpusError, load_corpus
 from .errors import ConfigError, NotEnoughMemory, RnncoreError
+from . import export  # noqa: F401  (registers the safetensors format of CharRNN)
 from .model import CharRNN
 from .run import RunError, RunResult, fit
 from .threads import get_num_threads, set_num_threads

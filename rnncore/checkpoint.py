@@ -26,7 +26,7 @@ from .config import TrainConfig, problem
 from .errors import CheckpointError, CheckpointWriteError  # noqa: F401  (re-exported)
 from .files import remove_stale_temp_files, require_file, write_atomically  # noqa: F401
 from .layout import CELLS
-from .model import CharRNN
+from .model import FILE_FORMATS, CharRNN, FileFormat
 from .npzfile import ArchiveError, PickledData, read_npz, write_npz
 from .optim import OPTIMIZERS
 from .vocab import Vocab
@@ -286,3 +286,7 @@ def _fill_params(path, model, arrays, prefix):
         if not np.isfinite(a).all():
             raise CheckpointError(f"{path}: {what} {name} holds nan or inf")
         model.params[name] = np.ascontiguousarray(a)
+
+
+FILE_FORMATS["checkpoint"] = FileFormat(lambda path, model: save_checkpoint(path, model),
+                                        load_checkpoint)

@@ -219,7 +219,8 @@ class TrainConfig(_Settings):
     # sample and export use: its decay per step (None: no averaging)
     average: Optional[float] = setting(0.999, "fraction", "free", "validate, keep and save "
                                        "an exponential moving average of the weights with "
-                                       "this decay per step (e.g. 0.999)", optional=True)
+                                       "this decay per step; 0: off (the latest weights)",
+                                       optional=True)
     # the first step the average takes in
     average_start: int = setting(1000, "nonnegative_int", "free",
                                  "the step the weight average starts at")
@@ -255,6 +256,8 @@ class TrainConfig(_Settings):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.average == 0:        # an average of decay 0 is the latest weights: off
+            object.__setattr__(self, "average", None)
         budgets = [name for name in ("steps", "epochs", "minutes")
                    if getattr(self, name) is not None]
         if len(budgets) > 1:
@@ -280,9 +283,10 @@ class TrainConfig(_Settings):
 #: Trainer(model, text) build when given no config.  `rnncore train` and fit() start from
 #: ModelConfig() and TrainConfig() instead, the settings chosen for real corpora.
 SEED_MODEL = ModelConfig(cell="rnn", num_layers=1, hidden_size=64, dropout=0.0,
-                         dtype="float64")
+                         dropout_mode="step", weight_drop=0.0, dtype="float64")
 SEED_TRAINING = TrainConfig(seq_length=10, batch_size=1, learning_rate=1e-2,
-                            optimizer="sgd", clip=5.0, seed=0)
+                            optimizer="sgd", clip=5.0, seed=0, weight_decay=0.0,
+                            average=None, average_start=0)
 PRESETS = {"seed": (SEED_MODEL, SEED_TRAINING)}
 
 #: what a checkpoint written before a setting existed trained with (off), where that is not

@@ -27,7 +27,7 @@ import numpy as np
 from .errors import CheckpointError, SafetensorsMissing
 from .files import require_file, write_atomically
 from .layout import CELLS, layer_suffix
-from .model import CharRNN
+from .model import FILE_FORMATS, CharRNN, FileFormat
 from .vocab import Vocab
 
 FORMAT = "rnncore-safetensors"
@@ -151,3 +151,7 @@ def load_safetensors(path):
     model.params["Why"][...] = tensors["decoder.weight"]
     model.params["by"][...] = tensors["decoder.bias"]
     return model
+
+
+FILE_FORMATS["safetensors"] = FileFormat(lambda path, model: save_safetensors(model, path),
+                                         load_safetensors)

@@ -4,13 +4,14 @@ Everything a caller hands in is validated and converted here (dtype, layout, sha
 the kernels in rnncore._cells and rnncore._kernels only ever see C-contiguous arrays of one float dtype.
 
 Imports go down the floors (layout, config, vocab, errors) with one sanctioned exception:
-the convenience methods save/load, sample/sample_stream/complete/beam_search and
-to_/from_safetensors import rnncore.checkpoint, rnncore.sample and rnncore.export inside
-the method, so that `model.save(path)` works as users expect while those modules (which
-import this one) stay above it.
+the generation and predictive-text conveniences (sample/sample_stream/complete/beam_search,
+next_chars/suggest) import rnncore.sample and rnncore.predict inside the method.  The file
+conveniences (save/load, to_/from_safetensors) import nothing: rnncore.checkpoint and
+rnncore.export, which import this module, register their functions in FILE_FORMATS when
+they are imported (rnncore's __init__ imports both), so no import circle is left.
 """
 import copy
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, NamedTuple, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -25,6 +26,24 @@ from .config import SEED_MODEL, ModelConfig, check_int, check_number
 from .layout import (check_memory, num_parameters, param_shapes, resolve_dtype,
                      state_shape)
 from .vocab import Vocab
+
+
+class FileFormat(NamedTuple):
+    """How a model file is written (save(path, model)) and read (load(path))."""
+    save: Callable[[Any, "CharRNN"], None]
+    load: Callable[[Any], Any]
+
+
+#: the file formats CharRNN's save/load and to_/from_safetensors use, by name: registered
+#: by the modules that implement them (rnncore.checkpoint: "checkpoint", rnncore.export:
+#: "safetensors") when they are imported, so this module imports neither
+FILE_FORMATS: Dict[str, FileFormat] = {}
+
+
+def file_format(name: str) -> FileFormat:
+    if name not in FILE_FORMATS:     # only if rnncore's __init__ was bypassed
+        raise RuntimeError(f"the {name} format is not registered: import rnncore")
+    return FILE_FORMATS[name]
 
 
 class CharRNN:
@@ -387,8 +406,7 @@ class CharRNN:
     # ---- checkpoints -----------------------------------------------------------------
     def save(self, path) -> None:
         """Write the model to `path` (.npz, atomically).  See rnncore.checkpoint."""
-        from .checkpoint import save_checkpoint
-        save_checkpoint(path, self)
+        file_format("checkpoint").save(path, self)
 
     @classmethod
     def load(cls, path, latest: bool = False) -> "CharRNN":
@@ -398,23 +416,20 @@ class CharRNN:
         best-validation ones unless latest=True (the ones training stopped with, which
         resuming continues from).  rnncore.load_checkpoint gives both, and the training
         state."""
-        from .checkpoint import load_checkpoint
-        ckpt = load_checkpoint(path)
+        ckpt = file_format("checkpoint").load(path)
         return ckpt.model if latest else ckpt.preferred_model
 
     def to_safetensors(self, path) -> None:
         """Write the model to `path` with PyTorch's names (torch.nn.RNN/LSTM/GRU and
         Linear), for use in PyTorch; see rnncore.export.  Needs `pip install
         'rnncore[export]'`."""
-        from .export import save_safetensors
-        save_safetensors(self, path)
+        file_format("safetensors").save(path, self)
 
     @classmethod
     def from_safetensors(cls, path) -> "CharRNN":
         """Read a model written by to_safetensors / `rnncore export` (or saved back from
         PyTorch with the same names and metadata); see rnncore.export."""
-        from .export import load_safetensors
-        return load_safetensors(path)
+        return file_format("safetensors").load(path)
 
     # ---- checks ---------------------------------------------------------------------
     def _checked_params(self):

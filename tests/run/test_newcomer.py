@@ -14,6 +14,7 @@ import pytest
 import rnncore
 from rnncore import cli
 from rnncore.report import Reporter, _progress_bar
+from rnncore.summary import info_lines
 
 from support import corpus
 
@@ -28,7 +29,7 @@ def test_a_model_too_large_for_the_machine_is_one_line_before_anything_is_writte
         rnncore.fit(corpus(tmp_path, TEXT), tmp_path / "m.npz", hidden_size=100_000,
                     steps=10, echo=None)
     message = str(e.value)
-    assert message.startswith("training a gru of 2 layers x 100,000 units (16 streams x 50) "
+    assert message.startswith("training a lstm of 2 layers x 100,000 units (32 streams x 50) "
                               "would need ")
     assert "GB, more than this machine's" in message and "\n" not in message
     assert message.endswith(": lower --hidden-size, --num-layers, --batch-size or "
@@ -49,7 +50,7 @@ def test_the_cli_says_it_in_one_line(tmp_path, capsys):
                        "--hidden-size", "100000"])
     err = capsys.readouterr().err.splitlines()
     assert status == 1 and len(err) == 1
-    assert err[0].startswith("rnncore: error: training a gru of 2 layers x 100,000 units")
+    assert err[0].startswith("rnncore: error: training a lstm of 2 layers x 100,000 units")
 
 
 # ---- 80 columns ------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def test_every_info_line_fits_80_columns():
                             "last_validation": {"val_loss": 1.7, "step": 2500}},
                "corpus": {"path": "tinyshakespeare.txt", "sha256": "86c4e6aa9db7c042" * 4,
                           "training_chars": 1_059_625}}
-    lines = cli.info_lines("shakespeare.npz", summary)
+    lines = info_lines("shakespeare.npz", summary)
     assert all(len(line) <= 80 for line in lines), [l for l in lines if len(l) > 80]
     quoted = [line.strip() for line in lines if line.startswith("  '") or
               line.startswith('  "')]
