@@ -94,6 +94,7 @@ def test_two_ranks_compute_what_one_process_computes(tmp_path, optimizer):
     # steps) grow through clipping and Adam to 1e-7 by step 200, so 200 steps compare
     # only the cell whose dynamics do not amplify them.
     opts = [*FLOAT64, "--cell", "rnn", "--num-layers", "1", "--dropout", "0",
+            "--weight-drop", "0", "--weight-decay", "0", "--average", "0",
             "--optimizer", optimizer, "--clip", "0.02", "--clip-norm", "0.5",
             "--learning-rate", "0.05", "--steps", "200"]
     one = run("train", text, "--out", tmp_path / "one.npz", *opts, cwd=tmp_path)
