@@ -4,13 +4,18 @@ PyTorch (nn.RNN / nn.LSTM / nn.GRU), with the same settings, needs to get there.
     python bench/shakespeare.py                      # 10 minutes of rnncore, then PyTorch
     python bench/shakespeare.py --cell lstm --num-layers 2 --dropout 0.2 --hidden-size 256
     python bench/shakespeare.py --minutes 1 --out-dir /tmp/quick
+    python bench/shakespeare.py --cell lstm ... --dropout-mode locked --weight-drop 0.25 \
+        --weight-decay 0.1 --average 0.999 --average-start 1000
 
 Both systems train the same model (same initial weights, copied), on the same windows of the
 same streams (the last 10% of the text held out), with the same optimizer, learning rate,
-clipping, truncated backprop and dropout masks (PyTorch runs one single-layer module per
-layer so that rnncore's masks, drawn from the same generator, drop the same units; its
-redundant bias_hh entries are frozen at zero), so their loss curves agree step for step and
-only speed separates them.  The clock counts training only: both stop at the same steps to validate
+clipping, truncated backprop, dropout masks (step or locked) and recurrent weights' masks
+(PyTorch runs one single-layer module per layer so that rnncore's masks, drawn from the same
+generator, drop the same units; its recurrent weights are the raw ones times rnncore's
+weight-drop mask, through autograd; its redundant bias_hh entries are frozen at zero), the
+same decoupled weight decay (torch.optim.AdamW, the weight matrices only) and the same
+averaged weights (validated in place of the latest), so their loss curves agree step for
+step and only speed separates them.  The clock counts training only: both stop at the same steps to validate
 over the whole held-out text, and that time is reported apart.  PyTorch runs until it reaches
 rnncore's best validation loss, or until --torch-cap times rnncore's time to it.
 
@@ -38,6 +43,9 @@ DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "dat
 
 def settings_from(args):
     return {"cell": args.cell, "num_layers": args.num_layers, "dropout": args.dropout,
+            "dropout_mode": args.dropout_mode, "weight_drop": args.weight_drop,
+            "weight_decay": args.weight_decay, "average": args.average,
+            "average_start": args.average_start,
             "hidden_size": args.hidden_size, "batch_size": args.batch_size,
             "seq_length": args.seq_length, "learning_rate": args.learning_rate,
             "optimizer": "adam", "clip": args.clip, "dtype": args.dtype,
@@ -52,15 +60,22 @@ def team_threads(n):
 
 def make_model(vocab, s, seed=None):
     return rnncore.CharRNN(vocab, s["hidden_size"], dtype=s["dtype"], seed=seed,
-                           cell=s["cell"], num_layers=s["num_layers"], dropout=s["dropout"])
+                           cell=s["cell"], num_layers=s["num_layers"], dropout=s["dropout"],
+                           dropout_mode=s["dropout_mode"], weight_drop=s["weight_drop"])
+
+
+def make_trainer(model, train_data, s, optimizer="adam"):
+    return Trainer(model, train_data, seq_length=s["seq_length"], batch_size=s["batch_size"],
+                   learning_rate=s["learning_rate"], optimizer=optimizer, clip=s["clip"],
+                   lr_schedule=s["lr_schedule"], lr_decay=s["lr_decay"], seed=s["seed"],
+                   weight_decay=s["weight_decay"], average=s["average"],
+                   average_start=s["average_start"])
 
 
 def train_rnncore(corpus, train_data, val_data, s, budget_s, eval_every, out_dir, log):
     model = make_model(corpus.vocab, s, seed=s["seed"])
     initial = {k: v.copy() for k, v in model.params.items()}
-    trainer = Trainer(model, train_data, seq_length=s["seq_length"], batch_size=s["batch_size"],
-                      learning_rate=s["learning_rate"], optimizer="adam", clip=s["clip"],
-                      lr_schedule=s["lr_schedule"], lr_decay=s["lr_decay"], seed=s["seed"])
+    trainer = make_trainer(model, train_data, s)
     clock, eval_clock = 0.0, 0.0
     best = {"val_loss": math.inf}
     records = []
@@ -70,7 +85,8 @@ def train_rnncore(corpus, train_data, val_data, s, budget_s, eval_every, out_dir
             losses = trainer.train(eval_every)
             clock += time.perf_counter() - t0
             t0 = time.perf_counter()
-            val = evaluate(model, val_data)["nats_per_char"]
+            scored = trainer.evaluation_model()      # the averaged weights, once started
+            val = evaluate(scored, val_data)["nats_per_char"]
             eval_clock += time.perf_counter() - t0
             rec = {"system": "rnncore", "step": trainer.step, "epoch": trainer.epoch,
                    "train_loss": float(np.mean(losses)), "val_loss": val, "elapsed": clock,
@@ -79,7 +95,7 @@ def train_rnncore(corpus, train_data, val_data, s, budget_s, eval_every, out_dir
             log(rec)
             if val < best["val_loss"]:
                 best = {"val_loss": val, "step": trainer.step, "elapsed": clock,
-                        "params": {k: v.copy() for k, v in model.params.items()}}
+                        "params": {k: v.copy() for k, v in scored.params.items()}}
     best_model = make_model(corpus.vocab, s)
     best_model.params = best.pop("params")
     save_checkpoint(out_dir / "shakespeare.npz", best_model)
@@ -127,13 +143,21 @@ class TorchStack:
         zeros = lambda: self.torch.zeros(1, B, self.H, dtype=self.dtype)
         return [(zeros(), zeros()) if self.cell == "lstm" else zeros() for _ in range(self.L)]
 
-    def __call__(self, x, state, masks=None):
+    def __call__(self, x, state, masks=None, weight_masks=None):
         """Logits (B, T, V) for index windows x (B, T), and the new state; masks: rnncore's
-        (L, T, B, H) dropout masks, or None."""
+        (L, T, B, H) dropout masks, or None; weight_masks: rnncore's {"Whh"...: (G·H, H)}
+        masks of the recurrent weights, or None (the layer then runs on weight_hh ⊙ M,
+        autograd taking the gradient back to the raw weight)."""
         out = self.torch.nn.functional.one_hot(x, self.V).to(self.dtype)
         new_state = []
         for k, layer in enumerate(self.layers):
-            out, s = layer(out, state[k])
+            if weight_masks is None:
+                out, s = layer(out, state[k])
+            else:
+                mask = self.torch.from_numpy(weight_masks["Whh" + ("" if k == 0 else f"_l{k}")])
+                weights = dict(layer.named_parameters())
+                weights["weight_hh_l0"] = weights["weight_hh_l0"] * mask
+                out, s = self.torch.func.functional_call(layer, weights, (out, state[k]))
             if masks is not None:
                 out = out * self.torch.from_numpy(masks[k]).transpose(0, 1)
             new_state.append(s)
@@ -152,13 +176,15 @@ def twin_window(net, opt, weights, shadow, masks_of, h, inputs, targets, s):
     shadow's generator), loss and clipping; -> (loss in nats/char, the state to carry)."""
     import torch
     import torch.nn.functional as F
-    masks = None
-    if s["dropout"] > 0:
-        masks = masks_of.dropout_masks(shadow.dropout_rng, *inputs.shape)
+    masks = weight_masks = None
+    if s["dropout"] > 0:             # drawn as rnncore's Trainer draws them, in its order
+        masks = np.ascontiguousarray(masks_of.dropout_masks(shadow.dropout_rng, *inputs.shape))
+    if s.get("weight_drop", 0) > 0:
+        weight_masks = masks_of.weight_drop_masks(shadow.dropout_rng)
     x = torch.from_numpy(np.asarray(inputs, np.int64))
     y = torch.from_numpy(np.asarray(targets, np.int64)).reshape(-1)
     opt.zero_grad(set_to_none=True)
-    logits, h_last = net(x, h, masks)
+    logits, h_last = net(x, h, masks, weight_masks)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y)
     (loss * x.shape[1]).backward()        # Σ_t mean_b, as rnncore
     torch.nn.utils.clip_grad_value_(weights, s["clip"])
@@ -168,6 +194,59 @@ def twin_window(net, opt, weights, shadow, masks_of, h, inputs, targets, s):
     return loss.item(), detached(h_last) if shadow.pointer else net.zero_state(s["batch_size"])
 
 
+def torch_optimizer(torch, net, s):
+    """Adam, or with weight decay AdamW decaying the weight matrices only, as rnncore's
+    optimizers do (rnncore.optim.decays): not the biases."""
+    matrices = [p for layer in net.layers for name, p in layer.named_parameters()
+                if name.startswith("weight") and p.requires_grad] + [net.head.weight]
+    others = [p for p in net.parameters() if all(p is not m for m in matrices)]
+    return torch.optim.AdamW([{"params": matrices, "weight_decay": s["weight_decay"]},
+                              {"params": others, "weight_decay": 0.0}],
+                             lr=s["learning_rate"], betas=(0.9, 0.999), eps=1e-8)
+
+
+class TorchAverage:
+    """rnncore's averaged weights (rnncore.optim.WeightAverage) for the twin: from step
+    average_start on, avg ← avg + (1 - decay)·(param - avg) (torch.lerp, as swa_utils'
+    EMA does); validation runs on them."""
+
+    def __init__(self, torch, weights, s):
+        self.torch, self.weights = torch, weights
+        self.decay, self.start = s.get("average"), s.get("average_start", 0)
+        self.arrays = None
+
+    def update(self, step):
+        if self.decay is None or step < self.start:
+            return
+        with self.torch.no_grad():
+            if self.arrays is None:
+                self.arrays = [w.detach().clone() for w in self.weights]
+                return
+            for a, w in zip(self.arrays, self.weights):
+                a.lerp_(w, 1 - self.decay)
+
+    def swapped_in(self):
+        """A block in which the weights hold the average (the latest ones come back)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def swap():
+            if self.arrays is None:
+                yield
+                return
+            latest = [w.detach().clone() for w in self.weights]
+            with self.torch.no_grad():
+                for w, a in zip(self.weights, self.arrays):
+                    w.copy_(a)
+            try:
+                yield
+            finally:
+                with self.torch.no_grad():
+                    for w, v in zip(self.weights, latest):
+                        w.copy_(v)
+        return swap()
+
+
 def train_torch(corpus, train_data, val_data, s, initial, target, cap_s, eval_every, log):
     import torch
     import torch.nn.functional as F
@@ -175,19 +254,18 @@ def train_torch(corpus, train_data, val_data, s, initial, target, cap_s, eval_ev
     masks_of = make_model(corpus.vocab, s)   # draws rnncore's masks for the same windows
     net = TorchStack(torch, masks_of, initial)
     weights = net.parameters()
-    opt = torch.optim.Adam(weights, lr=s["learning_rate"], betas=(0.9, 0.999), eps=1e-8)
+    opt = torch_optimizer(torch, net, s)
+    averaged = TorchAverage(torch, weights, s)
     # the same windows and masks as rnncore's Trainer: its pointer logic and its dropout
     # generator, on a throwaway model
-    shadow = Trainer(rnncore.CharRNN(corpus.vocab, 1), train_data, seq_length=s["seq_length"],
-                     batch_size=s["batch_size"], learning_rate=s["learning_rate"],
-                     optimizer="sgd", lr_schedule=s["lr_schedule"], lr_decay=s["lr_decay"],
-                     seed=s["seed"])
+    shadow = make_trainer(rnncore.CharRNN(corpus.vocab, 1), train_data,
+                          dict(s, weight_decay=0.0, average=None), optimizer="sgd")
     h = net.zero_state(s["batch_size"])
     val_x = torch.from_numpy(np.asarray(val_data[:-1], np.int64))
     val_y = torch.from_numpy(np.asarray(val_data[1:], np.int64))
 
     def validate():
-        with torch.no_grad():
+        with torch.no_grad(), averaged.swapped_in():
             hv, total = net.zero_state(1), 0.0
             for start in range(0, len(val_x), 1024):
                 x = val_x[start:start + 1024][None]
@@ -205,6 +283,7 @@ def train_torch(corpus, train_data, val_data, s, initial, target, cap_s, eval_ev
             for g in opt.param_groups:
                 g["lr"] = shadow.current_lr
             loss, h = twin_window(net, opt, weights, shadow, masks_of, h, inputs, targets, s)
+            averaged.update(shadow.step)
             losses.append(loss)
         step += eval_every
         clock += time.perf_counter() - t0
@@ -225,17 +304,24 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     ap.add_argument("--minutes", type=float, default=10.0, help="rnncore's training budget")
-    ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm", "gru"])
-    ap.add_argument("--num-layers", type=int, default=1)
-    ap.add_argument("--dropout", type=float, default=0.0)
-    ap.add_argument("--hidden-size", type=int, default=512)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--seq-length", type=int, default=50)
-    ap.add_argument("--learning-rate", type=float, default=1e-3)
-    ap.add_argument("--lr-schedule", default="step", choices=["constant", "step"])
-    ap.add_argument("--lr-decay", type=float, default=0.95)
-    ap.add_argument("--clip", type=float, default=5.0)
-    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    # the defaults are `rnncore train`'s (rnncore.config)
+    m, t = rnncore.ModelConfig(), rnncore.TrainConfig()
+    ap.add_argument("--cell", default=m.cell, choices=["rnn", "lstm", "gru"])
+    ap.add_argument("--num-layers", type=int, default=m.num_layers)
+    ap.add_argument("--dropout", type=float, default=m.dropout)
+    ap.add_argument("--dropout-mode", default=m.dropout_mode, choices=["step", "locked"])
+    ap.add_argument("--weight-drop", type=float, default=m.weight_drop)
+    ap.add_argument("--hidden-size", type=int, default=m.hidden_size)
+    ap.add_argument("--batch-size", type=int, default=t.batch_size)
+    ap.add_argument("--seq-length", type=int, default=t.seq_length)
+    ap.add_argument("--learning-rate", type=float, default=t.learning_rate)
+    ap.add_argument("--lr-schedule", default=t.lr_schedule, choices=["constant", "step"])
+    ap.add_argument("--lr-decay", type=float, default=t.lr_decay)
+    ap.add_argument("--weight-decay", type=float, default=t.weight_decay)
+    ap.add_argument("--average", type=float, default=t.average)
+    ap.add_argument("--average-start", type=int, default=t.average_start)
+    ap.add_argument("--clip", type=float, default=t.clip)
+    ap.add_argument("--dtype", default=m.dtype, choices=["float32", "float64"])
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)

@@ -4,6 +4,10 @@
 The window's forward and backward passes and generation, for every cell, are in
 pyx/_cells.pyx; the BLAS wrappers and vector maths every kernel file shares are in
 pyx/kernel_maths.pxd.  Each update is one validating ``def`` and one ``nogil`` loop.
+
+weight_decay (every update): decoupled weight decay, AdamW's (Loshchilov & Hutter 2019),
+applied first as PyTorch's AdamW does: param ← param · (1 - lr·weight_decay), then the
+update from the gradient alone.  0 leaves the parameter as the plain rule does.
 """
 from cython cimport floating
 from libc.math cimport sqrt
@@ -26,35 +30,63 @@ cdef int check_same_length(Py_ssize_t n, str name, Py_ssize_t m) except -1:
     return 0
 
 
-def sgd_update(floating[::1] param, const floating[::1] grad, double lr):
-    """param -= lr · grad"""
+cdef double keep_factor(double lr, double weight_decay) except? -1.0:
+    """1 - lr·weight_decay: what decoupled weight decay leaves of a parameter (as in
+    PyTorch's AdamW, not checked against lr: an absurd rate diverges, and the run says so)."""
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    return 1 - lr * weight_decay
+
+
+cdef inline void decay_weights(floating *param, Py_ssize_t n, double keep) noexcept nogil:
+    cdef Py_ssize_t i
+    if keep != 1:
+        for i in range(n):
+            param[i] = <floating> (param[i] * keep)
+
+
+def sgd_update(floating[::1] param, const floating[::1] grad, double lr,
+               double weight_decay=0.0):
+    """param ← param·(1 - lr·weight_decay) - lr · grad"""
     cdef Py_ssize_t i, n = param.shape[0]
     check_same_length(n, "grad", grad.shape[0])
+    cdef double keep = keep_factor(lr, weight_decay)
+    if n == 0:
+        return
     with nogil:
+        decay_weights(&param[0], n, keep)
         for i in range(n):
             param[i] -= <floating> (lr * grad[i])
 
 
 def adagrad_update(floating[::1] param, const floating[::1] grad, floating[::1] mem,
-                   double lr, double eps):
+                   double lr, double eps, double weight_decay=0.0):
     """mem += grad²;  param -= lr · grad / sqrt(mem + eps)   (min-char-rnn's form)"""
     cdef Py_ssize_t i, n = param.shape[0]
     check_same_length(n, "grad", grad.shape[0])
     check_same_length(n, "mem", mem.shape[0])
+    cdef double keep = keep_factor(lr, weight_decay)
+    if n == 0:
+        return
     with nogil:
+        decay_weights(&param[0], n, keep)
         for i in range(n):
             mem[i] += grad[i] * grad[i]
             param[i] -= <floating> (lr * grad[i] / sqrt(mem[i] + eps))
 
 
 def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] mean_sq,
-                   double lr, double decay, double eps):
+                   double lr, double decay, double eps, double weight_decay=0.0):
     """mean_sq = decay·mean_sq + (1-decay)·grad²;  param -= lr · grad / (sqrt(mean_sq) + eps)
     (char-rnn's form)"""
     cdef Py_ssize_t i, n = param.shape[0]
     check_same_length(n, "grad", grad.shape[0])
     check_same_length(n, "mean_sq", mean_sq.shape[0])
+    cdef double keep = keep_factor(lr, weight_decay)
+    if n == 0:
+        return
     with nogil:
+        decay_weights(&param[0], n, keep)
         for i in range(n):
             mean_sq[i] = <floating> (decay * mean_sq[i] + (1 - decay) * grad[i] * grad[i])
             param[i] -= <floating> (lr * grad[i] / (sqrt(mean_sq[i]) + eps))
@@ -62,8 +94,9 @@ def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] 
 
 def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
                 floating[::1] v, double lr, double beta1, double beta2, double eps,
-                long step):
-    """Adam (Kingma & Ba) with bias correction; step counts from 1."""
+                long step, double weight_decay=0.0):
+    """Adam (Kingma & Ba) with bias correction; step counts from 1.  With weight_decay:
+    AdamW (the decay decoupled from the moments, PyTorch's torch.optim.AdamW)."""
     cdef Py_ssize_t i, n = param.shape[0]
     check_same_length(n, "grad", grad.shape[0])
     check_same_length(n, "m", m.shape[0])
@@ -71,11 +104,28 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
     cdef double c1 = 1 - beta1 ** step, c2 = 1 - beta2 ** step
+    cdef double keep = keep_factor(lr, weight_decay)
+    if n == 0:
+        return
     with nogil:
+        decay_weights(&param[0], n, keep)
         for i in range(n):
             m[i] = <floating> (beta1 * m[i] + (1 - beta1) * grad[i])
             v[i] = <floating> (beta2 * v[i] + (1 - beta2) * grad[i] * grad[i])
             param[i] -= <floating> (lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps))
+
+
+def ema_update(floating[::1] average, const floating[::1] param, double decay):
+    """average ← average + (1 - decay)·(param - average): one step of an exponential
+    moving average of the parameters (PyTorch's swa_utils EMA, a lerp by 1 - decay)."""
+    cdef Py_ssize_t i, n = average.shape[0]
+    check_same_length(n, "param", param.shape[0])
+    if not (0 < decay <= 1):
+        raise ValueError(f"decay must be in (0, 1], got {decay}")
+    cdef double w = 1 - decay
+    with nogil:
+        for i in range(n):
+            average[i] = <floating> (average[i] + w * (param[i] - average[i]))
 
 
 def elementwise(str function, floating[::1] x):

@@ -1,10 +1,11 @@
 """rnncore: fast character-level recurrent neural networks on the CPU."""
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig
+from .config import TRAIN_DEFAULTS, ModelConfig, TrainConfig
 from .corpus import CorpusError, load_corpus
 from .errors import ConfigError, NotEnoughMemory, RnncoreError
+from . import export  # noqa: F401  (registers the safetensors format of CharRNN)
 from .model import CharRNN
-from .run import TRAIN_DEFAULTS, RunError, RunResult, fit
+from .run import RunError, RunResult, fit
 from .threads import get_num_threads, set_num_threads
 from .train import Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab

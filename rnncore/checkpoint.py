@@ -10,7 +10,9 @@ Contents (every entry a plain array; strings are 0-d unicode arrays):
     param.<name>    the parameter arrays (CharRNN.shapes names them)
     train           JSON (optional): step, epoch, pointer, optimizer scalars, training config
     state.<name>    arrays (optional): optimizer state, every stream's recurrent state
-                    (whatever shape the model's state has)
+                    (whatever shape the model's state has), the best-validation
+                    parameters (state.best.<param>, --keep-best) and the averaged ones
+                    (state.average.<param>, --average)
 """
 import json
 import math
@@ -24,7 +26,7 @@ from .config import TrainConfig, problem
 from .errors import CheckpointError, CheckpointWriteError  # noqa: F401  (re-exported)
 from .files import remove_stale_temp_files, require_file, write_atomically  # noqa: F401
 from .layout import CELLS
-from .model import CharRNN
+from .model import FILE_FORMATS, CharRNN, FileFormat
 from .npzfile import ArchiveError, PickledData, read_npz, write_npz
 from .optim import OPTIMIZERS
 from .vocab import Vocab
@@ -39,11 +41,16 @@ class Checkpoint:
     train_meta: Optional[dict] = None             # None for a model saved on its own
     train_arrays: dict = field(default_factory=dict)
     best_model: Optional[CharRNN] = None          # the best-validation one, with --keep-best
+    average_model: Optional[CharRNN] = None       # the averaged parameters, with --average
 
     @property
     def preferred_model(self) -> CharRNN:
-        """What sampling and evaluation use: the best-validation model when kept."""
-        return self.best_model if self.best_model is not None else self.model
+        """What sampling, evaluation and export use: the best-validation model when kept
+        (with --average, the best of the averaged parameters), else the averaged
+        parameters when the run averaged them, else the latest."""
+        if self.best_model is not None:
+            return self.best_model
+        return self.average_model if self.average_model is not None else self.model
 
 
 def save_checkpoint(path, model: CharRNN, train_state=None) -> None:
@@ -140,24 +147,29 @@ def _checked(path, arrays):
     def build_model():
         return CharRNN(vocab, config["hidden_size"], dtype=config["dtype"],
                        cell=config["cell"], num_layers=config.get("num_layers", 1),
-                       dropout=config.get("dropout", 0.0))
+                       dropout=config.get("dropout", 0.0),
+                       dropout_mode=config.get("dropout_mode", "step"),
+                       weight_drop=config.get("weight_drop", 0.0))
 
     try:
         model = build_model()
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: bad model configuration ({e})") from None
     _fill_params(path, model, arrays, "param.")
-    best_model = None
+    best_model = average_model = None
     if "state.best.Wxh" in arrays:
-        best_model = build_model()
+        best_model = model.with_params({})
         _fill_params(path, best_model, arrays, "state.best.")
+    if "state.average.Wxh" in arrays:
+        average_model = model.with_params({})
+        _fill_params(path, average_model, arrays, "state.average.")
     train_meta = json_entry("train") if "train" in arrays else None
     train_arrays = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
     if train_meta is not None and not isinstance(train_meta, dict):
         raise CheckpointError(f"{path}: the training state is malformed")
     if train_meta is not None:
         _check_train_state(path, train_meta, train_arrays, model)
-    return Checkpoint(model, train_meta, train_arrays, best_model)
+    return Checkpoint(model, train_meta, train_arrays, best_model, average_model)
 
 
 def _check_claimed_size(path, config, arrays):
@@ -241,6 +253,12 @@ def _check_train_state(path, meta, arrays, model):
                     or not np.isfinite(a).all():
                 raise malformed(f"optimizer array {slot}.{param} is missing, misshapen "
                                 "or not finite")
+    for param, p in model.params.items():
+        a = arrays.get(f"average.{param}")
+        if "average.Wxh" in arrays and (a is None or a.shape != p.shape
+                                        or a.dtype != model.dtype or not np.isfinite(a).all()):
+            raise malformed(f"averaged parameter {param} is missing, misshapen or not "
+                            "finite")
     if "dropout_rng" in meta:
         try:
             np.random.default_rng().bit_generator.state = meta["dropout_rng"]
@@ -268,3 +286,7 @@ def _fill_params(path, model, arrays, prefix):
         if not np.isfinite(a).all():
             raise CheckpointError(f"{path}: {what} {name} holds nan or inf")
         model.params[name] = np.ascontiguousarray(a)
+
+
+FILE_FORMATS["checkpoint"] = FileFormat(lambda path, model: save_checkpoint(path, model),
+                                        load_checkpoint)

@@ -17,7 +17,7 @@ Floor 1: imports nothing from rnncore but its errors and the model layout.
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from .layout import CELLS, DTYPES
 #: the update rules (rnncore.optim implements one class per name) and LR schedules
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
 SCHEDULES = ("constant", "step", "cosine")
+DROPOUT_MODES = ("step", "locked")
 DEFAULT_STEPS = 10000          # a fresh run's budget when none is given
 
 
@@ -137,7 +138,7 @@ class _Settings:
         _validate(self)
 
     @classmethod
-    def fields(cls):
+    def fields(cls: Any) -> Tuple[dataclasses.Field, ...]:
         return dataclasses.fields(cls)
 
     @classmethod
@@ -148,23 +149,33 @@ class _Settings:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {f.name: getattr(self, f.name) for f in self.fields()}
 
 
 @dataclass(frozen=True)
 class ModelConfig(_Settings):
     """What the model is.  Every field is fixed by the checkpoint on --resume."""
     # the recurrent cell: PyTorch's equations, gate order and bias placement
-    cell: str = setting("gru", "choice", "fixed", "recurrent cell: rnn (tanh), lstm or gru",
+    cell: str = setting("lstm", "choice", "fixed", "recurrent cell: rnn (tanh), lstm or gru",
                         choices=CELLS)
     # recurrent layers, stacked; the decoder reads the top one
     num_layers: int = setting(2, "positive_int", "fixed", "stacked recurrent layers")
     # H: units of every layer
-    hidden_size: int = setting(256, "positive_int", "fixed", "hidden units (of every layer)")
+    hidden_size: int = setting(384, "positive_int", "fixed", "hidden units (of every layer)")
     # p of dropping each layer's output (inverted scaling), in training only
-    dropout: float = setting(0.1, "fraction", "fixed", "drop each layer's output with this "
+    dropout: float = setting(0.25, "fraction", "fixed", "drop each layer's output with this "
                              "probability while training (inverted dropout, never on the "
                              "recurrent connection)")
+    # step: a fresh output mask at every time step; locked: one mask per window, the same
+    # at every step (variational dropout, Gal & Ghahramani 2016; AWD-LSTM's LockedDropout)
+    dropout_mode: str = setting("locked", "choice", "fixed", "step: a fresh dropout mask at "
+                                "every time step; locked: one mask per window (variational)",
+                                choices=DROPOUT_MODES)
+    # p of dropping each recurrent weight (DropConnect on Whh, one mask per window, inverted
+    # scaling), in training only: AWD-LSTM's weight drop
+    weight_drop: float = setting(0.2, "fraction", "fixed", "drop each recurrent weight (Whh) "
+                                 "with this probability while training, one mask per "
+                                 "window (DropConnect, AWD-LSTM's weight drop)")
     # parameter precision
     dtype: str = setting("float32", "choice", "fixed", "parameter precision", choices=DTYPES)
 
@@ -176,7 +187,7 @@ class TrainConfig(_Settings):
     # T: time steps per window (backpropagation through time this far)
     seq_length: int = setting(50, "positive_int", "fixed", "time steps per window")
     # B: parallel streams over the corpus, in all MPI ranks together
-    batch_size: int = setting(16, "positive_int", "fixed",
+    batch_size: int = setting(32, "positive_int", "fixed",
                               "parallel streams (over MPI: in all ranks)")
     # the update rule; its state is in the checkpoint
     optimizer: str = setting("adam", "choice", "fixed", "update rule", choices=OPTIMIZERS)
@@ -201,12 +212,24 @@ class TrainConfig(_Settings):
     # steps of linear warm-up from 0
     warmup_steps: int = setting(0, "nonnegative_int", "free",
                                 "linear warm-up from 0 over this many steps")
+    # decoupled weight decay of the weight matrices (AdamW's), per unit of learning rate
+    weight_decay: float = setting(0.1, "nonnegative_float", "free", "decoupled weight "
+                                  "decay of the weight matrices (AdamW's; not the biases)")
+    # the exponential moving average of the parameters that validation, --keep-best,
+    # sample and export use: its decay per step (None: no averaging)
+    average: Optional[float] = setting(0.999, "fraction", "free", "validate, keep and save "
+                                       "an exponential moving average of the weights with "
+                                       "this decay per step; 0: off (the latest weights)",
+                                       optional=True)
+    # the first step the average takes in
+    average_start: int = setting(1000, "nonnegative_int", "free",
+                                 "the step the weight average starts at")
     # seeds the initial parameters and the dropout masks (their generator's state is in
     # the checkpoint, so a resumed run draws what an unbroken one would)
     seed: int = setting(0, "int", "kept", "initialisation seed")
     # ---- the run (free: may change on --resume; kept when not given) ----
     # steps between validations of the held-out text (and at the end)
-    eval_every: int = setting(500, "positive_int", "free",
+    eval_every: int = setting(1000, "positive_int", "free",
                               "validate every K steps, and at the end")
     # steps between log records (the train loss is the mean over them)
     print_every: int = setting(100, "positive_int", "free",
@@ -233,6 +256,8 @@ class TrainConfig(_Settings):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.average == 0:        # an average of decay 0 is the latest weights: off
+            object.__setattr__(self, "average", None)
         budgets = [name for name in ("steps", "epochs", "minutes")
                    if getattr(self, name) is not None]
         if len(budgets) > 1:
@@ -245,17 +270,35 @@ class TrainConfig(_Settings):
     @classmethod
     def from_stored(cls, stored):
         """The TrainConfig a checkpoint's training configuration describes (keys it
-        lacks, from older versions, take their defaults; keys it has beyond these, such
-        as total_steps, are left to the caller)."""
+        lacks, from older versions, take their defaults, but for the regularisers added
+        since, which an older run trained without: ABSENT_FROM_OLDER; keys it has beyond
+        these, such as total_steps, are left to the caller)."""
         names = {f.name for f in cls.fields() if f.metadata["stored"]}
-        return cls(**{k: v for k, v in stored.items() if k in names})
+        return cls(**{**ABSENT_FROM_OLDER,
+                      **{k: v for k, v in stored.items() if k in names}})
 
+
+#: the seed's settings (min-char-rnn's model, a vanilla rnn of one layer in float64, trained
+#: by plain SGD over 10-step windows of one stream, clipped at 5): what CharRNN(vocab) and
+#: Trainer(model, text) build when given no config.  `rnncore train` and fit() start from
+#: ModelConfig() and TrainConfig() instead, the settings chosen for real corpora.
+SEED_MODEL = ModelConfig(cell="rnn", num_layers=1, hidden_size=64, dropout=0.0,
+                         dropout_mode="step", weight_drop=0.0, dtype="float64")
+SEED_TRAINING = TrainConfig(seq_length=10, batch_size=1, learning_rate=1e-2,
+                            optimizer="sgd", clip=5.0, seed=0, weight_decay=0.0,
+                            average=None, average_start=0)
+PRESETS = {"seed": (SEED_MODEL, SEED_TRAINING)}
+
+#: what a checkpoint written before a setting existed trained with (off), where that is not
+#: the setting's default now
+ABSENT_FROM_OLDER = {"weight_decay": 0.0, "average": None, "average_start": 0}
 
 #: the settings fit() takes by name (and their defaults): the model's and the training's
 SETTINGS = ModelConfig.names() + tuple(
     f.name for f in TrainConfig.fields()
     if f.name in ("seq_length", "batch_size", "optimizer", "val_fraction", "learning_rate",
-                  "clip", "clip_norm", "lr_schedule", "lr_decay", "warmup_steps", "seed"))
+                  "clip", "clip_norm", "lr_schedule", "lr_decay", "warmup_steps",
+                  "weight_decay", "average", "average_start", "seed"))
 #: run-level fields: fit()'s own keywords
 RUN_FIELDS = tuple(n for n in TrainConfig.names() if n not in SETTINGS)
 _ALL_FIELDS = {f.name: f for f in ModelConfig.fields() + TrainConfig.fields()}

@@ -10,8 +10,10 @@ Tensors (in the model's dtype), for every layer k:
 so `torch.nn.LSTM/GRU/RNN(V, H, num_layers, batch_first=True)` loads the rnn.* tensors
 with strict=True, `torch.nn.Linear(H, V)` the decoder.* ones, and with one-hot inputs
 they predict what rnncore predicts.  Metadata (all strings, as safetensors requires):
-format, format_version, cell, torch_module, hidden_size, num_layers, dropout, n_vocab and
-vocab (the characters' code points as a JSON list).
+format, format_version, cell, torch_module, hidden_size, num_layers, dropout, dropout_mode,
+weight_drop (the training regularisers, kept so a model read back trains on as it did;
+files without the last two read as "step" and 0), n_vocab and vocab (the characters' code
+points as a JSON list).
 
 Reading back folds PyTorch's two biases into rnncore's one where the equations allow
 (rnn, lstm, and gru's r and z blocks: they are only ever added), so a model fine-tuned in
@@ -25,7 +27,7 @@ import numpy as np
 from .errors import CheckpointError, SafetensorsMissing
 from .files import require_file, write_atomically
 from .layout import CELLS, layer_suffix
-from .model import CharRNN
+from .model import FILE_FORMATS, CharRNN, FileFormat
 from .vocab import Vocab
 
 FORMAT = "rnncore-safetensors"
@@ -66,6 +68,7 @@ def metadata(model):
     return {"format": FORMAT, "format_version": str(VERSION), "cell": model.cell,
             "torch_module": TORCH_MODULES[model.cell], "hidden_size": str(model.hidden_size),
             "num_layers": str(model.num_layers), "dropout": repr(model.dropout),
+            "dropout_mode": model.dropout_mode, "weight_drop": repr(model.weight_drop),
             "n_vocab": str(model.n_vocab),
             "vocab": json.dumps([int(c) for c in model.vocab.codepoints])}
 
@@ -112,7 +115,9 @@ def load_safetensors(path):
         if "decoder.weight" not in tensors:
             raise ValueError("tensor decoder.weight is missing")
         model = CharRNN(vocab, hidden_size, dtype=tensors["decoder.weight"].dtype,
-                        cell=cell, num_layers=num_layers, dropout=dropout)
+                        cell=cell, num_layers=num_layers, dropout=dropout,
+                        dropout_mode=meta.get("dropout_mode", "step"),
+                        weight_drop=float(meta.get("weight_drop", "0")))
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: not an rnncore model ({e})") from None
     expected = torch_tensors(model)
@@ -146,3 +151,7 @@ def load_safetensors(path):
     model.params["Why"][...] = tensors["decoder.weight"]
     model.params["by"][...] = tensors["decoder.bias"]
     return model
+
+
+FILE_FORMATS["safetensors"] = FileFormat(lambda path, model: save_safetensors(model, path),
+                                         load_safetensors)

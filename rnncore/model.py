@@ -4,12 +4,14 @@ Everything a caller hands in is validated and converted here (dtype, layout, sha
 the kernels in rnncore._cells and rnncore._kernels only ever see C-contiguous arrays of one float dtype.
 
 Imports go down the floors (layout, config, vocab, errors) with one sanctioned exception:
-the convenience methods save/load, sample/sample_stream/complete/beam_search and
-to_/from_safetensors import rnncore.checkpoint, rnncore.sample and rnncore.export inside
-the method, so that `model.save(path)` works as users expect while those modules (which
-import this one) stay above it.
+the generation and predictive-text conveniences (sample/sample_stream/complete/beam_search,
+next_chars/suggest) import rnncore.sample and rnncore.predict inside the method.  The file
+conveniences (save/load, to_/from_safetensors) import nothing: rnncore.checkpoint and
+rnncore.export, which import this module, register their functions in FILE_FORMATS when
+they are imported (rnncore's __init__ imports both), so no import circle is left.
 """
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+import copy
+from typing import Any, Callable, Dict, NamedTuple, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -21,10 +23,28 @@ except ImportError as e:  # e.g. `import rnncore` from a source checkout that wa
         "here: install the package (`pip install .`) and import it from outside the source folder, or build "
         f"in place with `pip install -e .` ({e})") from None
 from . import engines
-from .config import check_choice, check_int, check_number
-from .layout import (CELLS, check_memory, num_parameters, param_shapes, resolve_dtype,
+from .config import SEED_MODEL, ModelConfig, check_int, check_number
+from .layout import (check_memory, num_parameters, param_shapes, resolve_dtype,
                      state_shape)
 from .vocab import Vocab
+
+
+class FileFormat(NamedTuple):
+    """How a model file is written (save(path, model)) and read (load(path))."""
+    save: Callable[[Any, "CharRNN"], None]
+    load: Callable[[Any], Any]
+
+
+#: the file formats CharRNN's save/load and to_/from_safetensors use, by name: registered
+#: by the modules that implement them (rnncore.checkpoint: "checkpoint", rnncore.export:
+#: "safetensors") when they are imported, so this module imports neither
+FILE_FORMATS: Dict[str, FileFormat] = {}
+
+
+def file_format(name: str) -> FileFormat:
+    if name not in FILE_FORMATS:     # only if rnncore's __init__ was bypassed
+        raise RuntimeError(f"the {name} format is not registered: import rnncore")
+    return FILE_FORMATS[name]
 
 
 class CharRNN:
@@ -46,30 +66,52 @@ class CharRNN:
     (docs/init-trials.json).
     dropout: the probability p of dropping a layer's output (the input of the next layer
     and of the decoder) while training, with inverted scaling 1/(1-p); never the
-    recurrent connection, and never in loss(), evaluation or generation.
+    recurrent connection, and never in loss(), evaluation or generation.  dropout_mode:
+    "step" draws a fresh mask at every time step, "locked" one mask per window that every
+    step of it uses (variational dropout).  weight_drop: the probability of dropping each
+    recurrent weight (every layer's Whh) while training, one mask per window (DropConnect,
+    AWD-LSTM's weight drop; see loss_and_grads' weight_masks).
+
+    The settings are a ModelConfig (rnncore.config), validated there once: `config`, or
+    without one the seed's preset (rnncore.config.SEED_MODEL: a vanilla rnn of one layer,
+    64 units, float64), each keyword given replacing the config's value.  `settings`
+    gives them back.
     """
 
-    def __init__(self, vocab: Vocab, hidden_size: int = 64, dtype: str = "float64",
-                 seed: Optional[int] = None, cell: str = "rnn", num_layers: int = 1,
-                 dropout: float = 0.0):
+    def __init__(self, vocab: Vocab, hidden_size: Optional[int] = None,
+                 dtype: Union[None, str, type, np.dtype] = None, seed: Optional[int] = None,
+                 cell: Optional[str] = None, num_layers: Optional[int] = None,
+                 dropout: Optional[float] = None, dropout_mode: Optional[str] = None,
+                 weight_drop: Optional[float] = None, *,
+                 config: Optional[ModelConfig] = None):
         if not isinstance(vocab, Vocab):
             raise TypeError(f"vocab must be an rnncore.Vocab, got {type(vocab).__name__}")
+        if config is not None and not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be an rnncore.ModelConfig, got "
+                            f"{type(config).__name__}")
+        given = {"hidden_size": hidden_size, "cell": cell, "num_layers": num_layers,
+                 "dropout": dropout, "dropout_mode": dropout_mode, "weight_drop": weight_drop,
+                 "dtype": None if dtype is None else resolve_dtype(dtype).name}
+        # the one validation of the model's settings (rnncore.config)
+        settings = (config or SEED_MODEL).replace(
+            **{k: v for k, v in given.items() if v is not None})
         self.vocab = vocab
-        self.hidden_size = check_int(hidden_size, "hidden_size")
-        self.cell = check_choice(cell, "cell", CELLS)
-        self.num_layers = check_int(num_layers, "num_layers")
-        self.dropout = check_number(dropout, "dropout", 0, 1, high_open=True)
-        self.dtype = resolve_dtype(dtype)
+        self.cell, self.num_layers = settings.cell, settings.num_layers
+        self.hidden_size, self.dtype = settings.hidden_size, resolve_dtype(settings.dtype)
+        self.dropout, self.dropout_mode = settings.dropout, settings.dropout_mode
+        self.weight_drop = settings.weight_drop
         # the parameters are drawn in float64, then cast: refuse at once what cannot fit
         check_memory(num_parameters(self.cell, len(vocab), self.hidden_size, self.num_layers)
                      * (8 + self.dtype.itemsize),
                      f"the parameters of a {self.cell} of {self.num_layers} layer(s) x "
                      f"{self.hidden_size:,} units")
         # fixed for the model's life; looked up on every call, so computed once
-        self._shapes = param_shapes(cell, len(vocab), self.hidden_size, self.num_layers)
+        self._shapes = param_shapes(self.cell, len(vocab), self.hidden_size, self.num_layers)
         self.params = self._initial_params(np.random.default_rng(seed))
-        self._workspaces = {}                      # (B, T, engine) -> bound StackKernel
+        # (B, T, engine setting) -> bound StackKernel
+        self._workspaces: Dict[Tuple[int, int, str], Any] = {}
         self._checked = self._checked_out = None   # arrays last found valid
+        self._dropped = None                       # (masked Whh buffers, their tuple)
 
     def _initial_params(self, rng):
         H = self.hidden_size
@@ -104,11 +146,37 @@ class CharRNN:
         return tuple(self.shapes)
 
     @property
+    def settings(self) -> ModelConfig:
+        """The model's settings (its shape and its training-time regularisers)."""
+        return ModelConfig(cell=self.cell, num_layers=self.num_layers,
+                           hidden_size=self.hidden_size, dropout=self.dropout,
+                           dropout_mode=self.dropout_mode, weight_drop=self.weight_drop,
+                           dtype=self.dtype.name)
+
+    @property
     def config(self):
         """What it takes to rebuild this model (JSON-able)."""
         return {"cell": self.cell, "hidden_size": self.hidden_size,
                 "dtype": self.dtype.name, "n_vocab": self.n_vocab,
-                "num_layers": self.num_layers, "dropout": self.dropout}
+                "num_layers": self.num_layers, "dropout": self.dropout,
+                "dropout_mode": self.dropout_mode, "weight_drop": self.weight_drop}
+
+    def __getstate__(self):
+        """Pickled (sent to other MPI ranks) without its compiled kernels: they are
+        rebuilt, and bound to the parameters, on first use."""
+        state = dict(self.__dict__)
+        state.update(_workspaces={}, _checked=None, _checked_out=None, _dropped=None)
+        return state
+
+    def with_params(self, params: Dict[str, np.ndarray]) -> "CharRNN":
+        """A model of this one's configuration and vocabulary holding `params` (the
+        arrays themselves, not copies; checked when first used), with kernels of its own:
+        e.g. the averaged weights, evaluated beside the trained ones."""
+        other = copy.copy(self)
+        other.params = params
+        other._workspaces = {}
+        other._checked = other._checked_out = other._dropped = None
+        return other
 
     def num_parameters(self) -> int:
         return sum(int(np.prod(s)) for s in self.shapes.values())
@@ -132,21 +200,36 @@ class CharRNN:
         """Scaled dropout masks for one (batch_size, seq_length) window, drawn from the
         numpy Generator rng: (L, T, B, H) of the model's dtype, each element 0 with
         probability `dropout`, else 1/(1-dropout).  The streams are axis -2, so the masks
-        of a global batch sliced [..., b0:b1, :] are those of streams b0..b1-1."""
+        of a global batch sliced [..., b0:b1, :] are those of streams b0..b1-1.  In the
+        locked mode one (L, 1, B, H) mask is drawn and every step repeats it (a read-only
+        broadcast view)."""
         check_int(batch_size, "batch_size")
         check_int(seq_length, "seq_length")
-        shape = (self.num_layers, seq_length, batch_size, self.hidden_size)
+        steps = 1 if self.dropout_mode == "locked" else seq_length
+        shape = (self.num_layers, steps, batch_size, self.hidden_size)
         keep = rng.random(shape) >= self.dropout
-        return (keep / (1 - self.dropout)).astype(self.dtype)
+        masks = (keep / (1 - self.dropout)).astype(self.dtype)
+        return np.broadcast_to(masks, (self.num_layers, seq_length, batch_size,
+                                       self.hidden_size))
+
+    def weight_drop_masks(self, rng) -> Dict[str, np.ndarray]:
+        """Scaled DropConnect masks for every layer's recurrent weights, drawn from the
+        numpy Generator rng in layer order: {"Whh"/"Whh_l{k}": (G·H, H) of the model's
+        dtype}, each element 0 with probability `weight_drop`, else 1/(1-weight_drop)."""
+        p = self.weight_drop
+        return {name: ((rng.random(shape) >= p) / (1 - p)).astype(self.dtype)
+                for name, shape in self._shapes.items() if name.startswith("Whh")}
 
     def __repr__(self):
         return (f"CharRNN(vocab={self.n_vocab} chars, hidden_size={self.hidden_size}, "
                 f"dtype={self.dtype.name}, cell={self.cell!r}, "
-                f"num_layers={self.num_layers}, dropout={self.dropout})")
+                f"num_layers={self.num_layers}, dropout={self.dropout}, "
+                f"dropout_mode={self.dropout_mode!r}, weight_drop={self.weight_drop})")
 
     # ---- the window's loss and gradients -----------------------------------------
     def loss_and_grads(self, inputs, targets, state=None, clip: Optional[float] = 5.0,
-                       out: Optional[Dict[str, np.ndarray]] = None, dropout_masks=None
+                       out: Optional[Dict[str, np.ndarray]] = None, dropout_masks=None,
+                       weight_masks: Optional[Dict[str, np.ndarray]] = None
                        ) -> Tuple[float, Dict[str, np.ndarray], np.ndarray]:
         """Loss, gradients and last recurrent state of one window, in compiled code.
 
@@ -157,12 +240,17 @@ class CharRNN:
         out: optional dict of gradient arrays to write into (as zeros_like_params gives).
         dropout_masks: None (no dropout), or (L, T, B, H) scaled masks ((L, T, H) for 1-D
             inputs), e.g. from dropout_masks().
+        weight_masks: None, or {"Whh"...: (G·H, H) scaled mask} for every layer's
+            recurrent weights, e.g. from weight_drop_masks(): the window runs on Whh ⊙ M
+            (the kernel packs that copy, so dropping costs one pass per window, nothing
+            per step) and the gradient of Whh is that of Whh ⊙ M times M.
         Returns (loss: mean nats per character, grads: dict like params, last state).
         Gradients are of Σ_t mean_b cross-entropy (min-char-rnn's at B=1).
         """
         clip = _check_clip(clip)
         inputs, targets, single, kernel = self._prepare(inputs, targets, state)
         use_masks = self._load_masks(dropout_masks, kernel, single)
+        masks = self._bind_dropped(weight_masks, kernel)
         if out is None:
             out = self.zeros_like_params()
             g = tuple(out[name] for name in self._shapes)
@@ -170,8 +258,40 @@ class CharRNN:
             g = self._check_out(out)
         if kernel.bound_grads is not g:
             kernel.bind_grads(g)
-        loss = kernel.run(inputs, targets, True, clip, use_masks)
+        loss = kernel.run(inputs, targets, True, 0.0 if masks else clip, use_masks)
+        for name, mask in masks.items():          # d(Whh ⊙ M)/dWhh = M
+            np.multiply(out[name], mask, out=out[name])
+        if masks and clip:
+            for a in g:
+                np.clip(a, -clip, clip, out=a)
         return loss, out, self._last_state(kernel, single)
+
+    def _bind_dropped(self, weight_masks, kernel):
+        """Bind Whh ⊙ M in place of every Whh (buffers kept between windows, so the
+        kernel's binding stays); returns the checked masks ({} for None)."""
+        if weight_masks is None:
+            return {}
+        params = self._checked_params()
+        if self._dropped is None or self._dropped[2] is not params:
+            buffers = {name: np.empty(shape, self.dtype) for name, shape in
+                       self._shapes.items() if name.startswith("Whh")}
+            self._dropped = (buffers, tuple(buffers.get(name, a) for name, a in
+                                            zip(self._shapes, params)), params)
+        buffers, dropped, _ = self._dropped
+        if not isinstance(weight_masks, dict) or set(weight_masks) != set(buffers):
+            raise ValueError(f"weight_masks must be a dict of the masks of "
+                             f"{', '.join(buffers)}")
+        masks = {}
+        for name, buffer in buffers.items():
+            mask = np.asarray(weight_masks[name])
+            if mask.shape != buffer.shape or mask.dtype.kind != "f":
+                raise ValueError(f"weight_masks[{name!r}] must be a float array of shape "
+                                 f"{buffer.shape}, got {mask.dtype} {mask.shape}")
+            masks[name] = mask.astype(self.dtype, copy=False)
+            np.multiply(self.params[name], masks[name], out=buffer)
+        if kernel.bound_params is not dropped:
+            kernel.bind_params(dropped)
+        return masks
 
     def loss(self, inputs, targets, state=None) -> Tuple[float, np.ndarray]:
         """Forward only, never dropping: (mean nats per character, last state)."""
@@ -288,8 +408,7 @@ class CharRNN:
     # ---- checkpoints -----------------------------------------------------------------
     def save(self, path) -> None:
         """Write the model to `path` (.npz, atomically).  See rnncore.checkpoint."""
-        from .checkpoint import save_checkpoint
-        save_checkpoint(path, self)
+        file_format("checkpoint").save(path, self)
 
     @classmethod
     def load(cls, path, latest: bool = False) -> "CharRNN":
@@ -299,23 +418,20 @@ class CharRNN:
         best-validation ones unless latest=True (the ones training stopped with, which
         resuming continues from).  rnncore.load_checkpoint gives both, and the training
         state."""
-        from .checkpoint import load_checkpoint
-        ckpt = load_checkpoint(path)
+        ckpt = file_format("checkpoint").load(path)
         return ckpt.model if latest else ckpt.preferred_model
 
     def to_safetensors(self, path) -> None:
         """Write the model to `path` with PyTorch's names (torch.nn.RNN/LSTM/GRU and
         Linear), for use in PyTorch; see rnncore.export.  Needs `pip install
         'rnncore[export]'`."""
-        from .export import save_safetensors
-        save_safetensors(self, path)
+        file_format("safetensors").save(path, self)
 
     @classmethod
     def from_safetensors(cls, path) -> "CharRNN":
         """Read a model written by to_safetensors / `rnncore export` (or saved back from
         PyTorch with the same names and metadata); see rnncore.export."""
-        from .export import load_safetensors
-        return load_safetensors(path)
+        return file_format("safetensors").load(path)
 
     # ---- checks ---------------------------------------------------------------------
     def _checked_params(self):

@@ -9,9 +9,10 @@ apply_gradients), so the parameters stay
 the same everywhere and equal, up to the order of floating-point sums, to what one process
 computes with the same B.  The loss and the ranks' stop requests travel in the same buffer.
 
-Only rank 0 reads the checkpoint, writes it, and prints; the others get the run's plan from
-it at the start (settings, vocabulary, parameters, training state), and each stream's hidden
-state is gathered to rank 0 for every save, so a checkpoint does not depend on R.
+Only rank 0 reads the checkpoint, writes it, and prints; the others get its decision at the
+start (the plan, the vocabulary, and the checkpoint a resume continues: parameters and
+training state), and each stream's hidden state is gathered to rank 0 for every save, so a
+checkpoint does not depend on R.
 
 One process (`OneProcess`) has the same interface with nothing to communicate.  Neither
 computes anything: the training step is rnncore.train.Trainer.train_step in both, and a
@@ -70,8 +71,9 @@ class OneProcess:
     def __init__(self):
         self._requests = (False, False)
 
-    def setup(self, prepare_root, prepare_other):
-        prepare_root()
+    def setup(self, decide, build):
+        """decide() the run, then build() it."""
+        build(decide())
 
     def bind(self, trainer):
         """Prepare `trainer` for this strategy (one process: nothing to do)."""
@@ -115,22 +117,24 @@ class MPIWorkers:
         self._requests = (False, False)
         self._asked = (False, False)
 
-    def setup(self, prepare_root, prepare_other):
-        """Rank 0 decides the run (every check, the checkpoint); the others build it from
-        its plan.  An error anywhere is raised on every rank, with the same message, so
-        all of them stop together and nothing is left waiting."""
-        plan = error = None
+    def setup(self, decide, build):
+        """Rank 0 decides the run (decide(): every check, the checkpoint, the plan); the
+        decision is broadcast and every rank builds the same run from it (build(decision):
+        a resume's parameters and training state come in the checkpoint it carries).  An
+        error anywhere is raised on every rank, with the same message, so all of them
+        stop together and nothing is left waiting."""
+        decision = error = None
         if self.rank == 0:
             try:
-                plan = prepare_root()
+                decision = decide()
             except Exception as e:   # any failure: every rank must hear of it
                 error = _message(e)
-        plan, error = self.comm.bcast((plan, error), root=0)
-        if error is None and self.rank != 0:
+        decision, error = self.comm.bcast((decision, error), root=0)
+        if error is None:
             try:
-                prepare_other(plan)
+                build(decision)
             except Exception as e:
-                error = f"rank {self.rank}: {_message(e)}"
+                error = _message(e) if self.rank == 0 else f"rank {self.rank}: {_message(e)}"
         errors = [e for e in self.comm.allgather(error) if e is not None]
         if errors:
             raise RunError(errors[0])

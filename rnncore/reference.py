@@ -20,6 +20,10 @@ Per layer, step and stream, with x the layer's input (one-hot character for laye
            n = tanh(Wxh_n·x + bh_n + r⊙(Whh_n·h + bhn));  h' = (1-u)⊙n + u⊙h
 Dropout (training only): layer k's output h_t is multiplied by masks[k, t] (already scaled,
 0 or 1/(1-p)) before it feeds layer k+1 or the decoder; the recurrent h is never dropped.
+Locked (variational) dropout is masks[k, t] equal for every t of the window.
+Weight drop (training only, DropConnect on the recurrent weights): the window runs on
+Whh ⊙ M (M scaled, 0 or 1/(1-p), one per layer and window), so the gradient of Whh is
+that of Whh ⊙ M times M.
     y_t = Why·(masks[L-1, t] ⊙ h_t of the top layer) + by;  p_t = softmax(y_t)
 loss  = mean over the B·T characters of -log p_t[target_t]             (nats per char)
 grads = d/dθ of Σ_t mean_b -log p_t[target_t]  (so at B=1, min-char-rnn's gradient),
@@ -126,7 +130,8 @@ def join_state(hs, cs, cell, single):
     return state[0] if len(rows) == 1 else state
 
 
-def loss_and_grads(params, inputs, targets, state=None, clip=5.0, dropout_masks=None):
+def loss_and_grads(params, inputs, targets, state=None, clip=5.0, dropout_masks=None,
+                   weight_masks=None):
     """Loss, gradients and last recurrent state for one window.
 
     params: dict as param_shapes gives (one float dtype); the cell and depth are read
@@ -134,8 +139,20 @@ def loss_and_grads(params, inputs, targets, state=None, clip=5.0, dropout_masks=
     inputs, targets: (T,) or (B,T) integer arrays of character indices.
     state: the recurrent state (module docstring), zeros when None.
     dropout_masks: (L, T, B, H) or, for (T,) inputs, (L, T, H) scaled masks; None: none.
+    weight_masks: {"Whh"...: (G·H, H) scaled mask} for every layer, or None: none.
     Returns (loss in mean nats per char, dict of gradients like params, last state).
     """
+    if weight_masks is not None:
+        dropped = {**params, **{k: params[k] * m.astype(params[k].dtype)
+                                for k, m in weight_masks.items()}}
+        loss, grads, state = loss_and_grads(dropped, inputs, targets, state, None,
+                                            dropout_masks)
+        for k, m in weight_masks.items():
+            grads[k] = grads[k] * m.astype(grads[k].dtype)
+        if clip:
+            for g in grads.values():
+                np.clip(g, -clip, clip, out=g)
+        return loss, grads, state
     cell, L = infer_config(params)
     step, step_backward = CELL_STEPS[cell]
     Why, by = params["Why"], params["by"]
@@ -215,3 +232,22 @@ def loss_and_grads(params, inputs, targets, state=None, clip=5.0, dropout_masks=
         for g in grads.values():
             np.clip(g, -clip, clip, out=g)
     return loss / (B * T), grads, join_state(h_last, c_last, cell, single)
+
+
+# ---- the optimizer's extras ------------------------------------------------------------
+
+def adamw_step(param, grad, m, v, lr, step, weight_decay=0.0, beta1=0.9, beta2=0.999,
+               eps=1e-8):
+    """One AdamW update (Loshchilov & Hutter; PyTorch's torch.optim.AdamW), in place on
+    param, m, v: the decay first, decoupled from the moments, then Adam's bias-corrected
+    step.  step counts from 1."""
+    param *= 1 - lr * weight_decay
+    m[...] = beta1 * m + (1 - beta1) * grad
+    v[...] = beta2 * v + (1 - beta2) * grad * grad
+    param -= lr * (m / (1 - beta1 ** step)) / (np.sqrt(v / (1 - beta2 ** step)) + eps)
+
+
+def ema_step(average, param, decay):
+    """One step of the exponential moving average of a parameter, in place:
+    average ← decay·average + (1 - decay)·param."""
+    average += (1 - decay) * (param - average)

@@ -255,7 +255,7 @@ def create_app(model, max_length=4096, batcher=None, name="model"):
         if not req.stream:
             return {"text": await run(Job("sample", ids, **settings))}
         loop = asyncio.get_running_loop()
-        pieces = asyncio.Queue()
+        pieces: asyncio.Queue = asyncio.Queue()
         job = Job("sample", ids, on_piece=lambda piece: loop.call_soon_threadsafe(
             pieces.put_nowait, piece), **settings)
         job.future.add_done_callback(

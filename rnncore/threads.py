@@ -7,6 +7,7 @@ thread pools play no part in them.
 """
 import contextlib
 import os
+from typing import Optional
 
 from . import _cells
 
@@ -22,6 +23,19 @@ def available_cpus():
 def default_threads(ranks_on_host=1):
     """The CPUs this process may use, shared out among the MPI ranks on this host."""
     return max(1, available_cpus() // max(1, ranks_on_host))
+
+
+def resolve_threads(threads: Optional[int] = None, ranks_on_host: int = 1) -> Optional[int]:
+    """The thread team's size for a command, fit() or serve: `threads` when given (a
+    positive integer, else ValueError); under MPI (ranks_on_host > 1) the CPUs shared out
+    among this host's ranks (two ranks on two cores: one thread each); else None, which
+    leaves the team as it is (default_threads() unless set_num_threads changed it)."""
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"the number of threads must be a positive integer, got "
+                             f"{threads!r}")
+        return threads
+    return default_threads(ranks_on_host) if ranks_on_host > 1 else None
 
 
 def set_num_threads(n):

@@ -16,11 +16,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .config import SCHEDULES, TrainConfig, check_int
+from .config import SCHEDULES, SEED_TRAINING, TrainConfig, check_int
 from .corpus import compact_dtype
 from .errors import ConfigError, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
 from .model import CharRNN
-from .optim import clip_gradients, make_optimizer
+from .optim import WeightAverage, clip_gradients, make_optimizer
 
 
 def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmup_steps=0,
@@ -95,12 +95,21 @@ def worse_than_uniform(loss, n_vocab):
     return loss > uniform_loss(n_vocab)
 
 
+#: a held-out text shorter than this measures nothing (a few words; a run on a toy corpus)
+SMALL_VALIDATION_CHARS = 1000
+
+
 class HopelessRunWatch:
     """Watches a run's logged losses and says, once, if past its first few hundred steps
-    it still does worse than uniform guessing: the model is learning nothing."""
+    one of them is still worse than uniform guessing, and what that means: a training
+    loss above ln V is a model learning nothing (most likely a learning rate too high); a
+    validation loss above it beside a training loss below it is a held-out text too short
+    to measure anything (val_chars below SMALL_VALIDATION_CHARS) or a model memorising its
+    training text (overfitting)."""
 
-    def __init__(self, n_vocab, after_steps=HOPELESS_AFTER_STEPS):
-        self.n_vocab, self.after_steps = n_vocab, after_steps
+    def __init__(self, n_vocab, after_steps=HOPELESS_AFTER_STEPS,
+                 val_chars: Optional[int] = None):
+        self.n_vocab, self.after_steps, self.val_chars = n_vocab, after_steps, val_chars
         self.warned = False
 
     def check(self, step, learning_rate, train_loss=None, val_loss=None):
@@ -108,16 +117,29 @@ class HopelessRunWatch:
         `step` >= after_steps is above ln V; None otherwise."""
         if self.warned or step < self.after_steps:
             return None
-        for which, loss in (("training", train_loss), ("validation", val_loss)):
-            if loss is not None and worse_than_uniform(loss, self.n_vocab):
-                self.warned = True
-                V = self.n_vocab
-                return (f"warning: the {which} loss is {loss:.4g} nats/char at step {step}, "
-                        f"worse than guessing uniformly among the {V} symbols (ln {V} = "
-                        f"{uniform_loss(V):.4f}): the model is learning nothing, most likely "
-                        f"because the learning rate ({learning_rate:g}) is too high; try a "
-                        "lower --learning-rate")
-        return None
+        V = self.n_vocab
+        train_bad = train_loss is not None and worse_than_uniform(train_loss, V)
+        val_bad = val_loss is not None and worse_than_uniform(val_loss, V)
+        if not (train_bad or val_bad):
+            return None
+        self.warned = True
+        which, loss = ("training", train_loss) if train_bad else ("validation", val_loss)
+        said = (f"warning: the {which} loss is {loss:.4g} nats/char at step {step}, worse "
+                f"than guessing uniformly among the {V} symbols (ln {V} = "
+                f"{uniform_loss(V):.4f})")
+        if train_bad or train_loss is None:
+            return (f"{said}: the model is learning nothing, most likely because the "
+                    f"learning rate ({learning_rate:g}) is too high; try a lower "
+                    "--learning-rate")
+        said += f", while the training loss is {train_loss:.4g}"
+        if self.val_chars is not None and self.val_chars < SMALL_VALIDATION_CHARS:
+            return (f"{said}: the held-out text is only {self.val_chars:,} character(s), "
+                    "too few for its loss to mean anything; train on a longer corpus or "
+                    "hold out more with --val-fraction")
+        return (f"{said}: the model memorises its training text instead of learning what "
+                "carries over to the held-out text (it overfits); keep the best "
+                "(--keep-best, --patience), regularise (--dropout, --weight-drop, "
+                "--weight-decay) or train on more text")
 
 
 def make_streams(data, n_streams):
@@ -133,40 +155,49 @@ def make_streams(data, n_streams):
 
 
 class Trainer:
-    """Trains `model` on `text` with the pointer loop.
+    """Trains `model` on `text` with the pointer loop, as `config` (a TrainConfig) says.
 
-    seq_length: time steps per window (T).  batch_size: parallel streams (B).
-    learning_rate: the step size; optimizer: 'sgd' | 'adagrad' | 'rmsprop' | 'adam'.
-    clip: elementwise gradient clip (None or 0: off); clip_norm: clip the joint L2 norm of
-    all gradients (None: off).  `text` is a str, or an integer array already encoded with
-    model.vocab.  seed (default 0, so a run is reproducible): seeds dropout_rng, the
-    generator of the dropout masks (drawn every step when model.dropout > 0; its state is
-    part of state(), so a resumed run draws the same masks).
+    config: the training settings, validated once by rnncore.config (the window T =
+    seq_length, the streams B = batch_size, the optimizer and its learning rate, the
+    clips, the schedule, weight_decay, the averaged weights, the seed); without one, the
+    seed's preset (rnncore.config.SEED_TRAINING: plain SGD over 10-step windows of one
+    stream).  settings: any TrainConfig field by name, replacing the config's (clip=None:
+    off; seed=None: 0); other keywords are the optimizer's own (eps, beta1, ...).
+    total_steps: where the cosine schedule ends.  `text` is a str, or an integer array
+    already encoded with model.vocab.  The seed seeds dropout_rng, the generator of the
+    dropout masks (drawn every step when model.dropout > 0, then the recurrent weights'
+    when model.weight_drop > 0, for all B streams on every process; its state is part of
+    state(), so a resumed run draws the same masks).  With config.average, an exponential
+    moving average of the parameters (rnncore.optim.WeightAverage) is kept from step
+    average_start on; evaluation_model() holds it.
     """
 
-    def __init__(self, model: CharRNN, text, seq_length: int = 10, batch_size: int = 1,
-                 learning_rate: float = 1e-2, optimizer: str = "sgd",
-                 clip: Optional[float] = 5.0, clip_norm: Optional[float] = None,
-                 lr_schedule: str = "constant", total_steps: Optional[int] = None,
-                 warmup_steps: int = 0, lr_decay: float = 0.97, seed: Optional[int] = 0,
-                 **optimizer_options):
+    def __init__(self, model: CharRNN, text, config: Optional[TrainConfig] = None, *,
+                 total_steps: Optional[int] = None, **settings):
         if not isinstance(model, CharRNN):
             raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
+        if config is not None and not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be an rnncore.TrainConfig, got "
+                            f"{type(config).__name__}")
+        names = set(TrainConfig.names())
+        optimizer_options = {k: v for k, v in settings.items() if k not in names}
+        given = {k: v for k, v in settings.items() if k in names}
+        if "clip" in given and given["clip"] is None:
+            given["clip"] = 0.0
+        if "seed" in given and given["seed"] is None:
+            given["seed"] = 0
         # the one validation of the training settings (rnncore.config)
-        config = TrainConfig(seq_length=seq_length, batch_size=batch_size,
-                             learning_rate=learning_rate, optimizer=optimizer,
-                             clip=0.0 if clip is None else clip, clip_norm=clip_norm,
-                             lr_schedule=lr_schedule, lr_decay=lr_decay,
-                             warmup_steps=warmup_steps, seed=0 if seed is None else seed)
-        if lr_schedule == "cosine" and not total_steps:
+        config = (config or SEED_TRAINING).replace(**given)
+        if config.lr_schedule == "cosine" and not total_steps:
             raise ConfigError("the cosine schedule needs total_steps")
         if total_steps is not None:
             check_int(total_steps, "total_steps")
+        self.settings = config
         self.model = model
         self.seq_length, self.batch_size = config.seq_length, config.batch_size
         self.learning_rate, self.clip = config.learning_rate, config.clip
         self.clip_norm = config.clip_norm
-        self.lr_schedule, self.total_steps = lr_schedule, total_steps
+        self.lr_schedule, self.total_steps = config.lr_schedule, total_steps
         self.warmup_steps, self.lr_decay = config.warmup_steps, config.lr_decay
         self.data = self._encode(text)
         self.streams = make_streams(self.data, self.batch_size)
@@ -176,14 +207,19 @@ class Trainer:
                 f"{self.seq_length} steps per stream for {self.batch_size} stream(s) "
                 f"(needs at least {self.batch_size * self.seq_length + 1}); "
                 "lower seq_length or batch_size")
-        self.optimizer = make_optimizer(optimizer, model, **optimizer_options)
+        self.weight_decay = config.weight_decay
+        self.optimizer = make_optimizer(config.optimizer, model, config.weight_decay,
+                                        **optimizer_options)
+        self.average = None if config.average is None else WeightAverage(
+            model, config.average, config.average_start)
         self.share = (0, self.batch_size)    # the streams this process trains
         self._bind_gradients(np.zeros(model.num_parameters(), model.dtype))
         self.step = 0           # optimizer steps taken
         self.epoch = 0          # completed passes over the streams
         self.pointer = 0        # position within every stream
         self.hidden = model.initial_state(self.batch_size)   # (S·L, B, H), streams axis -2
-        self.dropout_rng = np.random.default_rng(seed)
+        self.dropout_rng = np.random.default_rng(config.seed)
+        self._averaged: Optional[CharRNN] = None
 
     @property
     def stream_length(self):
@@ -226,13 +262,15 @@ class Trainer:
         Returns (mean loss over these streams, positions consumed, their last state)."""
         inputs, targets = self.next_window()                    # (B, T') all streams
         lo, hi = self.share
-        masks = None
+        masks = weight_masks = None
         if self.model.dropout > 0:   # drawn for all B streams, so every share draws alike
             masks = self.model.dropout_masks(self.dropout_rng, *inputs.shape)
             masks = masks[..., lo:hi, :]
+        if self.model.weight_drop > 0:
+            weight_masks = self.model.weight_drop_masks(self.dropout_rng)
         loss, _, h_last = self.model.loss_and_grads(
             inputs[lo:hi], targets[lo:hi], self.hidden, clip=0, out=self.grads,
-            dropout_masks=masks)
+            dropout_masks=masks, weight_masks=weight_masks)
         if hi - lo != self.batch_size:
             self.flat_grads *= self.flat_grads.dtype.type((hi - lo) / self.batch_size)
             loss *= (hi - lo) / self.batch_size
@@ -247,6 +285,17 @@ class Trainer:
         self.optimizer.step(self.grads, self.current_lr if learning_rate is None
                             else learning_rate)
         self.advance(n_steps, h_last)
+        if self.average is not None:
+            self.average.update(self.step)
+
+    def evaluation_model(self) -> CharRNN:
+        """The model validation, keeping the best and saving for sampling use: the
+        averaged parameters once averaging has started, else the model itself."""
+        if self.average is None or self.average.arrays is None:
+            return self.model
+        if self._averaged is None or self._averaged.params is not self.average.arrays:
+            self._averaged = self.model.with_params(self.average.arrays)
+        return self._averaged
 
     def use_share(self, lo, hi, flat_grads):
         """Train only streams lo..hi-1 of the B (this process's share of a distributed
@@ -296,6 +345,8 @@ class Trainer:
                 "optimizer": opt_meta, "corpus_chars": int(len(self.data)),
                 "config": self.config,
                 "dropout_rng": self.dropout_rng.bit_generator.state}
+        if self.average is not None and self.average.arrays is not None:
+            arrays.update({f"average.{k}": v for k, v in self.average.arrays.items()})
         return arrays, meta
 
     def load_state(self, arrays, meta, same_corpus=True):
@@ -307,6 +358,10 @@ class Trainer:
             {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")},
             meta["optimizer"])
         self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        if self.average is not None:
+            averaged = {k[len("average."):]: v for k, v in arrays.items()
+                        if k.startswith("average.")}
+            self.average.load(averaged or None)
         if "dropout_rng" in meta:
             self.dropout_rng.bit_generator.state = meta["dropout_rng"]
         hidden = arrays["hidden"]
@@ -327,7 +382,10 @@ class Trainer:
                 "learning_rate": self.learning_rate, "optimizer": self.optimizer.name,
                 "clip": self.clip, "clip_norm": self.clip_norm,
                 "lr_schedule": self.lr_schedule, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps, "lr_decay": self.lr_decay}
+                "warmup_steps": self.warmup_steps, "lr_decay": self.lr_decay,
+                "weight_decay": self.weight_decay,
+                "average": None if self.average is None else self.average.decay,
+                "average_start": 0 if self.average is None else self.average.start}
 
     def _encode(self, text):
         vocab = self.model.vocab

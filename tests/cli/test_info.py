@@ -19,7 +19,9 @@ def test_info_reports_what_the_checkpoint_holds(tmp_path):
     proc = run("info", out, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
-    assert "GRU, 2 layers of 16 units, dropout 0.1, float32" in text   # the defaults
+    assert ("LSTM, 2 layers of 16 units, dropout 0.25 (locked), weight drop 0.2, float32"
+            in text)                                                   # the defaults
+    assert "weight decay 0.1" in text and "averaged weights: decay 0.999" in text
     assert "step 40/40" in text and "schedule step" in text
     assert "best validation" in text and "parameters kept" in text
     assert "corpus.txt" in text and f"{len(set(TEXT))} symbols" in text

@@ -94,3 +94,20 @@ def test_bad_text_says_what_it_is(kind, text, says):
     with pytest.raises(rnncore.ConfigError) as e:
         parse_text(kind, text)
     assert str(e.value) == says
+
+
+def test_an_average_of_decay_zero_is_no_average():
+    assert TrainConfig(average=0).average is None
+    assert TrainConfig(average=0.0).replace(average=0.5).average == 0.5
+    assert TrainConfig().average == 0.999        # on by default
+
+
+def test_the_seed_preset_trains_without_any_regulariser():
+    # the bare CharRNN(vocab) / Trainer(model, text) must not pick up train's defaults
+    from rnncore.config import SEED_MODEL, SEED_TRAINING
+    assert (SEED_MODEL.cell, SEED_MODEL.num_layers, SEED_MODEL.hidden_size,
+            SEED_MODEL.dtype) == ("rnn", 1, 64, "float64")
+    assert (SEED_MODEL.dropout, SEED_MODEL.weight_drop) == (0.0, 0.0)
+    assert (SEED_TRAINING.optimizer, SEED_TRAINING.seq_length, SEED_TRAINING.batch_size,
+            SEED_TRAINING.learning_rate) == ("sgd", 10, 1, 1e-2)
+    assert (SEED_TRAINING.weight_decay, SEED_TRAINING.average) == (0.0, None)

@@ -56,4 +56,5 @@ def test_the_exported_names_and_metadata_are_exactly_pytorchs(tmp_path):
     meta = export.metadata(model)
     assert meta == {"format": "rnncore-safetensors", "format_version": "1", "cell": "lstm",
                     "torch_module": "LSTM", "hidden_size": "4", "num_layers": "2",
-                    "dropout": "0.0", "n_vocab": "6", "vocab": "[33, 34, 35, 36, 37, 38]"}
+                    "dropout": "0.0", "dropout_mode": "step",
+                    "weight_drop": "0.0", "n_vocab": "6", "vocab": "[33, 34, 35, 36, 37, 38]"}

@@ -1,6 +1,9 @@
-"""What MPI ranks share: the losses, the best validation, the stop decisions (patience and
-the callback) — every rank the same, as one process, and no rank left waiting."""
+"""What MPI ranks share: the losses, the best validation, the stop decisions (patience,
+the callback, a Ctrl-C one rank sees, rank 0's clock) — every rank the same, as one
+process, and no rank left waiting."""
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -9,7 +12,7 @@ import pytest
 import rnncore
 
 from support import corpus, read_log
-from test_parallel import FLOAT64, MPIEXEC, TEXT, mpirun, needs_mpi, run
+from test_parallel import FLOAT64, MPIEXEC, TEXT, _rank_pid, mpirun, needs_mpi, run
 
 pytestmark = [pytest.mark.slow, needs_mpi]
 PATIENT = [*FLOAT64, "--steps", 400, "--eval-every", 10, "--print-every", 10, "--optimizer",
@@ -59,3 +62,54 @@ def test_the_callback_stops_every_rank_at_rank_zeros_answer(tmp_path):
     answers = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("answer-*.json"))]
     assert answers == [["stopped_early", 15]] * 2
     assert rnncore.load_checkpoint(tmp_path / "m.npz").train_meta["step"] == 15
+
+
+def test_a_ctrl_c_one_rank_sees_stops_every_rank_at_the_same_step(tmp_path):
+    # SIGINT to rank 1 alone (not through mpiexec, which would signal every rank): its
+    # request travels in the step's all-reduce, so rank 0 saves and both stop together
+    text = corpus(tmp_path, TEXT * 10)
+    tag = f"RNNCORE_TEST_JOB={tmp_path.name}"
+    proc = subprocess.Popen(
+        [MPIEXEC, "-n", "2", sys.executable, "-c",
+         "import sys; from rnncore.cli import main; sys.exit(main())", "train", str(text),
+         "--out", str(tmp_path / "m.npz"), "--steps", "100000000", "--hidden-size", "16",
+         "--batch-size", "4", "--print-every", "20", "--checkpoint-every", "100000000",
+         "--distributed"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, tag.split("=")[0]: tmp_path.name})
+    try:
+        for line in proc.stdout:
+            if line.startswith("step "):
+                break
+        pid = _rank_pid(1, tag)
+        assert pid is not None
+        os.kill(pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stdout.count("interrupted at step") == 1 and "Traceback" not in stderr
+    step = rnncore.load_checkpoint(tmp_path / "m.npz").train_meta["step"]
+    assert f"interrupted at step {step}: saved" in stdout
+
+
+def test_the_clock_of_rank_zero_stops_every_rank_at_the_same_step(tmp_path):
+    # --minutes: rank 0 alone reads the clock; every rank must stop at its step
+    text = corpus(tmp_path, TEXT)
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import json, rnncore\n"
+        f"result = rnncore.fit({str(text)!r}, {str(tmp_path / 'm.npz')!r}, minutes=0.03,\n"
+        "    hidden_size=8, seq_length=5, batch_size=4, cell='gru', num_layers=1,\n"
+        "    print_every=10**6, eval_every=10**6, echo=None, distributed=True)\n"
+        "from mpi4py import MPI\n"
+        "with open(f'answer-{MPI.COMM_WORLD.Get_rank()}.json', 'w') as f:\n"
+        "    json.dump([result.status, result.step], f)\n")
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("answer-*.json"))]
+    assert len(answers) == 2 and answers[0] == answers[1]
+    assert answers[0][0] == "finished" and answers[0][1] > 1
+    assert rnncore.load_checkpoint(tmp_path / "m.npz").train_meta["step"] == answers[0][1]

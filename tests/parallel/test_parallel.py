@@ -94,6 +94,7 @@ def test_two_ranks_compute_what_one_process_computes(tmp_path, optimizer):
     # steps) grow through clipping and Adam to 1e-7 by step 200, so 200 steps compare
     # only the cell whose dynamics do not amplify them.
     opts = [*FLOAT64, "--cell", "rnn", "--num-layers", "1", "--dropout", "0",
+            "--weight-drop", "0", "--weight-decay", "0", "--average", "0",
             "--optimizer", optimizer, "--clip", "0.02", "--clip-norm", "0.5",
             "--learning-rate", "0.05", "--steps", "200"]
     one = run("train", text, "--out", tmp_path / "one.npz", *opts, cwd=tmp_path)
@@ -110,18 +111,27 @@ def test_two_ranks_compute_what_one_process_computes(tmp_path, optimizer):
 
 @pytest.mark.slow
 @needs_mpi
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_two_ranks_train_a_gated_stack_with_dropout_as_one_process(tmp_path, cell):
-    # the dropout masks are drawn for all 5 streams on every rank and sliced, so the
-    # ranks drop exactly what one process drops
+@pytest.mark.parametrize("cell, extra", [
+    ("lstm", []), ("gru", []),
+    ("gru", ["--dropout-mode", "locked", "--weight-drop", "0.4", "--weight-decay", "0.1",
+             "--average", "0.9", "--average-start", "20"])])
+def test_two_ranks_train_a_gated_stack_with_dropout_as_one_process(tmp_path, cell, extra):
+    # the dropout masks (and the recurrent weights' masks) are drawn for all 5 streams on
+    # every rank from the run's one generator and sliced, so the ranks drop exactly what
+    # one process drops
     text = corpus(tmp_path, TEXT)
     opts = [*FLOAT64, "--cell", cell, "--num-layers", "2", "--dropout", "0.3",
-            "--optimizer", "adam", "--learning-rate", "0.01", "--steps", "80"]
+            "--optimizer", "adam", "--learning-rate", "0.01", "--steps", "80", *extra]
     one = run("train", text, "--out", tmp_path / "one.npz", *opts, cwd=tmp_path)
     assert one.returncode == 0, one.stderr
     two = mpirun(2, "train", text, "--out", tmp_path / "two.npz", *opts, cwd=tmp_path)
     assert two.returncode == 0, two.stderr
     assert_same_run(tmp_path / "two.npz", tmp_path / "one.npz", rtol=1e-10)
+    if extra:
+        a, b = (rnncore.load_checkpoint(tmp_path / f"{n}.npz").average_model
+                for n in ("one", "two"))
+        for name, p in a.params.items():
+            np.testing.assert_allclose(b.params[name], p, rtol=0, atol=1e-10)
     no_dropout = run("train", text, "--out", tmp_path / "plain.npz",
                      *[o if o != "0.3" else "0" for o in opts], cwd=tmp_path)
     assert no_dropout.returncode == 0, no_dropout.stderr

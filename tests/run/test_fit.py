@@ -57,7 +57,7 @@ def test_minutes_budget_stops_and_saves(tmp_path):
     ({"steps": 0}, rnncore.ConfigError, "steps must be a positive integer, got 0"),
     ({"minutes": -1}, rnncore.ConfigError, "minutes must be > 0, got -1"),
     ({"lr_decay": 1.5}, rnncore.ConfigError, r"lr_decay must be in \(0, 1\], got 1.5"),
-    ({"hidden": 3}, TypeError, "unknown setting"),
+    ({"hidden": 3}, TypeError, "unexpected keyword argument 'hidden'"),
 ])
 def test_bad_fit_arguments(tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -1,16 +1,20 @@
 """What a new user tripped on (issue 20), each fixed and held: the memory check before
 allocating, 80-column lines, the --minutes bar, eval's bar, Ctrl-C semantics, short
 argparse errors, type hints."""
+import dataclasses
 import inspect
 import os
 import signal
+import typing
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 import rnncore
 from rnncore import cli
-from rnncore.run import Reporter, _progress_bar
+from rnncore.report import Reporter, _progress_bar
+from rnncore.summary import info_lines
 
 from support import corpus
 
@@ -25,7 +29,7 @@ def test_a_model_too_large_for_the_machine_is_one_line_before_anything_is_writte
         rnncore.fit(corpus(tmp_path, TEXT), tmp_path / "m.npz", hidden_size=100_000,
                     steps=10, echo=None)
     message = str(e.value)
-    assert message.startswith("training a gru of 2 layers x 100,000 units (16 streams x 50) "
+    assert message.startswith("training a lstm of 2 layers x 100,000 units (32 streams x 50) "
                               "would need ")
     assert "GB, more than this machine's" in message and "\n" not in message
     assert message.endswith(": lower --hidden-size, --num-layers, --batch-size or "
@@ -46,7 +50,7 @@ def test_the_cli_says_it_in_one_line(tmp_path, capsys):
                        "--hidden-size", "100000"])
     err = capsys.readouterr().err.splitlines()
     assert status == 1 and len(err) == 1
-    assert err[0].startswith("rnncore: error: training a gru of 2 layers x 100,000 units")
+    assert err[0].startswith("rnncore: error: training a lstm of 2 layers x 100,000 units")
 
 
 # ---- 80 columns ------------------------------------------------------------------------
@@ -86,7 +90,7 @@ def test_every_info_line_fits_80_columns():
                             "last_validation": {"val_loss": 1.7, "step": 2500}},
                "corpus": {"path": "tinyshakespeare.txt", "sha256": "86c4e6aa9db7c042" * 4,
                           "training_chars": 1_059_625}}
-    lines = cli.info_lines("shakespeare.npz", summary)
+    lines = info_lines("shakespeare.npz", summary)
     assert all(len(line) <= 80 for line in lines), [l for l in lines if len(l) > 80]
     quoted = [line.strip() for line in lines if line.startswith("  '") or
               line.startswith('  "')]
@@ -115,7 +119,7 @@ def test_the_bars_loss_at_a_logged_step_is_the_log_lines(tmp_path):
     reporter.step([2.0, 2.691356], 10, 1.0)
     reporter.record(record)
     assert reporter.bar.postfix == "train 2.3457 nats/char"
-    assert "train 2.3457" in rnncore.run._log_line(record, 100)
+    assert "train 2.3457" in rnncore.report.log_line(record, 100)
     reporter.close()
 
 
@@ -177,7 +181,37 @@ def test_the_package_ships_type_hints():
                      rnncore.CharRNN.sample, rnncore.CharRNN.complete, rnncore.Trainer.train):
         assert inspect.signature(function).return_annotation is not inspect.Signature.empty
     hints = inspect.signature(rnncore.CharRNN.__init__).parameters
-    assert hints["hidden_size"].annotation is int
+    assert hints["hidden_size"].annotation == Optional[int]
+    assert hints["config"].annotation == Optional[rnncore.ModelConfig]
+
+
+def test_fits_signature_shows_every_setting_typed_as_its_config_field():
+    # issue 28: the settings were invisible to an IDE behind **settings
+    parameters = inspect.signature(rnncore.fit).parameters
+    assert not any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    hints = typing.get_type_hints(rnncore.fit)
+    for config in (rnncore.ModelConfig, rnncore.TrainConfig):
+        config_hints = typing.get_type_hints(config)
+        for f in dataclasses.fields(config):
+            assert parameters[f.name].default is None, f.name     # None: not given
+            assert hints[f.name] == Optional[config_hints[f.name]], f.name
+    assert hints["model"] == Optional[rnncore.ModelConfig]
+    assert hints["return"] is rnncore.RunResult
+
+
+def test_fit_takes_the_configs_whole(tmp_path):
+    text = tmp_path / "c.txt"
+    text.write_text("abcdefgh " * 40)
+    model = rnncore.ModelConfig(cell="lstm", num_layers=1, hidden_size=8)
+    train = rnncore.TrainConfig(seq_length=5, batch_size=2, steps=12, print_every=4)
+    result = rnncore.fit(text, tmp_path / "m.npz", model=model, train=train, echo=None,
+                         learning_rate=0.01)
+    ckpt = rnncore.load_checkpoint(tmp_path / "m.npz")
+    assert ckpt.model.settings == model
+    assert result.step == 12 and [r["step"] for r in result.history] == [4, 8, 12]
+    assert ckpt.train_meta["config"]["learning_rate"] == 0.01     # the name wins
+    with pytest.raises(TypeError, match=r"fit\(\): train must be an rnncore.TrainConfig"):
+        rnncore.fit(text, tmp_path / "n.npz", train=model)
 
 
 @pytest.mark.parametrize("flag, value, says", [

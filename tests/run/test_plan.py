@@ -4,7 +4,8 @@ import pytest
 
 import rnncore
 from rnncore.config import DEFAULT_STEPS, TrainConfig
-from rnncore.run import RunError, plan_run
+from rnncore.plan import plan_run
+from rnncore.run import RunError
 
 
 class FakeCheckpoint:
@@ -17,12 +18,13 @@ class FakeCheckpoint:
 
 
 SAVED_MODEL = {"cell": "lstm", "num_layers": 1, "hidden_size": 8, "dropout": 0.2,
-               "dtype": "float64"}
+               "dropout_mode": "locked", "weight_drop": 0.3, "dtype": "float64"}
 SAVED_TRAIN = {**TrainConfig(seq_length=7, batch_size=3, optimizer="rmsprop",
                              val_fraction=0.1, learning_rate=0.01, clip=2.0, clip_norm=4.0,
                              lr_schedule="step", lr_decay=0.9, warmup_steps=5, seed=11,
                              eval_every=30, print_every=7, checkpoint_every=60,
-                             keep_best=True, patience=4).stored(), "total_steps": 300}
+                             keep_best=True, patience=4, weight_decay=0.1, average=0.99,
+                             average_start=50).stored(), "total_steps": 300}
 
 
 def resumed(**given):
@@ -47,7 +49,8 @@ def test_a_resume_keeps_every_setting_it_is_not_given():
 @pytest.mark.parametrize("name, value", [
     ("learning_rate", 0.5), ("clip", 0.0), ("clip_norm", 1.5), ("lr_schedule", "cosine"),
     ("lr_decay", 0.5), ("warmup_steps", 0), ("eval_every", 5), ("print_every", 1),
-    ("checkpoint_every", 9), ("keep_best", False), ("patience", 1)])
+    ("checkpoint_every", 9), ("keep_best", False), ("patience", 1), ("weight_decay", 0.0),
+    ("average", 0.5), ("average_start", 0)])
 def test_a_resume_takes_a_free_setting_given(name, value):
     plan = resumed(**{name: value})
     assert getattr(plan.train, name) == value
@@ -57,6 +60,7 @@ def test_a_resume_takes_a_free_setting_given(name, value):
 
 @pytest.mark.parametrize("name, value", [
     ("cell", "gru"), ("num_layers", 2), ("hidden_size", 9), ("dropout", 0.0),
+    ("dropout_mode", "step"), ("weight_drop", 0.0),
     ("dtype", "float32"), ("seq_length", 8), ("batch_size", 4), ("optimizer", "adam"),
     ("val_fraction", 0.05)])
 def test_a_resume_refuses_another_value_of_a_fixed_setting(name, value):
@@ -67,7 +71,8 @@ def test_a_resume_refuses_another_value_of_a_fixed_setting(name, value):
     assert str(e.value) == (
         f"{flag} {value} conflicts with the checkpoint's {saved} (a resumed run keeps its "
         "model and streams; only --learning-rate, --clip, --clip-norm, --lr-schedule, "
-        "--lr-decay, --warmup-steps may change)")
+        "--lr-decay, --warmup-steps, --weight-decay, --average, --average-start may "
+        "change)")
 
 
 @pytest.mark.parametrize("name", ["cell", "hidden_size", "optimizer", "val_fraction"])
@@ -107,5 +112,8 @@ def test_an_old_checkpoints_configuration_takes_the_defaults_it_lacks():
     old = {k: SAVED_TRAIN[k] for k in ("seq_length", "batch_size", "learning_rate",
                                        "optimizer", "clip", "total_steps")}
     plan = plan_run({}, FakeCheckpoint(SAVED_MODEL, old))
-    assert plan.train.eval_every == 500 and plan.train.keep_best is False
+    assert plan.train.eval_every == TrainConfig().eval_every and plan.train.keep_best is False
+    # the regularisers added since: off, as the old run trained, not today's defaults
+    assert (plan.train.weight_decay, plan.train.average, plan.train.average_start) == (
+        0.0, None, 0)
     assert plan.train.val_fraction == 0.05 and plan.train.patience is None

@@ -1,11 +1,14 @@
 """What a run shows: the header, the log lines (80 columns), the progress bar, the
 hopeless-run warning."""
+import math
 import subprocess
 
 import pytest
 
+import rnncore
+
 from rnncore.checkpoint import load_checkpoint
-from rnncore.run import _log_line
+from rnncore.report import log_line
 
 from support import (EXPLODING, FOX, SMALL, corpus, quiet_fit, read_log, train_to,
                      warnings_of)
@@ -24,7 +27,7 @@ def test_console_train_loss_is_the_logged_mean(tmp_path):
 def test_log_lines_fit_80_columns():
     record = {"step": 999999, "epoch": 999, "train_loss": 1.23456, "val_loss": 9.87654,
               "val_bits_per_char": 14.2, "lr": 1.23456e-5, "chars_per_s": 12_345_678.0}
-    assert len(_log_line(record, 999999)) <= 80
+    assert len(log_line(record, 999999)) <= 80
 
 
 @pytest.mark.slow
@@ -87,3 +90,20 @@ def test_a_short_or_healthy_run_gives_no_warning(tmp_path):
     healthy = train_to(tmp_path, tmp_path / "healthy.npz", "--steps", 400, "--optimizer", "sgd",
                     "--learning-rate", "0.1")
     assert warnings_of(healthy) == []
+
+
+def test_a_toy_corpus_is_told_its_validation_is_too_small_not_its_rate(tmp_path, capsys):
+    # issue 28: a 40-character corpus warned "learning rate too high" while the training
+    # loss was 0.0038 and two characters were held out
+    text = tmp_path / "toy.txt"
+    text.write_text("abcd" * 9 + "abzq")               # the held-out "zq" is never seen
+    result = rnncore.fit(text, tmp_path / "m.npz", steps=400, cell="gru", num_layers=1,
+                         hidden_size=16, seq_length=5, batch_size=1, learning_rate=0.02,
+                         eval_every=100, print_every=100, echo=None, progress=False)
+    assert result.history[-1]["train_loss"] < 0.1 < math.log(6) < result.history[-1][
+        "val_loss"]
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
+    assert "learning rate" not in warning
+    assert warning.endswith("the held-out text is only 2 character(s), too few for its loss "
+                            "to mean anything; train on a longer corpus or hold out more "
+                            "with --val-fraction")

@@ -15,12 +15,19 @@ def records(history):
     return [{k: r[k] for k in KEYS if k in r} for r in history]
 
 
-@pytest.mark.parametrize("cell, optimizer", [("gru", "adam"), ("rnn", "rmsprop")])
-def test_a_resumed_run_is_the_unbroken_run(tmp_path, cell, optimizer):
-    settings = dict(cell=cell, num_layers=2 if cell == "gru" else 1, hidden_size=12,
-                    dropout=0.1 if cell == "gru" else 0.0, seq_length=6, batch_size=3,
+REGULARISED = dict(dropout_mode="locked", weight_drop=0.3, weight_decay=0.1, average=0.9)
+
+
+@pytest.mark.parametrize("cell, optimizer, extra", [
+    ("gru", "adam", {}), ("rnn", "rmsprop", {}),
+    # the average started before the cut (kept in the checkpoint) and after it
+    ("lstm", "adam", dict(REGULARISED, average_start=30)),
+    ("gru", "adam", dict(REGULARISED, average_start=70))])
+def test_a_resumed_run_is_the_unbroken_run(tmp_path, cell, optimizer, extra):
+    settings = dict(cell=cell, num_layers=2 if cell != "rnn" else 1, hidden_size=12,
+                    dropout=0.1 if cell != "rnn" else 0.0, seq_length=6, batch_size=3,
                     optimizer=optimizer, lr_schedule="step", lr_decay=0.8, warmup_steps=4,
-                    learning_rate=0.01)
+                    learning_rate=0.01, **extra)
     run = dict(eval_every=20, print_every=10, checkpoint_every=15, keep_best=True,
                patience=50, steps=120)
     text = corpus(tmp_path, TEXT)
@@ -38,6 +45,11 @@ def test_a_resumed_run_is_the_unbroken_run(tmp_path, cell, optimizer):
         np.testing.assert_array_equal(p, b.model.params[name])
         np.testing.assert_array_equal(a.best_model.params[name], b.best_model.params[name])
     assert a.train_meta["config"] == b.train_meta["config"]
+    if extra:   # the kept best is of the averaged weights, and saved beside them
+        assert (a.average_model is None) == (b.average_model is None) == False  # noqa: E712
+        for name, p in a.average_model.params.items():
+            np.testing.assert_array_equal(p, b.average_model.params[name])
+        assert a.preferred_model is a.best_model
     log = [r for r in rnncore.metrics.read_metrics(tmp_path / "cut.metrics.jsonl")]
     assert records(log) == records(whole.history)
 

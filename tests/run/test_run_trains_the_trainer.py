@@ -11,9 +11,10 @@ from rnncore.run import TrainingRun
 from support import FOX, corpus
 
 SETTINGS = dict(cell="lstm", num_layers=2, hidden_size=10, dropout=0.2, dtype="float64",
-                seq_length=9, batch_size=3, optimizer="rmsprop", learning_rate=0.003,
-                clip=0.05, clip_norm=0.5, lr_schedule="step", lr_decay=0.5,
-                warmup_steps=7, seed=5)
+                dropout_mode="locked", weight_drop=0.3, seq_length=9, batch_size=3,
+                optimizer="rmsprop", learning_rate=0.003, clip=0.05, clip_norm=0.5,
+                lr_schedule="step", lr_decay=0.5, warmup_steps=7, weight_decay=0.2,
+                average=0.9, average_start=30, seed=5)
 
 
 def test_fit_trains_what_the_trainer_trains_with_the_same_settings(tmp_path):
@@ -22,17 +23,22 @@ def test_fit_trains_what_the_trainer_trains_with_the_same_settings(tmp_path):
     s = SETTINGS
     model = rnncore.CharRNN(rnncore.Vocab.from_text(FOX), s["hidden_size"], dtype=s["dtype"],
                             seed=s["seed"], cell=s["cell"], num_layers=s["num_layers"],
-                            dropout=s["dropout"])
+                            dropout=s["dropout"], dropout_mode=s["dropout_mode"],
+                            weight_drop=s["weight_drop"])
     trainer = rnncore.Trainer(model, FOX, seq_length=s["seq_length"],
                               batch_size=s["batch_size"], learning_rate=s["learning_rate"],
                               optimizer=s["optimizer"], clip=s["clip"],
                               clip_norm=s["clip_norm"], lr_schedule=s["lr_schedule"],
                               total_steps=120, warmup_steps=s["warmup_steps"],
-                              lr_decay=s["lr_decay"], seed=s["seed"])
+                              lr_decay=s["lr_decay"], seed=s["seed"],
+                              weight_decay=s["weight_decay"], average=s["average"],
+                              average_start=s["average_start"])
     losses = trainer.train(120)
     ckpt = rnncore.load_checkpoint(tmp_path / "m.npz")
     for name, p in model.params.items():
         np.testing.assert_array_equal(ckpt.model.params[name], p, err_msg=name)
+        np.testing.assert_array_equal(ckpt.average_model.params[name],
+                                      trainer.average.arrays[name], err_msg=name)
     assert result.epoch == trainer.epoch > 0     # the step schedule decayed on the way
     assert [r["train_loss"] for r in result.history] == pytest.approx(
         [np.mean(losses[i:i + 10]) for i in range(0, 120, 10)], rel=1e-12)

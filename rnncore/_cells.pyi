@@ -1,0 +1,5 @@
+# The compiled window and generation kernels (pyx/_cells.pyx): typed as Any here; the
+# Python layer's checked doorway into them is rnncore.model.CharRNN.
+from typing import Any
+
+def __getattr__(name: str) -> Any: ...
