@@ -130,7 +130,9 @@ class StopScanner:
         if ends:
             self.stopped = True
             return piece[:min(ends) - len(self.tail)]
-        self.tail = seen[len(seen) - self.keep:] if self.keep else ""
+        # the last `keep` characters (fewer while fewer have been seen: a stop text
+        # longer than a piece spans several pieces)
+        self.tail = seen[max(0, len(seen) - self.keep):] if self.keep else ""
         return piece
 
 
