@@ -5,6 +5,7 @@ from .corpus import CorpusError, load_corpus
 from .errors import ConfigError, NotEnoughMemory, RnncoreError
 from .model import CharRNN
 from .run import TRAIN_DEFAULTS, RunError, RunResult, fit
+from .session import TypingSession
 from .threads import get_num_threads, set_num_threads
 from .train import Trainer, TrainingDiverged, evaluate
 from .vocab import Vocab
@@ -12,6 +13,6 @@ from .vocab import Vocab
 __version__ = "0.1.0"
 __all__ = ["CharRNN", "Checkpoint", "CheckpointError", "ConfigError", "CorpusError",
            "ModelConfig", "NotEnoughMemory", "RnncoreError", "RunError", "RunResult",
-           "TRAIN_DEFAULTS", "TrainConfig", "Trainer", "TrainingDiverged", "Vocab",
+           "TRAIN_DEFAULTS", "TrainConfig", "Trainer", "TrainingDiverged", "TypingSession", "Vocab",
            "__version__", "evaluate", "fit", "get_num_threads", "load_checkpoint",
            "load_corpus", "save_checkpoint", "set_num_threads"]
