@@ -520,9 +520,10 @@ def add_predict_parsers(sub):
         "serve", help="serve a model over HTTP (JSON API and a typing page)",
         description="Load the model once and serve it over HTTP until Ctrl-C or SIGTERM: "
         "the JSON endpoints /v1/model, /v1/next, /v1/suggest, /v1/complete, /v1/sample, "
-        "/healthz, the OpenAPI schema at /openapi.json, docs at /docs, and a typing page "
-        "at /.  Concurrent requests are advanced together as one batch.  Needs FastAPI "
-        "and uvicorn (pip install 'rnncore[serve]').")
+        "/v1/stats, /healthz, the OpenAPI schema at /openapi.json, docs at /docs, and a "
+        "typing page at /.  Concurrent requests are advanced together in rounds; the "
+        "states after recent texts are cached.  Needs FastAPI and uvicorn (pip install "
+        "'rnncore[serve]').")
     serve.add_argument("checkpoint", help="checkpoint file written by `rnncore train`, or "
                        "a .safetensors file written by `rnncore export`")
     serve.add_argument("--host", default="127.0.0.1",
@@ -535,6 +536,18 @@ def add_predict_parsers(sub):
     serve.add_argument("--max-batch", type=positive_int, default=256,
                        help="the most concurrent requests advanced as one batch (default "
                        "256; 1: one request at a time, start to end)")
+    serve.add_argument("--max-queue", type=positive_int, default=512,
+                       help="the most model requests in flight; beyond, 429 with "
+                       "Retry-After (default 512)")
+    serve.add_argument("--state-cache-mb", type=nonnegative_float, default=64,
+                       help="memory for the states after recent texts, so that a text "
+                       "sharing a prefix with a recent one feeds only the rest (default "
+                       "64; 0: none)")
+    serve.add_argument("--api-key", help="require `Authorization: Bearer KEY` on every "
+                       "/v1/ request (visible in `ps`: prefer --api-key-file or the "
+                       "environment variable RNNCORE_API_KEY)")
+    serve.add_argument("--api-key-file", help="read the API key from the first line of "
+                       "this file")
     serve.add_argument("--latest", action="store_true",
                        help="use the latest parameters, not the best-validation ones")
     add_threads_option(serve)
@@ -585,15 +598,15 @@ def cmd_next(args):
 
 
 def cmd_serve(args):
-    try:
-        from .serve import ServeMissing, serve
-    except ImportError as e:   # pragma: no cover - serve.py imports nothing optional
-        raise UsageError(str(e)) from None
+    from .serve import ServeMissing, serve
+    from .serve.server import api_key_of
+    key = api_key_of(args.api_key, args.api_key_file)
     model = _checkpoint_model(args)
     try:
         return serve(model, args.checkpoint, host=args.host, port=args.port,
                      max_length=args.max_length, threads=args.threads,
-                     max_batch=args.max_batch,
+                     max_batch=args.max_batch, max_queue=args.max_queue,
+                     cache_bytes=int(args.state_cache_mb * 2 ** 20), api_key=key,
                      echo=lambda line: print(line, flush=True))
     except ServeMissing as e:
         raise UsageError(str(e)) from None

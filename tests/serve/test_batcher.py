@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from rnncore.batcher import Batcher, Job
+from rnncore.serve.batcher import Batcher, Job
 from support import gated_model
 
 
@@ -27,8 +27,8 @@ def sample_job(model, prime, length, seed, temperature=1.0, top_k=0, top_p=1.0, 
 def test_requests_that_arrive_together_run_as_one_round_and_never_mix(model):
     batcher = Batcher(model, start=False)
     texts = ["!#$", "", "%%&'()", "*+", "!!!!!!!!!!!", "#"]
-    nexts = [Job("next", ids(model, t)) for t in texts]
-    suggests = [Job("suggest", ids(model, t), text=t, k=3, max_chars=4, beam=8)
+    nexts = [Job.predicting(model, "next", t) for t in texts]
+    suggests = [Job.predicting(model, "suggest", t, k=3, max_chars=4, beam=8)
                 for t in texts]
     completes = [Job("complete", ids(model, t or "!"), length=7, beam=b)
                  for t, b in zip(texts, [1, 3, 1, 3, 2, 2])]
@@ -124,5 +124,5 @@ def test_unknown_kinds_and_a_closed_batcher_are_refused(model):
     with pytest.raises(ValueError, match="a job's kind is one of"):
         batcher.submit(Job("bogus", ids(model, "!")))
     batcher.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(RuntimeError, match="the server is stopping"):
         batcher.submit(Job("next", ids(model, "!")))

@@ -57,11 +57,12 @@ def test_model_health_schema_and_docs(client, model):
     assert info == {"cell": "rnn", "num_layers": 1, "hidden_size": 64,
                     "vocab_size": model.n_vocab, "dtype": "float64",
                     "parameters": model.num_parameters(),
-                    "vocab": "".join(model.vocab.chars)}
+                    "vocab": "".join(model.vocab.chars), "max_length": MAX_LENGTH,
+                    "start_text": " "}
     assert client.get("/healthz").json() == {"status": "ok"}
     schema = client.get("/openapi.json").json()
     assert {"/v1/model", "/v1/next", "/v1/suggest", "/v1/complete", "/v1/sample",
-            "/healthz"} <= set(schema["paths"])
+            "/v1/stats", "/healthz"} <= set(schema["paths"])
     assert client.get("/docs").status_code == 200
 
 
@@ -345,7 +346,8 @@ def test_another_host_is_served_only_when_asked_and_with_a_warning(demo_ckpt, tm
     status, _, err = server.stop()
     assert status == 0
     assert err.strip() == ("rnncore: warning: serving on 0.0.0.0, which other machines "
-                           "can reach: the server has no authentication")
+                           "can reach, without an API key: anyone who reaches it may use "
+                           "the model (see --api-key-file)")
 
 
 def test_bad_serve_arguments(demo_ckpt, tmp_path):
