@@ -51,6 +51,8 @@ LONG_WORK = 8192
 CACHE_BYTES = 64 << 20
 #: seconds an idle worker waits before it looks again whether it should end
 POLL = 0.05
+#: what close() and stop() put on the queues to wake the workers at once
+_WAKE = object()
 
 
 class Stopping(RuntimeError):
@@ -169,6 +171,8 @@ class Batcher:
         then fail what is left with Stopping (a long search under way is abandoned)."""
         self._stopping = True
         self._stop_at = time.perf_counter() + grace
+        self.queue.put(_WAKE)
+        self._long.put(_WAKE)
         running = self._long_running
         if running is not None:
             _settle(running, error=Stopping("the server is stopping"))
@@ -177,6 +181,8 @@ class Batcher:
         """Stop the workers once the requests under way are answered (stop() first to
         fail them instead); a long search under way is not waited for."""
         self._closed = True
+        self.queue.put(_WAKE)
+        self._long.put(_WAKE)
         rounds, long = self._threads
         if rounds.is_alive():
             rounds.join(timeout)
@@ -203,7 +209,8 @@ class Batcher:
         closing or stopping with nothing left to do."""
         if self._stop_at is not None and time.perf_counter() >= self._stop_at:
             return True
-        return (self._closed or self._stopping) and not self._busy() and self.queue.empty()
+        return (self._closed or self._stopping) and not self._busy() and \
+            all(job is _WAKE for job in list(self.queue.queue))
 
     def _take(self):
         """The requests of the next round, waiting while there is nothing to do; None
@@ -220,6 +227,7 @@ class Batcher:
                 jobs.append(self.queue.get(timeout=POLL))
             except queue.Empty:
                 pass
+            jobs = [j for j in jobs if j is not _WAKE]
         wanted = min(self._last_round, self.max_batch)
         deadline = time.perf_counter() + self.gather
         while len(jobs) < self.max_batch:
@@ -234,7 +242,8 @@ class Batcher:
                     job = self.queue.get(timeout=left)
                 except queue.Empty:
                     break
-            jobs.append(job)
+            if job is not _WAKE:
+                jobs.append(job)
         return jobs
 
     def _run(self):
@@ -261,6 +270,7 @@ class Batcher:
                 left.append(self.queue.get_nowait())
             except queue.Empty:
                 break
+        left = [job for job in left if job is not _WAKE]
         for job in left:
             _settle(job, error=Stopping("the server is stopping"))
         self.feeding, self.streams = [], []
@@ -423,6 +433,8 @@ class Batcher:
             try:
                 job = self._long.get(timeout=POLL)
             except queue.Empty:
+                continue
+            if job is _WAKE:
                 continue
             if job.cancelled:
                 _drop(job)
