@@ -123,7 +123,7 @@ def serve(model, name, host="127.0.0.1", port=8000, max_length=4096, threads=Non
                 return
 
             def stop(sig, frame):
-                Server.stopped_by = signal.Signals(sig).name
+                Server.stopped_by = Server.stopped_by or signal.Signals(sig).name
                 batcher.stop(grace=GRACE)    # what is not answered by then gets 503
                 self.handle_exit(sig, frame)
 
