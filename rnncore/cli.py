@@ -167,8 +167,18 @@ def build_parser():
     ev.add_argument("--encoding", default="utf-8", help="FILE's encoding (default utf-8)")
     ev.add_argument("--latest", action="store_true",
                     help="use the latest parameters, not the best-validation ones")
+    ev.add_argument("--keystrokes", action="store_true",
+                    help="instead: type FILE with the model's word suggestions shown at "
+                    "every keystroke and report the keystrokes saved, top-1 and top-3 "
+                    "next-word accuracy, beside a word unigram+bigram baseline built from "
+                    "the model's training text")
+    ev.add_argument("-k", type=positive_int, default=None,
+                    help="with --keystrokes: suggestions shown (default 3)")
+    ev.add_argument("--baseline-text", help="with --keystrokes: build the baseline from "
+                    "this file instead of the model's training text (the checkpoint's "
+                    "corpus without its held-out end)")
     add_threads_option(ev)
-    ev.set_defaults(func=cmd_eval)
+    ev.set_defaults(func=cmd_eval, usage_error=ev.error)
 
     plot = sub.add_parser("plot", help="plot a run's train/validation loss to a PNG",
                           description="Train and validation loss (bits/char) against steps "
@@ -658,8 +668,14 @@ def cmd_export(args):
 
 # ---- eval ---------------------------------------------------------------------------
 def cmd_eval(args):
+    if not args.keystrokes:
+        for flag, given in (("-k", args.k), ("--baseline-text", args.baseline_text)):
+            if given is not None:
+                args.usage_error(f"argument {flag}: only with --keystrokes")
     model = _checkpoint_model(args)
     text = read_corpus(args.file, args.encoding)
+    if args.keystrokes:
+        return eval_keystrokes(args, model, text)
     unseen = model.vocab.unknown(text)
     ids = model.vocab.encode(text, skip_unknown=True)
     n_unseen = len(text) - len(ids)
@@ -684,6 +700,38 @@ def cmd_eval(args):
     if n_unseen:
         print(f"{n_unseen:,} characters the model has never seen were dropped: "
               f"{result['unseen_symbols']!r}")
+    return 0
+
+
+def eval_keystrokes(args, model, text):
+    """`eval --keystrokes`: the keystrokes FILE's known characters take with the model's
+    suggestions and with the baseline's."""
+    from .keystrokes import keystroke_report, training_text
+    known = model.vocab.decode(model.vocab.encode(text, skip_unknown=True))
+    if not known:
+        raise UsageError(f"{args.file} has no character the model knows")
+    training, source = training_text(args.checkpoint, model, args.baseline_text,
+                                     args.encoding)
+    k = args.k or 3
+    bar = _eval_bar(len(known))
+    try:
+        result = keystroke_report(model, known, training, k, progress=None if bar is None
+                                  else lambda done: bar.update(done - bar.n))
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    dropped = len(text) - len(known)
+    print(f"{args.file}: {len(known):,} characters typed with {k} suggestion"
+          f"{'s' if k > 1 else ''} at every keystroke"
+          + (f" ({dropped:,} the model has never seen dropped)" if dropped else ""))
+    print(f"{'':10s} {'keystrokes saved':>17s} {'top-1':>7s} {'top-3':>7s}")
+    for name, r in (("model", result), ("baseline", result["baseline"])):
+        print(f"{name:10s} {r['keystroke_savings']:17.3f} {r['top1']:7.3f} {r['top3']:7.3f}")
+    print(f"(baseline: word unigram+bigram counts of {source}, {len(training):,} "
+          "characters)")
     return 0
 
 
