@@ -142,10 +142,11 @@ def test_the_baseline_learns_from_the_training_part_only(tmp_path, capsys):
     text = FOX + "zebra " * 40       # 240 of 2,940 characters
     quiet_fit(tmp_path, text=text, steps=5, val_fraction=0.1)
     typed = tmp_path / "typed.txt"
-    typed.write_text("zebra zebra the quick")
+    typed.write_text("zebra zebra zebra")
     assert cli.main(["eval", str(tmp_path / "model.npz"), str(typed), "--keystrokes",
                      "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["baseline"]["top3"] == 0.5   # the, quick
+    assert json.loads(capsys.readouterr().out)["baseline"]["top3"] == 0.0
     assert cli.main(["eval", str(tmp_path / "model.npz"), str(typed), "--keystrokes",
                      "--json", "--baseline-text", str(tmp_path / "corpus.txt")]) == 0
-    assert json.loads(capsys.readouterr().out)["baseline"]["top3"] == 1.0
+    # (the first "zebra" follows nothing: the most frequent words come first)
+    assert json.loads(capsys.readouterr().out)["baseline"]["top3"] == 2 / 3
