@@ -181,11 +181,11 @@ def test_a_long_text_is_fed_in_slices_between_the_short_ones(model):
 def test_cancelled_work_stops_costing(model):
     batcher = Batcher(model, long_work=100, feed_budget=16)
     try:
-        blocker = Job("complete", ids(model, "!"), length=2000, beam=16)
+        blocker = Job("complete", ids(model, "!"), length=4000, beam=64)   # about 1 s
         batcher.submit(blocker)
         wait_until(lambda: batcher._long_running is blocker)
         queued = Job("complete", ids(model, "#"), length=2000, beam=16)
-        feeding = Job.predicting(model, "next", "!#$%" * 500)
+        feeding = Job.predicting(model, "next", "!#$%" * 5000)
         for job in (queued, feeding):
             batcher.submit(job)
         wait_until(lambda: batcher.feeding)
@@ -194,7 +194,7 @@ def test_cancelled_work_stops_costing(model):
         wait_until(lambda: queued.future.cancelled() and feeding.future.cancelled())
         assert not batcher.feeding
         fed = batcher.cache.stats()["chars_fed"]
-        assert fed < 2000      # dropped before its whole text was fed
+        assert fed < 20000     # dropped before its whole text was fed
     finally:
         batcher.stop()
         batcher.close()
