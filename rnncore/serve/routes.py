@@ -2,20 +2,24 @@
 
 A route checks what the schema cannot (unknown characters, stop texts), makes a Job and
 awaits it on the application's batcher (app.state.batcher) while watching the client:
-a client that disconnects cancels its job, which the batcher drops within a round.
+a client that disconnects cancels its job, which the batcher drops within a round.  The
+busiest routes (next, suggest) answer with a JSONResponse of what their response model
+describes, without validating it again.
 """
 import asyncio
 import json
 from importlib import resources
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from . import schemas
 from .batcher import Job, Stopping
 from .errors import Refusal
 
 STOPPING = "the server is stopping"
+#: seconds a request's answer may take before its client is watched for a disconnect
+WATCH_AFTER = 0.05
 
 
 def model_summary(model, max_length):
@@ -69,27 +73,34 @@ def submit(request, job):
 
 
 async def answer(request, job):
-    """The result of `job`, awaited while watching the client: one that disconnects
-    cancels the job (and gets no answer)."""
+    """The result of `job`, awaited while watching the client (from WATCH_AFTER seconds
+    on: most answers come sooner): one that disconnects cancels the job, which the
+    batcher then drops, and gets no answer."""
     waiter = asyncio.wrap_future(submit(request, job))
-    gone = asyncio.ensure_future(_disconnect(request))
+    watch = []
+    timer = asyncio.get_running_loop().call_later(
+        WATCH_AFTER, lambda: watch.append(asyncio.ensure_future(_watch(request, job,
+                                                                       waiter))))
     try:
-        await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if not waiter.done():
-        job.cancelled = True
-        waiter.cancel()
-        raise Refusal(499, "the client closed the connection")
-    try:
-        return waiter.result()
+        return await waiter
+    except asyncio.CancelledError:
+        if job.cancelled:
+            raise Refusal(499, "the client closed the connection") from None
+        raise
     except Stopping:
         raise Refusal(503, STOPPING) from None
+    finally:
+        timer.cancel()
+        for task in watch:
+            task.cancel()
 
 
-async def _disconnect(request):
+async def _watch(request, job, waiter):
+    """Cancel `job` (and stop waiting for it) once the client disconnects."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+    job.cancelled = True
+    waiter.cancel()
 
 
 def build_router(models, max_length):
@@ -116,10 +127,9 @@ def build_router(models, max_length):
         model = request.app.state.model
         text = model.vocab.decode(ids_of(model, req.text, req.skip_unknown, "text"))
         probs = await answer(request, Job.predicting(model, "next", text))
-        return {"next": ranked(model, probs, req.k)}
+        return JSONResponse({"next": ranked(model, probs, req.k)})
 
-    @router.post("/v1/suggest", response_model=schemas.SuggestResponse,
-                 response_model_exclude_none=True, responses=errors)
+    @router.post("/v1/suggest", response_model=schemas.SuggestResponse, responses=errors)
     async def post_suggest(req: models.suggest, request: Request):
         model = request.app.state.model
         text = model.vocab.decode(ids_of(model, req.text, req.skip_unknown, "text"))
@@ -130,9 +140,9 @@ def build_router(models, max_length):
         found = await answer(request, job)
         if req.next:
             found, probs = found
-            return {"suggestions": [s._asdict() for s in found],
-                    "next": ranked(model, probs, req.next)}
-        return {"suggestions": [s._asdict() for s in found]}
+            return JSONResponse({"suggestions": [s._asdict() for s in found],
+                                 "next": ranked(model, probs, req.next)})
+        return JSONResponse({"suggestions": [s._asdict() for s in found]})
 
     @router.post("/v1/complete", response_model=schemas.CompleteResponse, responses=errors)
     async def post_complete(req: models.complete, request: Request):
