@@ -5,7 +5,7 @@ csrc/vecmath.c (the run-time choice of libmvec, see pyx/vecmath.h) and the same 
 
 Release builds (the default) are optimised, carry no debug information, are stripped, and
 name no folder of the build machine (no RUNPATH), so that `auditwheel repair` can tag the
-wheel manylinux (README, "Building the wheel").
+wheel manylinux (docs/development.md, "Building the wheel").
 
 RNNCORE_CYTHON_DEBUG=1 builds them with bounds and initialisation checks on and with
 debug information, unstripped, for a test run that hunts for indexing bugs; the normal
@@ -32,7 +32,8 @@ from setuptools.command.build_ext import build_ext
 KERNEL_MODULES = {
     "rnncore._kernels": ["pyx/_kernels.pyx"],                        # optimizer updates
     # every cell's window and generation, on the thread team and the micro-kernel
-    "rnncore._cells": ["pyx/_cells.pyx", "csrc/team.c", "csrc/gemm.c"],
+    # (and, as the second engine, scipy's BLAS through scipy.linalg.cython_blas)
+    "rnncore._cells": ["pyx/_cells.pyx", "csrc/team.c", "csrc/gemm.c", "csrc/blas_threads.c"],
 }
 
 debug = os.environ.get("RNNCORE_CYTHON_DEBUG") == "1"

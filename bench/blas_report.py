@@ -8,15 +8,25 @@ import numpy as np
 
 
 def cpu_model():
-    """The CPU's model name (Linux: /proc/cpuinfo), else what platform knows."""
+    """The CPU's model name with its family, model and widest vector instructions (Linux:
+    /proc/cpuinfo), e.g. "AMD EPYC (family 25, model 17; AVX-512)": the name alone says
+    "AMD EPYC" for a Zen 3, a Zen 4 and a Zen 5 alike.  Else what platform knows."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break                           # the first CPU's block is enough
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    flags = fields.get("flags", "").split()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{fields['model name']} (family {fields.get('cpu family', '?')}, model "
+            f"{fields.get('model', '?')}; {isa})")
 
 
 def scipy_blas():

@@ -11,7 +11,9 @@ weights and the same carried state.  Systems run interleaved in one process: eve
 times each system in turn, so a noisy neighbour hits all of them alike; the tables give
 medians over the repeats, min-max in brackets, and the ratios of medians.  Every system gets
 --threads threads (default 2: rnncore's team, torch's intra-op pool, numpy's BLAS), the
-others' pools one; rnncore also runs on one thread ("rnncore·1"), for its own scaling.  The
+others' pools one; rnncore also runs on one thread ("rnncore·1"), for its own scaling, and
+with each product engine forced ("own": its micro-kernel everywhere; "blas": scipy's BLAS
+through cython_blas everywhere; "rnncore" itself is the default, `auto`).  The
 report names the CPU, the micro-kernel that ran, the FMA peak measured in the same run (an
 FMA loop of rnncore's own, on one thread and on the team) and BLAS's gemm rate; every row
 gives its GFLOP/s and their share of that FMA peak.  PyTorch is used when it is importable
@@ -31,7 +33,7 @@ import numpy as np
 
 import rnncore
 from blas_report import cpu_model, gemm_peak   # bench/ is this script's folder
-from rnncore import _cells, _kernels, layout, reference
+from rnncore import _cells, _kernels, engines, layout, reference
 from rnncore.train import Trainer
 
 try:
@@ -86,6 +88,8 @@ class ThreadPools:
     def give(self, system, n):
         if system == "rnncore·1":
             system, n = "rnncore", 1
+        if system in ENGINE_SYSTEMS:
+            system = "rnncore"
         for lib in self.libs:
             lib.set_num_threads(n if self.owner(lib) == system else 1)
         rnncore.set_num_threads(n if system == "rnncore" else 1)
@@ -103,8 +107,12 @@ def flops_per_char(H, V, cell="rnn", layers=1):
     return 6 * G * H * H * (2 * layers - 1) + 6 * H * V
 
 
+#: rnncore with each product engine forced (rnncore.engines), beside its default ("auto")
+ENGINE_SYSTEMS = {"own": "own", "cython_blas": "blas"}
+
+
 # ---- the systems under test: each returns a zero-argument callable doing one window ----
-def make_rnncore(params, dtype, x, y, state):
+def make_rnncore(params, dtype, x, y, state, engine="auto"):
     cell, layers = layout.infer_config(params)
     V, H = params["Why"].shape
     model = rnncore.CharRNN(rnncore.Vocab([chr(0x100 + i) for i in range(V)]), H, dtype=dtype,
@@ -113,7 +121,11 @@ def make_rnncore(params, dtype, x, y, state):
         model.params[k] = v.astype(dtype)
     out = model.zeros_like_params()
     state = state.astype(dtype)
-    return lambda: model.loss_and_grads(x, y, state, clip=5.0, out=out)
+
+    def window():   # the model keeps one kernel per engine setting
+        engines.set_gemm_engine(engine)
+        return model.loss_and_grads(x, y, state, clip=5.0, out=out)
+    return window
 
 
 def make_numpy(params, dtype, x, y, state):
@@ -210,6 +222,8 @@ def bench_window(V, H, B, T, dtype, threads, repeats, budget, use_torch, cell="r
     state = rng.uniform(-0.5, 0.5, (rows, B, H))
     state = state[0] if rows == 1 else state          # the model's state form
     systems = {"rnncore": make_rnncore(params, dtype, x, y, state),
+               **{name: make_rnncore(params, dtype, x, y, state, engine)
+                  for name, engine in ENGINE_SYSTEMS.items()},
                "numpy": make_numpy(params, dtype, x, y, state)}
     if threads > 1:
         systems["rnncore·1"] = systems["rnncore"]
@@ -226,6 +240,8 @@ def bench_window(V, H, B, T, dtype, threads, repeats, budget, use_torch, cell="r
            "chars_per_s": {k: B * T / med[k] for k in med},
            "speedup_vs_numpy": med["numpy"] / med["rnncore"],
            "gflops_rnncore": flops_per_char(H, V, cell, layers) * B * T / med["rnncore"] / 1e9}
+    # the default (auto) against the faster of the two engines forced: within 5% is the aim
+    row["auto_vs_faster_engine"] = med["rnncore"] / min(med[name] for name in ENGINE_SYSTEMS)
     if "rnncore·1" in med:
         row["speedup_vs_1_thread"] = med["rnncore·1"] / med["rnncore"]
     if "torch" in med:
@@ -292,6 +308,8 @@ def environment():
             "rnncore": rnncore.__version__, "machine": platform.machine(),
             "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "micro_kernel": _cells.MICROKERNEL, "libmvec": bool(_kernels.USES_LIBMVEC),
+            "engines": engines.engines_for(_cells.MICROKERNEL, "auto"),
+            "cython_blas": _cells.BLAS_LIBRARY,
             "torch": torch.__version__ if torch is not None else None}
     if threadpool_info is not None:
         info["blas"] = [{"library": p.get("internal_api"), "file": Path(p["filepath"]).name,
@@ -309,8 +327,9 @@ def fmt_range(row, k):
 def markdown(result):
     lines = []
     has_torch = any("speedup_vs_torch" in r for r in result["windows"])
-    head = "| cell | L | V | H | B | T | dtype | threads | rnncore µs | numpy µs |"
-    sep = "|---|---|---|---|---|---|---|---|---|---|"
+    head = ("| cell | L | V | H | B | T | dtype | threads | rnncore µs | own µs | "
+            "cython_blas µs | auto ÷ faster | numpy µs |")
+    sep = "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     if has_torch:
         head += " torch µs |"
         sep += "---|"
@@ -320,7 +339,8 @@ def markdown(result):
     lines += [head, sep]
     for r in result["windows"]:
         cells = [r["cell"], r["layers"], r["V"], r["H"], r["B"], r["T"], r["dtype"], r["threads"],
-                 fmt_range(r, "rnncore"), fmt_range(r, "numpy")]
+                 fmt_range(r, "rnncore"), fmt_range(r, "own"), fmt_range(r, "cython_blas"),
+                 f"{r['auto_vs_faster_engine']:.2f}", fmt_range(r, "numpy")]
         if has_torch:
             cells.append(fmt_range(r, "torch") if "torch" in r["us_per_window"] else "-")
         cells.append(f"{r['speedup_vs_numpy']:.1f}×")
@@ -333,6 +353,10 @@ def markdown(result):
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines.append("")
     env = result["environment"]
+    lines.append("rnncore: its default, auto (" + ", ".join(
+        f"{kind} products on {engine}" for kind, engine in env["engines"].items())
+        + "); own: every product on its micro-kernel; cython_blas: every product on "
+        f"scipy's BLAS ({env['cython_blas']}), one thread a call")
     lines.append(f"CPU: {env['cpu']}; micro-kernel: {env['micro_kernel']}; torch "
                  f"{env['torch']}; BLAS: " + ", ".join(
                      f"{b['file']} ({b['architecture']})" for b in env.get("blas", [])))

@@ -8,6 +8,13 @@
 
 typedef void (*kernel_f)(long K, const float *A, long a_rs, long a_ks, const float *P,
                          long ldp, float *C, long ldc, long ldv);
+
+/* How a version cuts C (m, nv vectors) into register blocks: blocks of mr rows, each in
+ * passes of cw vectors (cw = nv: one pass); a last block of at most whole_rows rows takes
+ * all nv vectors in one pass (more chains of FMAs for a few rows). */
+struct rnncore_gemm_plan {
+    int mr, cw, whole_rows, unused;
+};
 typedef void (*kernel_d)(long K, const double *A, long a_rs, long a_ks, const double *P,
                          long ldp, double *C, long ldc, long ldv);
 
@@ -86,9 +93,10 @@ typedef void (*kernel_d)(long K, const double *A, long a_rs, long a_ks, const do
 static struct {
     const char *isa;
     int lanes_f, lanes_d;
-    const int *mr_f, *mr_d;
-    kernel_f table_f[9][RNNCORE_GEMM_NV_MAX + 1];
-    kernel_d table_d[9][RNNCORE_GEMM_NV_MAX + 1];
+    const struct rnncore_gemm_plan *plan_f, *plan_d;
+    /* [rows][accumulate][nv] */
+    kernel_f table_f[RNNCORE_GEMM_MR_MAX + 1][2][RNNCORE_GEMM_NV_MAX + 1];
+    kernel_d table_d[RNNCORE_GEMM_MR_MAX + 1][2][RNNCORE_GEMM_NV_MAX + 1];
     float (*fma_f)(long);
     double (*fma_d)(long);
 } K;
@@ -113,7 +121,7 @@ static void use(const char *name) {
     if (strcmp(name, "avx512") == 0) {
         K.isa = "avx512";
         K.lanes_f = 16; K.lanes_d = 8;
-        K.mr_f = mr_avx512_f; K.mr_d = mr_avx512_d;
+        K.plan_f = plan_avx512_f; K.plan_d = plan_avx512_d;
         fill_avx512_f(K.table_f); fill_avx512_d(K.table_d);
         K.fma_f = fma_loop_avx512_f; K.fma_d = fma_loop_avx512_d;
         return;
@@ -121,7 +129,7 @@ static void use(const char *name) {
     if (strcmp(name, "avx2") == 0) {
         K.isa = "avx2";
         K.lanes_f = 8; K.lanes_d = 4;
-        K.mr_f = mr_avx2_f; K.mr_d = mr_avx2_d;
+        K.plan_f = plan_avx2_f; K.plan_d = plan_avx2_d;
         fill_avx2_f(K.table_f); fill_avx2_d(K.table_d);
         K.fma_f = fma_loop_avx2_f; K.fma_d = fma_loop_avx2_d;
         return;
@@ -130,7 +138,7 @@ static void use(const char *name) {
     (void)name;
     K.isa = "generic";
     K.lanes_f = 4; K.lanes_d = 2;
-    K.mr_f = mr_generic_f; K.mr_d = mr_generic_d;
+    K.plan_f = plan_generic_f; K.plan_d = plan_generic_d;
     fill_generic_f(K.table_f); fill_generic_d(K.table_d);
     K.fma_f = fma_loop_generic_f; K.fma_d = fma_loop_generic_d;
 }
@@ -163,50 +171,24 @@ const char *rnncore_gemm_setting_error(void) {
 
 int rnncore_gemm_lanes_f(void) { choose(); return K.lanes_f; }
 int rnncore_gemm_lanes_d(void) { choose(); return K.lanes_d; }
-int rnncore_gemm_mr_f(int nv) { choose(); return K.mr_f[nv]; }
-int rnncore_gemm_mr_d(int nv) { choose(); return K.mr_d[nv]; }
+int rnncore_gemm_mr_f(int nv) { choose(); return K.plan_f[nv].mr; }
+int rnncore_gemm_mr_d(int nv) { choose(); return K.plan_d[nv].mr; }
 
 double rnncore_fma_loop(int is_double, long iters) {
     choose();
     return is_double ? K.fma_d(iters) : (double)K.fma_f(iters);
 }
 
-/* ---- the product and packing, per dtype --------------------------------------------- */
+/* ---- the product, the tile product and packing, per dtype ---------------------------- */
 
-#define RNNCORE_PRODUCT(REAL, SUFFIX)                                                       \
-    void rnncore_gemm_##SUFFIX(long m, int nv, long Kdim, const REAL *A, long a_rs,         \
-                               long a_ks, const REAL *P, long ldp, REAL *C, long ldc,       \
-                               long ldv) {                                                  \
-        choose();                                                                           \
-        int mr = K.mr_##SUFFIX[nv];                                                         \
-        long r = 0;                                                                         \
-        for (; r + mr <= m; r += mr)                                                        \
-            K.table_##SUFFIX[mr][nv](Kdim, A + r * a_rs, a_rs, a_ks, P, ldp, C + r * ldc,   \
-                                     ldc, ldv);                                             \
-        if (r < m)                                                                          \
-            K.table_##SUFFIX[m - r][nv](Kdim, A + r * a_rs, a_rs, a_ks, P, ldp,             \
-                                        C + r * ldc, ldc, ldv);                             \
-    }                                                                                       \
-                                                                                            \
-    void rnncore_pack_##SUFFIX(REAL *P, long ldp, const REAL *S, long s_k, long s_n,        \
-                               long Kdim, long n, long width) {                             \
-        long c0 = 0;                                                                        \
-        if (s_n == 1) {                 /* rows of S: copies */                             \
-            for (long k = 0; k < Kdim; k++) memcpy(P + k * ldp, S + k * s_k, n * sizeof(REAL));\
-            c0 = n;                                                                         \
-        } else {                        /* 8 columns of S a pass: 8 streams of reads */    \
-            for (; c0 + 8 <= n; c0 += 8)                                                    \
-                for (long k = 0; k < Kdim; k++) {                                           \
-                    REAL *p = P + k * ldp + c0;                                             \
-                    const REAL *q = S + k * s_k + c0 * s_n;                                 \
-                    for (int c = 0; c < 8; c++) p[c] = q[c * s_n];                          \
-                }                                                                           \
-        }                                                                                   \
-        for (long k = 0; k < Kdim; k++) {                                                   \
-            for (long c = c0; c < n; c++) P[k * ldp + c] = S[k * s_k + c * s_n];           \
-            for (long c = n; c < width; c++) P[k * ldp + c] = 0;                            \
-        }                                                                                   \
-    }
+#define REAL float
+#define SUFFIX(x) x##_f
+#include "gemm_driver.h"
+#undef SUFFIX
+#undef REAL
 
-RNNCORE_PRODUCT(float, f)
-RNNCORE_PRODUCT(double, d)
+#define REAL double
+#define SUFFIX(x) x##_d
+#include "gemm_driver.h"
+#undef SUFFIX
+#undef REAL

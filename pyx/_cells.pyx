@@ -20,19 +20,23 @@ import os
 import numpy as np
 
 from rnncore.layout import GATES, param_shapes    # what a model is: cells, gates, shapes
+from rnncore import engines as _engines             # which engine runs which products
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from cython cimport floating
-from gemm cimport (gemm, pack, rnncore_fma_loop, rnncore_gemm_isa, rnncore_gemm_setting_error,
+from gemm cimport (gemm, pack, tile_product, rnncore_tile_work_f, rnncore_tile_work_d,
+                   rnncore_fma_loop, rnncore_gemm_isa, rnncore_gemm_setting_error,
                    rnncore_gemm_lanes_f, rnncore_gemm_lanes_d, rnncore_gemm_mr_f,
                    rnncore_gemm_mr_d)
 from generate cimport (Gen, GenJob, Candidate, WordBeam, FEED_ROWS, gen_tile,
                        steps_program, texts_program, next_program, beam_program,
                        word_program)
 from kernel_maths cimport vecmath_choice
-from step cimport (Net, RNN, LSTM, GRU, ceil_div, padded, forward_scratch,
+from blas cimport gemm_rm, rnncore_blas_locate, rnncore_blas_name, rnncore_blas_enter, \
+    rnncore_blas_leave, rnncore_blas_threads
+from step cimport (Net, RNN, LSTM, GRU, OWN, BLAS, ceil_div, padded, forward_scratch,
                    backward_scratch)
 from team cimport (RNNCORE_MAX_THREADS, rnncore_crew, rnncore_phase, rnncore_program,
                    rnncore_tile,
@@ -51,6 +55,16 @@ if rnncore_gemm_setting_error() != NULL:
 
 #: Which micro-kernel the products run on: "avx512", "avx2" or "generic" (csrc/gemm.h)
 MICROKERNEL = rnncore_gemm_isa().decode()
+
+import scipy.linalg.cython_blas as _cython_blas
+#: Whether the BLAS engine's library was found with its thread controls, and what it is
+#: (csrc/blas_threads.h): the library scipy's cython_blas calls
+BLAS_THREADS_HELD = bool(rnncore_blas_locate(os.fsencode(_cython_blas.__file__)))
+BLAS_LIBRARY = rnncore_blas_name().decode()
+
+#: The units of a forward or backward step tile when BLAS runs its products: one call per
+#: gate of 64 units (the micro-kernel's tiles are a vector's lanes)
+cdef Py_ssize_t BLAS_UNITS = 64
 
 CELL_CODES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
@@ -80,6 +94,11 @@ def set_min_parallel_work(Py_ssize_t n):
     uses the whole team; for tests and benchmarks)."""
     global min_parallel_work
     min_parallel_work = max(n, 0)
+
+
+def blas_threads():
+    """The BLAS engine's library's thread count now (-1: unknown), for tests."""
+    return rnncore_blas_threads()
 
 
 def team_stats():
@@ -175,6 +194,23 @@ def expected_shapes(cell, Py_ssize_t n_vocab, Py_ssize_t hidden_size, Py_ssize_t
     return param_shapes(cell, n_vocab, hidden_size, num_layers)
 
 
+cdef void set_engines(Net *n, dict engines) except *:
+    """n's engine for each kind of product, and the step tiles that follow from them."""
+    n.eng_fwd = BLAS if engines["forward"] == "blas" else OWN
+    n.eng_bwd = BLAS if engines["backward"] == "blas" else OWN
+    n.eng_wide = BLAS if engines["wide"] == "blas" else OWN
+    n.eng_logits = BLAS if engines["logits"] == "blas" else OWN
+    if n.eng_fwd == BLAS:               # one BLAS call per gate of BLAS_UNITS units
+        n.UW, n.NVF = BLAS_UNITS, 0
+    elif n.cell == RNN:                 # one gate: a tile is 4 vectors of units
+        n.UW, n.NVF = 4 * n.W, 4
+    else:                               # a tile is one vector of units, every gate
+        n.UW, n.NVF = n.W, n.G
+    n.UB = BLAS_UNITS if n.eng_bwd == BLAS else n.NC
+    n.n_uf = ceil_div(n.H, n.UW)
+    n.n_ub = ceil_div(n.H, n.UB)
+
+
 cdef class StackKernel:
     """The compiled window and generation of one model: cell, depth, sizes and dtype fixed,
     parameters and gradient arrays bound once (bind_params / bind_grads), and the buffers
@@ -187,7 +223,8 @@ cdef class StackKernel:
     one thread for steps too small to split); a number caps it.  The results are the same
     bits whatever the number of threads.
     """
-    cdef Net net
+    cdef Net net                                # the window's
+    cdef Net gen_net                            # generation's: the same parameters
     cdef Window w
     cdef bint is_double
     cdef void **layer_pointers                  # 12 arrays of L pointers, see Net
@@ -200,13 +237,16 @@ cdef class StackKernel:
     cdef readonly object dtype
     cdef readonly object state_in, state_out, masks
     cdef readonly object bound_params, bound_grads
+    cdef readonly dict engines                  # {kind: "own" | "blas"}, fixed when built
+    cdef readonly dict gen_engines              # generation's
+    cdef object gen_packed
     cdef public object threads
     cdef object buffers, packed, scratch, dscratch
     cdef Py_ssize_t scratch_threads
 
     def __cinit__(self, str cell, Py_ssize_t num_layers, Py_ssize_t n_vocab,
                   Py_ssize_t hidden_size, Py_ssize_t batch_size, Py_ssize_t seq_length,
-                  dtype):
+                  dtype, engine=None):
         cdef Py_ssize_t L = num_layers, V = n_vocab, H = hidden_size
         cdef Py_ssize_t B = batch_size, T = seq_length, G, W, k
         self.layer_pointers = NULL
@@ -233,27 +273,38 @@ cdef class StackKernel:
         cdef Net *n = &self.net
         n.cell, n.L, n.V, n.H, n.G, n.GH = CELL_CODES[cell], L, V, H, G, G * H
         n.W, n.NC = W, 4 * W
-        if cell == "rnn":               # one gate: a tile is 4 vectors of units
-            n.UW, n.NVF = 4 * W, 4
-        else:                           # a tile is one vector of units, every gate
-            n.UW, n.NVF = W, G
-        n.n_uf = ceil_div(H, n.UW)
-        n.n_ub = ceil_div(H, n.NC)
+        n.n_hp = ceil_div(H, n.NC)
         n.n_gp = ceil_div(G * H, n.NC)
         n.n_vp = ceil_div(V, n.NC)
         n.RT = 16 * (rnncore_gemm_mr_d(4) if self.is_double else rnncore_gemm_mr_f(4))
+        n.NT = 8 * n.NC
         n.RTD = max(1, min(n.RT, 65536 // (n.n_vp * n.NC)))
-        self.layer_pointers = <void **> PyMem_Malloc(12 * L * sizeof(void *))
+        # 12 arrays of L pointers for the window's Net (see Net), 4 more for the panels of
+        # generation's when its engines differ
+        self.layer_pointers = <void **> PyMem_Malloc(16 * L * sizeof(void *))
         self.grad_pointers = <void **> PyMem_Malloc((4 * L + 2) * sizeof(void *))
         self.grad_sizes = <Py_ssize_t *> PyMem_Malloc((4 * L + 2) * sizeof(Py_ssize_t))
         if self.layer_pointers == NULL or self.grad_pointers == NULL or self.grad_sizes == NULL:
             raise MemoryError()
-        memset(self.layer_pointers, 0, 12 * L * sizeof(void *))
+        memset(self.layer_pointers, 0, 16 * L * sizeof(void *))
         cdef void **lp = self.layer_pointers
         n.Wxh, n.Whh, n.bh, n.bhn = lp, lp + L, lp + 2 * L, lp + 3 * L
         n.dWxh, n.dWhh, n.dbh, n.dbhn = lp + 4 * L, lp + 5 * L, lp + 6 * L, lp + 7 * L
         n.Pf, n.Pb, n.Px, n.Pd = lp + 8 * L, lp + 9 * L, lp + 10 * L, lp + 11 * L
-        self._allocate_packed()
+        # the window's engines and generation's (the same parameters; under `auto`
+        # generation keeps to the micro-kernel: a stream's bits must not depend on its batch)
+        self.engines = _engines.engines_for(MICROKERNEL, engine, "window")
+        self.gen_engines = _engines.engines_for(MICROKERNEL, engine, "generation")
+        set_engines(n, self.engines)
+        self.packed = self._allocate_packed(n, self.engines)
+        self.gen_net = self.net
+        if self.gen_engines == self.engines:
+            self.gen_packed = self.packed           # one set of panels serves both
+        else:
+            self.gen_net.Pf, self.gen_net.Pb = lp + 12 * L, lp + 13 * L
+            self.gen_net.Px, self.gen_net.Pd = lp + 14 * L, lp + 15 * L
+            set_engines(&self.gen_net, self.gen_engines)
+            self.gen_packed = self._allocate_packed(&self.gen_net, self.gen_engines)
         self._allocate_window()
         self.bound_params = self.bound_grads = None
         self.scratch = self.dscratch = None
@@ -264,28 +315,37 @@ cdef class StackKernel:
         PyMem_Free(self.grad_pointers)
         PyMem_Free(self.grad_sizes)
 
-    def _allocate_packed(self):
-        """The packed weights (step.pxd's docstring), rebuilt from the parameters by every
-        call."""
-        cdef Net *n = &self.net
+    cdef object _allocate_packed(self, Net *n, dict engines):
+        """The packed weights of n (step.pxd's docstring), rebuilt from the parameters by
+        every call: the micro-kernel's panels for the kinds of product it runs, and E.
+        Returns the arrays (keep them alive)."""
         cdef Py_ssize_t k, L = n.L, H = n.H, GH = n.GH, NC = n.NC, V = n.V
         dt = self.dtype
-        packed = {"E": aligned_zeros((V, GH), dt), "Pyt": aligned_zeros((n.n_vp, H, NC), dt),
-                  "Py": aligned_zeros((n.n_ub, V, NC), dt)}
+        own = {kind: engine == "own" for kind, engine in engines.items()}
+        shapes = {"E": (V, GH)}
+        if own["logits"]:
+            shapes["Pyt"] = (n.n_vp, H, NC)
+        if own["wide"]:
+            shapes["Py"] = (n.n_hp, V, NC)
         for k in range(L):
-            packed[f"Pf{k}"] = aligned_zeros((n.n_uf, H, n.NVF * n.W), dt)
-            packed[f"Pb{k}"] = aligned_zeros((n.n_ub, GH, NC), dt)
-            n.Pf[k] = data_pointer(packed[f"Pf{k}"])
-            n.Pb[k] = data_pointer(packed[f"Pb{k}"])
-            if k > 0:
-                packed[f"Px{k}"] = aligned_zeros((n.n_gp, H, NC), dt)
-                packed[f"Pd{k}"] = aligned_zeros((n.n_ub, GH, NC), dt)
-                n.Px[k] = data_pointer(packed[f"Px{k}"])
-                n.Pd[k] = data_pointer(packed[f"Pd{k}"])
-        n.E = data_pointer(packed["E"])
-        n.Pyt = data_pointer(packed["Pyt"])
-        n.Py = data_pointer(packed["Py"])
-        self.packed = packed
+            if own["forward"]:
+                shapes[f"Pf{k}"] = (n.n_uf, H, n.NVF * n.W)
+            if own["backward"]:
+                shapes[f"Pb{k}"] = (n.n_hp, GH, NC)
+            if k > 0 and own["wide"]:
+                shapes[f"Px{k}"] = (n.n_gp, H, NC)
+                shapes[f"Pd{k}"] = (n.n_hp, GH, NC)
+        packed = {name: aligned_zeros(shape, dt) for name, shape in shapes.items()}
+        address = {name: a.ctypes.data for name, a in packed.items()}     # NULL: not packed
+        for k in range(L):
+            n.Pf[k] = <void *> <size_t> address.get(f"Pf{k}", 0)
+            n.Pb[k] = <void *> <size_t> address.get(f"Pb{k}", 0)
+            n.Px[k] = <void *> <size_t> address.get(f"Px{k}", 0)
+            n.Pd[k] = <void *> <size_t> address.get(f"Pd{k}", 0)
+        n.E = <void *> <size_t> address["E"]
+        n.Pyt = <void *> <size_t> address.get("Pyt", 0)
+        n.Py = <void *> <size_t> address.get("Py", 0)
+        return packed
 
     def _allocate_window(self):
         """The buffers of one (B, T) window (window.pxd's docstring)."""
@@ -345,7 +405,10 @@ cdef class StackKernel:
         """Per-thread scratch for `threads` workers and calls of up to B streams."""
         cdef Net *n = &self.net
         cdef Py_ssize_t size = max(forward_scratch(n, max(B, self.batch_size)),
-                                   backward_scratch(n, self.batch_size), n.RT * n.NC,
+                                   forward_scratch(&self.gen_net, B),
+                                   backward_scratch(n, self.batch_size),
+                                   rnncore_tile_work_d(n.RT, n.NT) if self.is_double
+                                   else rnncore_tile_work_f(n.RT, n.NT),
                                    n.RTD * n.n_vp * n.NC, n.V * n.NC)
         size = padded(size)
         if self.scratch is not None and threads <= self.scratch_threads and \
@@ -392,6 +455,8 @@ cdef class StackKernel:
         named = self._checked_arrays(arrays, "parameter", False)
         self.point_at(named, self.net.Wxh, self.net.Whh, self.net.bh, self.net.bhn,
                       &self.net.Why, &self.net.by)
+        # generation's Net shares the per-layer pointer arrays; its decoder's are its own
+        self.gen_net.Why, self.gen_net.by = self.net.Why, self.net.by
         self.bound_params = arrays
 
     def bind_grads(self, tuple arrays):
@@ -440,8 +505,13 @@ cdef class StackKernel:
         w.grads = compute_grads
         w.clip = clip
         cdef double loss = 0.0
+        cdef bint uses_blas = "blas" in self.engines.values()
         with nogil:
+            if uses_blas:
+                rnncore_blas_enter()
             rnncore_team_run(self.window_run, w, threads)
+            if uses_blas:
+                rnncore_blas_leave()
             for r in range(B * T):
                 loss += w.loss[r]
         w.inputs = w.targets = NULL
@@ -471,7 +541,7 @@ cdef class StackKernel:
         other = np.zeros((rows, B, self.hidden_size), self.dtype)
         pre = np.zeros((B, GATES[self.cell] * self.hidden_size), self.dtype)
         memset(g, 0, sizeof(Gen))
-        g.net = &self.net
+        g.net = &self.gen_net
         g.B = B
         g.state = data_pointer(state)
         g.other = data_pointer(other)
@@ -501,9 +571,14 @@ cdef class StackKernel:
     cdef void run_generation(self, Gen *g, int op, Py_ssize_t n_steps, int threads):
         """Run generation program `op` over g on the team (without the GIL)."""
         cdef GenCall call
+        cdef bint uses_blas = "blas" in self.gen_engines.values()
         call.g, call.n_steps, call.op = g, n_steps, op
         with nogil:
+            if uses_blas:
+                rnncore_blas_enter()
             rnncore_team_run(self.generate_run, &call, threads)
+            if uses_blas:
+                rnncore_blas_leave()
 
     def advance(self, const Py_ssize_t[:, ::1] chars, state):
         """Feed chars[i, b] to stream b of `state` (S·L, B, H) at step i, for every row i
@@ -871,3 +946,138 @@ cdef object _matmul(const floating[:, :] a, const floating[:, ::1] b):
                 for j in range(min(NC, N - c0)):
                     o[r, c0 + j] = C[r, j]
     return out
+
+
+def tile_matmul(a, b, bias=None):
+    """a (M, K) @ b (K, N) [+ bias (N,)] as one tile of the window's products
+    (rnncore_tile_product): b read in place (packed a chunk at a time), a through its
+    strides (a transposed view is packed too).  For tests."""
+    if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 \
+            or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError("tile_matmul needs 2-D float32/float64 arrays of one dtype, "
+                         "(M, K) @ (K, N)")
+    bias = None if bias is None else np.ascontiguousarray(bias, a.dtype)
+    if a.dtype == np.float64:
+        return _tile_matmul[double](a, np.ascontiguousarray(b), bias)
+    return _tile_matmul[float](a, np.ascontiguousarray(b), bias)
+
+
+cdef object _tile_matmul(const floating[:, :] a, const floating[:, ::1] b, bias):
+    cdef Py_ssize_t M = a.shape[0], K = a.shape[1], N = b.shape[1]
+    cdef Py_ssize_t W = rnncore_gemm_lanes_d() if floating is double else rnncore_gemm_lanes_f()
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    dt = np.float64 if floating is double else np.float32
+    out = np.zeros((M, N), dt)
+    if M == 0 or N == 0:
+        return out
+    # b with a vector of slack behind it: the product reads whole vectors of a row
+    padded_b = aligned_zeros((K, N), dt, W)
+    padded_b[...] = b
+    work = aligned_zeros(((rnncore_tile_work_d if floating is double
+                           else rnncore_tile_work_f)(M, N),), dt)
+    cdef floating[:, ::1] o = out
+    cdef const floating[:, ::1] P = padded_b
+    cdef floating[::1] w = work
+    cdef const floating[::1] bias_v
+    cdef const floating *bias_p = NULL
+    if bias is not None:
+        bias_v = bias
+        bias_p = &bias_v[0]
+    with nogil:
+        tile_product(M, N, K, &a[0, 0], a.strides[0] // itemsize, a.strides[1] // itemsize,
+                     &P[0, 0] if K > 0 else <const floating *> &w[0], N, 4 * W, &o[0, 0], N,
+                     bias_p, &w[0])
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# One product as the kernels compute it, on either engine: for bench/products.py and tests.
+# ---------------------------------------------------------------------------------------
+
+def product(a, b, engine="own", bint step=False, Py_ssize_t repeats=1):
+    """a (M, K) @ b (K, N), computed `repeats` times on this thread as the kernels compute
+    a product of its kind with `engine` ("own" or "blas").  step=False: a product over
+    many rows (a window's): tiles of RT × NT, the micro-kernel packing chunks as it goes,
+    BLAS one call a tile.  step=True: a step's recurrent product: tiles of one panel of
+    the micro-kernel (b packed into panels once, before the repeats, as a window packs
+    its weights once for all its steps), or of 64 columns a BLAS call."""
+    if engine not in _engines.ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(_engines.ENGINES)}, got {engine!r}")
+    if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 \
+            or b.ndim != 2 or a.shape[1] != b.shape[0] or repeats < 1:
+        raise ValueError("product needs 2-D float32/float64 arrays of one dtype, "
+                         "(M, K) @ (K, N), and repeats >= 1")
+    a = np.ascontiguousarray(a)
+    dt = a.dtype
+    W = rnncore_gemm_lanes_d() if dt == np.float64 else rnncore_gemm_lanes_f()
+    M, K, N = a.shape[0], a.shape[1], b.shape[1]
+    padded_b = aligned_zeros((K, N), dt, W)     # a vector of slack: whole vectors are read
+    padded_b[...] = b
+    out = aligned_zeros((M, N), dt, W)
+    RT = 16 * (rnncore_gemm_mr_d(4) if dt == np.float64 else rnncore_gemm_mr_f(4))
+    NC = 4 * W
+    n_p = ceil_div(N, NC)
+    panels = aligned_zeros((n_p, K, NC), dt) if step and engine == "own" else padded_b
+    work = aligned_zeros(((rnncore_tile_work_d if dt == np.float64
+                           else rnncore_tile_work_f)(RT, 8 * NC) + M * NC,), dt)
+    if dt == np.float64:
+        _product[double](a, padded_b, panels, out, work, engine == "blas", step, repeats, RT,
+                         8 * NC)
+    else:
+        _product[float](a, padded_b, panels, out, work, engine == "blas", step, repeats, RT,
+                        8 * NC)
+    return out
+
+
+cdef void _product(const floating[:, ::1] a, const floating[:, ::1] b, panels,
+                   floating[:, ::1] out, floating[::1] work, bint blas, bint step,
+                   Py_ssize_t repeats, Py_ssize_t RT, Py_ssize_t NT) except *:
+    cdef Py_ssize_t M = a.shape[0], K = a.shape[1], N = b.shape[1], i, p, r0, c0, cols
+    cdef Py_ssize_t W = rnncore_gemm_lanes_d() if floating is double else rnncore_gemm_lanes_f()
+    cdef Py_ssize_t NC = 4 * W, n_p = ceil_div(N, NC)
+    cdef floating *P = NULL
+    cdef floating *S = &work[0]
+    cdef const floating *B = &b[0, 0] if K > 0 else NULL
+    cdef floating *C = &out[0, 0]
+    if M == 0 or N == 0 or K == 0:
+        return
+    if step and not blas:
+        P = <floating *> <size_t> panels.ctypes.data
+        for p in range(n_p):
+            pack(P + p * K * NC, NC, B + p * NC, N, 1, K, min(NC, N - p * NC), NC)
+    with nogil:
+        if blas:
+            rnncore_blas_enter()
+        for i in range(repeats):
+            if step and blas:           # one call per 64 columns (a gate's units)
+                c0 = 0
+                while c0 < N:
+                    gemm_rm(M, min(64, N - c0), K, &a[0, 0], K, 1, B + c0, N, 1, 0, C + c0, N)
+                    c0 += 64
+            elif step:                  # one packed panel a tile, into the tile's scratch
+                for p in range(n_p):
+                    cols = min(NC, N - p * NC)
+                    gemm(M, <int> ceil_div(cols, W), K, &a[0, 0], K, 1, P + p * K * NC, NC,
+                         S, NC, W)
+            else:
+                c0 = 0
+                while c0 < N:
+                    cols = min(NT, N - c0)
+                    r0 = 0
+                    while r0 < M:
+                        if blas:
+                            gemm_rm(min(RT, M - r0), cols, K, &a[0, 0] + r0 * K, K, 1,
+                                    B + c0, N, 1, 0, C + r0 * N + c0, N)
+                        else:
+                            tile_product(min(RT, M - r0), cols, K, &a[0, 0] + r0 * K, K, 1,
+                                         B + c0, N, NC, C + r0 * N + c0, N, NULL, S)
+                        r0 += RT
+                    c0 += NT
+        if blas:
+            rnncore_blas_leave()
+    if step and not blas:               # the last repeat again, kept (the timed loop
+        for p in range(n_p):            # overwrote one tile's scratch each time)
+            cols = min(NC, N - p * NC)
+            gemm(M, <int> ceil_div(cols, W), K, &a[0, 0], K, 1, P + p * K * NC, NC, S, NC, W)
+            for r0 in range(M):
+                memcpy(C + r0 * N + p * NC, S + r0 * NC, cols * sizeof(floating))

@@ -14,9 +14,18 @@ cdef extern from "gemm.h" nogil:
     int rnncore_gemm_mr_f(int nv)
     int rnncore_gemm_mr_d(int nv)
     void rnncore_gemm_f(long m, int nv, long K, const float *A, long a_rs, long a_ks,
-                        const float *P, long ldp, float *C, long ldc, long ldv)
+                        const float *P, long ldp, float *C, long ldc, long ldv, int accumulate)
     void rnncore_gemm_d(long m, int nv, long K, const double *A, long a_rs, long a_ks,
-                        const double *P, long ldp, double *C, long ldc, long ldv)
+                        const double *P, long ldp, double *C, long ldc, long ldv,
+                        int accumulate)
+    long rnncore_tile_work_f(long m, long n)
+    long rnncore_tile_work_d(long m, long n)
+    void rnncore_tile_product_f(long m, long n, long K, const float *A, long a_rs, long a_ks,
+                                const float *P, long ldp, long panel_stride, float *C,
+                                long ldc, const float *bias, float *work)
+    void rnncore_tile_product_d(long m, long n, long K, const double *A, long a_rs,
+                                long a_ks, const double *P, long ldp, long panel_stride,
+                                double *C, long ldc, const double *bias, double *work)
     double rnncore_fma_loop(int is_double, long iters)
     void rnncore_pack_f(float *P, long ldp, const float *S, long s_k, long s_n, long K,
                         long n, long width)
@@ -31,9 +40,24 @@ cdef inline void gemm(Py_ssize_t m, int nv, Py_ssize_t K, const floating *A,
                       floating *C, Py_ssize_t ldc, Py_ssize_t ldv) noexcept nogil:
     """C (m, nv vectors) = A (m, K) · P (K, nv vectors); see csrc/gemm.h."""
     if floating is double:
-        rnncore_gemm_d(m, nv, K, A, a_rs, a_ks, P, ldp, C, ldc, ldv)
+        rnncore_gemm_d(m, nv, K, A, a_rs, a_ks, P, ldp, C, ldc, ldv, 0)
     else:
-        rnncore_gemm_f(m, nv, K, A, a_rs, a_ks, P, ldp, C, ldc, ldv)
+        rnncore_gemm_f(m, nv, K, A, a_rs, a_ks, P, ldp, C, ldc, ldv, 0)
+
+
+cdef inline void tile_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t K, const floating *A,
+                              Py_ssize_t a_rs, Py_ssize_t a_ks, const floating *P,
+                              Py_ssize_t ldp, Py_ssize_t panel_stride, floating *C,
+                              Py_ssize_t ldc, const floating *bias,
+                              floating *work) noexcept nogil:
+    """C (m, n) = A (m, K) · P (K, n) [+ bias], the whole of one tile on packed copies;
+    see csrc/gemm.h."""
+    if floating is double:
+        rnncore_tile_product_d(m, n, K, A, a_rs, a_ks, P, ldp, panel_stride, C, ldc, bias,
+                               work)
+    else:
+        rnncore_tile_product_f(m, n, K, A, a_rs, a_ks, P, ldp, panel_stride, C, ldc, bias,
+                               work)
 
 
 cdef inline void pack(floating *P, Py_ssize_t ldp, const floating *S, Py_ssize_t s_k,

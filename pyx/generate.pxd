@@ -22,8 +22,10 @@ from libc.stdlib cimport qsort
 from libc.string cimport memcpy
 
 from gemm cimport gemm
-from step cimport (Net, RNN, LSTM, GRU, ForwardStep, ceil_div, pack_tiles, pack_tile,
-                   forward_tile, product_tile, product_tiles)
+from step cimport (Net, RNN, LSTM, GRU, OWN, ForwardStep, Operand, PackCounts, ceil_div,
+                   pack_counts, pack_tiles, pack_tile, packed, forward_tile, logits_rows,
+                   product_tile, product_tiles)
+from blas cimport gemm_rm
 from team cimport rnncore_crew, rnncore_phase, rnncore_tile
 
 cdef struct Candidate:
@@ -141,11 +143,9 @@ cdef inline void logits_of(floating *S, const Net *n, const floating *h, Py_ssiz
                            double *logits) noexcept nogil:
     """logits (rows, V) = h (rows, H) · Whyᵀ + by, widened to double; S: scratch of
     rows·n_vp·NC values."""
-    cdef Py_ssize_t V = n.V, NC = n.NC, Vp = n.n_vp * NC, p, r, j
+    cdef Py_ssize_t V = n.V, NC = n.NC, Vp = n.n_vp * NC, r, j
     cdef const floating *by = <const floating *> n.by
-    for p in range(n.n_vp):
-        gemm(rows, <int> ceil_div(min(NC, V - p * NC), n.W), n.H, h, n.H, 1,
-             (<const floating *> n.Pyt) + p * n.H * NC, NC, S + p * NC, Vp, n.W)
+    logits_rows(S, n, h, rows, Vp)
     for r in range(rows):
         for j in range(V):
             logits[r * V + j] = <double> (S[r * Vp + j] + by[j])
@@ -330,8 +330,9 @@ cdef inline void projection_tile(floating *S, const Net *n, Py_ssize_t k, Py_ssi
                                  const floating *X, floating *dest,
                                  Py_ssize_t tile) noexcept nogil:
     """Tile `tile` of dest (rows, G·H) = X (rows, H) · Wxh_kᵀ + bh_k: layer k's input."""
-    product_tile(S, n, rows, n.GH, n.H, X, n.H, 1, <const floating *> n.Px[k], n.NC,
-                 n.H * n.NC, tile, dest, n.GH, <const floating *> n.bh[k])
+    cdef Operand wxh_t = packed(n.Px[k], n.H, n.NC, n.Wxh[k], 1, n.H)    # Wxh_kᵀ
+    product_tile(S, n, rows, n.GH, n.H, X, n.H, 1, &wxh_t, tile, dest, n.GH,
+                 <const floating *> n.bh[k])
 
 
 cdef inline void project_rows_tile(floating *S, const GenJob *job,
@@ -603,11 +604,13 @@ cdef inline void gen_tile(floating *_, GenJob *job, Py_ssize_t tile,
     cdef const Net *n = g.net
     cdef floating *S = gen_scratch(_, g, thread)
     cdef Py_ssize_t BH, offset
+    cdef PackCounts counts
     if job.kind == G_PACK:
-        pack_tile(_, n, tile)
+        pack_tile(_, n, False, tile)
     elif job.kind == G_PACK_DECODER:
-        # the decoder's panels only (Pyt): tiles L·n_uf + (L-1)·n_gp + n_gp .. of pack_tile
-        pack_tile(_, n, n.L * n.n_uf + n.L * n.n_gp + tile)
+        # the decoder's panels only (Pyt): the tiles of pack_tile after Pf, Px and E
+        counts = pack_counts(n, False)
+        pack_tile(_, n, False, counts.f + counts.x + counts.e + tile)
     elif job.kind == G_PROJECT:
         project_rows_tile(S, job, tile)
     elif job.kind == G_STEP:
@@ -772,7 +775,7 @@ cdef inline void next_program(floating *_, Gen *g, rnncore_crew *crew,
     cdef GenJob job
     job.g = g
     job.kind = G_PACK_DECODER
-    rnncore_phase(crew, g.net.n_vp, tile, &job)
+    rnncore_phase(crew, pack_counts(g.net, False).yt, tile, &job)
     job.kind = G_NEXT
     rnncore_phase(crew, g.B, tile, &job)
 

@@ -31,9 +31,9 @@ from libc.string cimport memcpy, memset
 
 from gemm cimport gemm
 from kernel_maths cimport max_of, exp_shift_sum, clip_values
-from step cimport (Net, RNN, LSTM, GRU, ForwardStep, BackwardStep, ceil_div, pack_tiles,
-                   pack_tile, forward_tile, backward_tile, product_tile, product_tiles,
-                   column_sums)
+from step cimport (Net, RNN, LSTM, GRU, ForwardStep, BackwardStep, Operand, ceil_div,
+                   pack_tiles, pack_tile, packed, in_place, forward_tile, backward_tile,
+                   logits_rows, product_tile, product_tiles, column_sums)
 from team cimport rnncore_crew, rnncore_phase, rnncore_tile
 
 cdef struct Window:
@@ -140,9 +140,9 @@ cdef inline void project_tile(floating *S, const Window *w, Py_ssize_t k,
         dest = hs_at(S, w, k, 1)
     else:
         dest = (<floating *> w.pre) + k * TB * n.GH
-    product_tile(S, n, TB, n.GH, n.H, layer_output(S, w, k - 1), n.H, 1,
-                 <const floating *> n.Px[k], n.NC, n.H * n.NC, tile, dest, n.GH,
-                 <const floating *> n.bh[k])
+    cdef Operand wxh_t = packed(n.Px[k], n.H, n.NC, n.Wxh[k], 1, n.H)    # Wxh_kᵀ
+    product_tile(S, n, TB, n.GH, n.H, layer_output(S, w, k - 1), n.H, 1, &wxh_t, tile, dest,
+                 n.GH, <const floating *> n.bh[k])
 
 
 cdef inline void forward_step_tile(floating *S, const Window *w, Py_ssize_t k, Py_ssize_t t,
@@ -197,9 +197,7 @@ cdef inline void decode_tile(floating *S, const Window *w, Py_ssize_t tile) noex
     r0 = tile * n.RTD
     rows = min(n.RTD, TB - r0)
     Y = layer_output(S, w, n.L - 1) + r0 * H
-    for p in range(n.n_vp):
-        gemm(rows, <int> ceil_div(min(NC, V - p * NC), n.W), H, Y, H, 1,
-             (<const floating *> n.Pyt) + p * H * NC, NC, S + p * NC, Vp, n.W)
+    logits_rows(S, n, Y, rows, Vp)
     for r in range(rows):
         row = r0 + r
         target = w.targets[(row % B) * T + row // B]
@@ -231,14 +229,15 @@ cdef inline void decoder_grad_tile(floating *S, const Window *w,
     cdef const Net *n = w.net
     cdef Py_ssize_t V = n.V, H = n.H, TB = w.T * w.B, first = product_tiles(n, V, H)
     cdef const floating *dy = <const floating *> w.probs
+    cdef Operand y = in_place(layer_output(S, w, n.L - 1), H, n.NC)
+    cdef Operand why = packed(n.Py, V, n.NC, n.Why, H, 1)
     if tile < first:
-        product_tile(S, n, V, H, TB, dy, 1, V, layer_output(S, w, n.L - 1), H, n.NC, tile,
-                     <floating *> n.dWhy, H, NULL)
+        product_tile(S, n, V, H, TB, dy, 1, V, &y, tile, <floating *> n.dWhy, H, NULL)
     elif tile == first:
         column_sums(<floating *> n.dby, dy, TB, V, 0, V)
     else:
-        product_tile(S, n, TB, H, V, dy, V, 1, <const floating *> n.Py, n.NC, V * n.NC,
-                     tile - first - 1, <floating *> w.dH, H, NULL)
+        product_tile(S, n, TB, H, V, dy, V, 1, &why, tile - first - 1, <floating *> w.dH, H,
+                     NULL)
 
 
 cdef inline void backward_step_tile(floating *S, const Window *w, Py_ssize_t k,
@@ -279,7 +278,7 @@ cdef inline Py_ssize_t layer_grad_tiles(const Window *w, Py_ssize_t k) noexcept 
     else:
         count += product_tiles(n, GH, H) + product_tiles(n, w.T * w.B, H)
     if n.cell == GRU:
-        count += n.n_ub                                        # dbhn
+        count += n.n_hp                                        # dbhn
     return count
 
 
@@ -298,6 +297,7 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
     cdef floating *acc
     cdef floating *dWxh
     cdef floating *dH_below
+    cdef Operand b
     if n.cell == RNN:
         da = (<const floating *> w.dH) + (0 if (n.L - 1 - k) % 2 == 0 else TBH)
         da_h = da
@@ -306,8 +306,8 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
         da_h = <const floating *> (w.da_h if n.cell == GRU else w.da)
     count = product_tiles(n, GH, H)
     if tile < count:
-        product_tile(S, n, GH, H, TB, da_h, 1, GH, hs_at(S, w, k, 0), H, n.NC, tile,
-                     <floating *> n.dWhh[k], H, NULL)
+        b = in_place(hs_at(S, w, k, 0), H, n.NC)
+        product_tile(S, n, GH, H, TB, da_h, 1, GH, &b, tile, <floating *> n.dWhh[k], H, NULL)
         return
     tile -= count
     if tile < n.n_gp:
@@ -337,15 +337,15 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
     else:
         count = product_tiles(n, GH, H)
         if tile < count:
-            product_tile(S, n, GH, H, TB, da, 1, GH, layer_output(S, w, k - 1), H, n.NC,
-                         tile, dWxh, H, NULL)
+            b = in_place(layer_output(S, w, k - 1), H, n.NC)
+            product_tile(S, n, GH, H, TB, da, 1, GH, &b, tile, dWxh, H, NULL)
             return
         tile -= count
         count = product_tiles(n, TB, H)
         if tile < count:
             dH_below = (<floating *> w.dH) + (0 if (n.L - 1 - (k - 1)) % 2 == 0 else TBH)
-            product_tile(S, n, TB, H, GH, da, GH, 1, <const floating *> n.Pd[k], n.NC,
-                         GH * n.NC, tile, dH_below, H, NULL)
+            b = packed(n.Pd[k], GH, n.NC, n.Wxh[k], H, 1)
+            product_tile(S, n, TB, H, GH, da, GH, 1, &b, tile, dH_below, H, NULL)
             return
     tile -= count
     # gru: dbhn = Σ rows of da_h's n block, in column blocks of NC
@@ -381,7 +381,7 @@ cdef inline void window_tile(floating *_, Job *job, Py_ssize_t tile,
         if tile == pack_tiles(w.net, w.grads):
             copy_state(_, w, True)
         else:
-            pack_tile(_, w.net, tile)
+            pack_tile(_, w.net, w.grads, tile)
     elif job.kind == PROJECT:
         project_tile(S, w, job.k, tile)
     elif job.kind == FORWARD:

@@ -20,6 +20,7 @@ except ImportError as e:  # e.g. `import rnncore` from a source checkout that wa
         "rnncore's compiled kernels (rnncore._cells, rnncore._kernels) are not built "
         "here: install the package (`pip install .`) and import it from outside the source folder, or build "
         f"in place with `pip install -e .` ({e})") from None
+from . import engines
 from .config import check_choice, check_int, check_number
 from .layout import (CELLS, check_memory, num_parameters, param_shapes, resolve_dtype,
                      state_shape)
@@ -67,7 +68,7 @@ class CharRNN:
         # fixed for the model's life; looked up on every call, so computed once
         self._shapes = param_shapes(cell, len(vocab), self.hidden_size, self.num_layers)
         self.params = self._initial_params(np.random.default_rng(seed))
-        self._workspaces = {}                      # (B, T) -> bound StackKernel
+        self._workspaces = {}                      # (B, T, engine) -> bound StackKernel
         self._checked = self._checked_out = None   # arrays last found valid
 
     def _initial_params(self, rng):
@@ -351,15 +352,17 @@ class CharRNN:
         return arrays
 
     def _kernel(self, B, T):
-        """The compiled kernel for (B,T) windows, its buffers allocated once and its
-        parameters bound (again only if an array was replaced)."""
-        kernel = self._workspaces.get((B, T))
+        """The compiled kernel for (B,T) windows under the product-engine setting
+        (rnncore.engines), its buffers allocated once and its parameters bound (again only
+        if an array was replaced)."""
+        engine = engines.get_gemm_engine()
+        kernel = self._workspaces.get((B, T, engine))
         if kernel is None:
             if len(self._workspaces) >= 4:
                 self._workspaces.clear()
             kernel = _cells.StackKernel(self.cell, self.num_layers, self.n_vocab,
-                                        self.hidden_size, B, T, self.dtype)
-            self._workspaces[(B, T)] = kernel
+                                        self.hidden_size, B, T, self.dtype, engine)
+            self._workspaces[(B, T, engine)] = kernel
         params = self._checked_params()
         if kernel.bound_params is not params:
             kernel.bind_params(params)

@@ -389,8 +389,10 @@ def main(argv=None):
                         ignore=ignore)
         shutil.copytree(os.path.join(ROOT, "tests"), os.path.join(work, "tests"),
                         ignore=ignore)
-        for name in ("pyproject.toml", "README.md"):
+        for name in ("pyproject.toml", "README.md", "CHANGELOG.md"):
             shutil.copy(os.path.join(ROOT, name), work)
+        # the guides: the tests that check what they promise read them there
+        shutil.copytree(os.path.join(ROOT, "docs"), os.path.join(work, "docs"))
         env = {**os.environ, "PYTHONPATH": work, "PYTHONDONTWRITEBYTECODE": "1"}
         probe = subprocess.run([sys.executable, "-c", "import rnncore; print(rnncore.__file__)"],
                                cwd=work, env=env, capture_output=True, text=True)

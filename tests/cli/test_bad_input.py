@@ -1,4 +1,4 @@
-"""README's Bad input table, row by row, through the real CLI: one `rnncore: error:` line
+"""The Bad input table (docs/user-guide.md), row by row, through the real CLI: one `rnncore: error:` line
 and a non-zero status, never a traceback, and nothing the user had is lost."""
 import os
 import pickle
@@ -20,7 +20,7 @@ class Boom:
         return (os.system, ("touch PWNED",))
 
 
-# ---- the bad-input table (README.md) ----------------------------------------------------
+# ---- the bad-input table (docs/user-guide.md) -------------------------------------------
 def test_row_missing_corpus(tmp_path):
     assert_clean_error(run("train", "nope.txt", "--out", "m.npz", cwd=tmp_path),
                        "corpus file not found: nope.txt")

@@ -1,6 +1,7 @@
 """Export to PyTorch's names in a safetensors file and back: exact round trip, PyTorch's
 modules reproduce rnncore's loss (skipped without torch), bad files named, and the CLI."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,17 +205,21 @@ def test_cli_export_then_sample_and_eval(tmp_path):
                        "holds one set of parameters")
 
 
-def test_readme_pytorch_snippet_loads_and_samples(tmp_path, torch_module, monkeypatch,
-                                                  capsys):
-    readme = open(__file__.rsplit("/tests/", 1)[0] + "/README.md", encoding="utf-8").read()
-    after = readme.split("In PyTorch, loading and sampling", 1)[1]
+def test_the_guides_pytorch_snippet_loads_and_samples(tmp_path, torch_module, monkeypatch,
+                                                      capsys):
+    """The user guide's "To PyTorch and back" snippet, run as written."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    if not docs.is_dir():
+        pytest.skip("no docs/ beside tests/ (a source distribution)")
+    guide = (docs / "user-guide.md").read_text(encoding="utf-8")
+    after = guide.split("In PyTorch, loading and sampling", 1)[1]
     snippet = after.split("```python\n", 1)[1].split("```", 1)[0]
     text = "Hola mundo, aprendiendo redes recurrentes!"
     model = rnncore.CharRNN(rnncore.Vocab.from_text(text), 8, cell="lstm", num_layers=2,
                             dtype="float32", seed=0)
     model.to_safetensors(tmp_path / "hola.safetensors")
     monkeypatch.chdir(tmp_path)
-    exec(compile(snippet, "README snippet", "exec"), {})
+    exec(compile(snippet, "the user guide's snippet", "exec"), {})
     printed = capsys.readouterr().out.rstrip("\n")
     assert len(printed) == 21 and set(printed) <= set(text)
 

@@ -21,8 +21,8 @@ import rnncore
 
 QEMU = shutil.which("qemu-x86_64")
 TESTS = Path(__file__).resolve().parent
-KERNEL_TESTS = ["test_vecmath.py", "test_kernels.py", "test_cells.py", "../sample/test_beam.py",
-                "../optim/test_optim.py", "test_threads.py"]
+KERNEL_TESTS = ["test_vecmath.py", "test_kernels.py", "test_cells.py", "test_products.py",
+                "../sample/test_beam.py", "../optim/test_optim.py", "test_threads.py"]
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(QEMU is None or platform.machine() != "x86_64",

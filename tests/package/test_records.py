@@ -1,5 +1,5 @@
-"""README's measured tables are the records in docs/, and train's defaults are the trials'
-winner.  Nothing here trains or times anything.  A source distribution ships without
+"""The guides' measured tables are the records in docs/, and train's defaults are the
+trials' winner.  Nothing here trains or times anything.  A source distribution ships without
 docs/ and bench/: these tests are skipped there."""
 import json
 import subprocess
@@ -12,7 +12,9 @@ import pytest
 import rnncore
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS, BENCH, README = ROOT / "docs", ROOT / "bench", ROOT / "README.md"
+DOCS, BENCH = ROOT / "docs", ROOT / "bench"
+#: the guides that hold the tables: the proof on real text, and why these defaults
+PROOF_GUIDE, DEFAULTS_GUIDE = DOCS / "tinyshakespeare.md", DOCS / "user-guide.md"
 PROOFS = ["shakespeare-summary.json", "shakespeare-lstm-summary.json",
           "shakespeare-gru-summary.json", "shakespeare-gru384-summary.json"]
 
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.skipif(not (DOCS.is_dir() and BENCH.is_dir()),
 
 
 @pytest.mark.slow
-def test_readme_proof_table_is_made_from_the_records(tmp_path):
+def test_the_proof_table_is_made_from_the_records(tmp_path):
     pytest.importorskip("matplotlib")
     plot = tmp_path / "cells.png"
     proc = subprocess.run([sys.executable, str(BENCH / "shakespeare_table.py"),
@@ -30,9 +32,9 @@ def test_readme_proof_table_is_made_from_the_records(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + len(PROOFS)
-    readme = README.read_text(encoding="utf-8")
+    guide = PROOF_GUIDE.read_text(encoding="utf-8")
     for row in rows:
-        assert row in readme, f"README's proof table lacks: {row}"
+        assert row in guide, f"the proof table of {PROOF_GUIDE.name} lacks: {row}"
     assert plot.stat().st_size > 10_000
     for name in PROOFS:   # records name the corpus relative to the repository
         summary = json.loads((DOCS / name).read_text())
@@ -41,9 +43,13 @@ def test_readme_proof_table_is_made_from_the_records(tmp_path):
 
 def test_records_name_no_absolute_path():
     """A record names its files relative to the repository (or as the command was typed
-    there), never by a path of the machine it was made on."""
+    there), never by a path of the machine it was made on.  A record's .md is the table a
+    script wrote beside its .json; the guides (which name URL paths such as /v1/model)
+    are not records."""
     import re
-    for path in sorted(DOCS.glob("*.json*")) + sorted(DOCS.glob("*.md")):
+    tables = [p for p in sorted(DOCS.glob("*.md")) if p.with_suffix(".json").exists()]
+    assert {"bench.md", "scaling.md", "serve.md"} <= {p.name for p in tables}
+    for path in sorted(DOCS.glob("*.json*")) + tables:
         text = path.read_text(encoding="utf-8")
         found = re.findall(r'(?:^|[\s"=(\[])(/[A-Za-z][^\s"\])]*)', text)
         assert not found, f"{path.name} names {found[:3]}"
@@ -59,8 +65,8 @@ def test_train_defaults_are_the_trials_best_model():
     assert int(chosen.get("--num-layers", 1)) == defaults["num_layers"]
     assert int(chosen["--hidden-size"]) == defaults["hidden_size"]
     assert float(chosen.get("--dropout", 0)) == defaults["dropout"]
-    readme = README.read_text(encoding="utf-8")
-    assert f"| **{best['best_val_nats']:.4f}** |" in readme   # the bold row of the table
+    guide = DEFAULTS_GUIDE.read_text(encoding="utf-8")
+    assert f"| **{best['best_val_nats']:.4f}** |" in guide   # the bold row of the table
 
 
 def load_bench(name):
@@ -97,7 +103,7 @@ def test_gated_cells_start_as_the_init_trials_best_scheme():
                 for name in drawn:
                     np.testing.assert_array_equal(model.params[name], drawn[name],
                                                   err_msg=f"{cell} {name}")
-    # README shows the record's table
-    readme = README.read_text(encoding="utf-8")
+    # the proof guide shows the record's table
+    guide = PROOF_GUIDE.read_text(encoding="utf-8")
     for row in trials.table(record["summary"], record["chosen"]).splitlines():
-        assert row in readme, f"README lacks the init trials' row: {row}"
+        assert row in guide, f"{PROOF_GUIDE.name} lacks the init trials' row: {row}"

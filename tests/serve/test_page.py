@@ -6,7 +6,7 @@ and a space; it says when the text is over the server's limit or has characters 
 model does not know; an empty box shows the start text's suggestions; it asks for the
 API key of a server that needs one; "continue" streams a sample in at the caret.
 
-The screenshot it takes is README's: RNNCORE_PAGE_SCREENSHOT=docs/serve-page.png
+The screenshot it takes is docs/server.md's: RNNCORE_PAGE_SCREENSHOT=docs/serve-page.png
 pytest tests/serve/test_page.py writes it there too."""
 import os
 import shutil

@@ -1,0 +1,89 @@
+"""Which engine runs each kind of matrix product: rnncore's own micro-kernel or scipy's BLAS.
+
+Every product of the training window and of generation runs on one of two engines
+(pyx/step.pxd): `own`, rnncore's register-blocked micro-kernel over packed panels
+(csrc/gemm.h), or `blas`, scipy's BLAS through scipy.linalg.cython_blas, one
+single-threaded call per tile of the same thread team (pyx/blas.pxd).  Both keep the
+promises: the same bits on any number of threads, bit-exact resume, the reference's values.
+The products come in four kinds:
+
+  forward   the recurrent product of a forward step (h_{t-1} · Whhᵀ), training and generation
+  backward  the recurrent product of a backward step (da_{t+1} · Whh)
+  wide      the products over many rows: a deeper layer's input projection, the decoder's
+            gradients, the weight gradients, the gradient into the layer below
+  logits    the decoder's logits (h · Whyᵀ), training and generation
+
+The setting (`RNNCORE_GEMM` in the environment, or set_gemm_engine) is `own`, `blas` or
+`auto` (the default).  `auto` is a fixed rule of this release's, a table decided by
+measurement (bench/products.py, recorded in docs/products.md), never a timing taken while
+the user's program runs, so a run gives the same bits every time: on a CPU where the
+micro-kernel is the generic C one (no AVX2: aarch64, ppc64le, old x86) every kind runs on
+BLAS, whose OpenBLAS has kernels for those CPUs; on AVX2 and AVX-512 the table below.
+Generation (feeding, sampling, beams, predictive text) keeps to the micro-kernel under
+`auto` on every CPU: the micro-kernel sums every element in the same order whatever the
+number of rows, so a stream's answer is the same bits alone or in a batch of any size and
+mix; a BLAS sums a row differently by the size of the product (OpenBLAS does, measured),
+so with `blas` forced that promise does not hold.  The rule never looks at the number of
+streams.
+
+A kernel fixes its engines when it is built; rnncore.CharRNN keeps one kernel per setting,
+so set_gemm_engine takes effect at the next call.
+"""
+import os
+
+ENGINES = ("own", "blas")
+SETTINGS = ENGINES + ("auto",)
+KINDS = ("forward", "backward", "wide", "logits")
+
+#: auto's table: micro-kernel -> kind -> engine.  From bench/products.py on a 2-core AMD
+#: EPYC (Zen 4, family 25 model 17), the micro-kernel and scipy's OpenBLAS 0.3.31 held to
+#: the same instruction set: the micro-kernel was the faster on every product of the grid,
+#: both dtypes (docs/products.md).
+AUTO = {
+    "avx512": dict.fromkeys(KINDS, "own"),
+    "avx2": dict.fromkeys(KINDS, "own"),
+    "generic": dict.fromkeys(KINDS, "blas"),
+}
+
+_setting = None          # None: not read yet
+
+
+def _from_environment():
+    value = os.environ.get("RNNCORE_GEMM", "").strip().lower() or "auto"
+    if value not in SETTINGS:
+        import sys
+        sys.stderr.write(f"rnncore: warning: RNNCORE_GEMM={value} is not one of own, blas, "
+                         f"auto; using auto\n")
+        value = "auto"
+    return value
+
+
+def get_gemm_engine():
+    """The setting: "own", "blas" or "auto"."""
+    global _setting
+    if _setting is None:
+        _setting = _from_environment()
+    return _setting
+
+
+def set_gemm_engine(name):
+    """Run the products of the calls from now on with `name`: "own" (rnncore's
+    micro-kernel), "blas" (scipy's BLAS) or "auto" (this release's rule, see the module)."""
+    global _setting
+    if name not in SETTINGS:
+        raise ValueError(f"the product engine must be one of own, blas, auto, got {name!r}")
+    _setting = name
+
+
+def engines_for(micro_kernel, setting=None, use="window"):
+    """{kind: "own" | "blas"} for a kernel on this `micro_kernel` ("avx512", "avx2",
+    "generic") under `setting` (None: the current one), for `use`: "window" (training and
+    evaluation) or "generation" (feeding, sampling, beams, predictive text)."""
+    setting = get_gemm_engine() if setting is None else setting
+    if setting not in SETTINGS:
+        raise ValueError(f"the product engine must be one of own, blas, auto, got {setting!r}")
+    if setting == "auto" and use == "generation":
+        return dict.fromkeys(KINDS, "own")
+    if setting == "auto":
+        return dict(AUTO.get(micro_kernel, AUTO["generic"]))
+    return dict.fromkeys(KINDS, setting)
