@@ -21,7 +21,6 @@ The servers' kernels run on --threads threads (default 1: the clients share the 
 """
 import argparse
 import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import time
 
 import numpy as np
 
+from blas_report import write_outputs
 from serving import Server, closed_loop, cpu_model, make_checkpoint, summary
 
 SHORT, LONG = 20, 2000
@@ -147,14 +147,7 @@ def main(argv=None):
               "start_max": args.start_max, "keystroke_ms_in_process": costs,
               "keystroke_ms_http": http, "typing": rows,
               "checkpoint": os.path.basename(args.checkpoint) if args.checkpoint else None}
-    table = markdown(result)
-    print(table)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(table + "\n")
+    write_outputs(args, result, markdown(result))
     return 0
 
 

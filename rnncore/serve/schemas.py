@@ -133,21 +133,21 @@ def request_models(n_vocab, max_length):
     """The request bodies for a model of n_vocab characters served with max_length."""
     V = n_vocab
 
-    class NextRequest(Strict):
+    class TextRequest(Strict):
         text: str = Field(max_length=max_length, description="the text typed so far")
-        k: int = Field(10, ge=1, le=V, description="how many characters, most likely first")
         skip_unknown: bool = Field(False, description="drop characters the model has "
                                    "never seen (else they are an error)")
 
-    class SuggestRequest(Strict):
-        text: str = Field(max_length=max_length, description="the text typed so far")
+    class NextRequest(TextRequest):
+        k: int = Field(10, ge=1, le=V, description="how many characters, most likely first")
+
+    class SuggestRequest(TextRequest):
         k: int = Field(3, ge=1, le=MAX_SUGGEST_K, description="how many suggestions")
         max_chars: int = Field(32, ge=0, le=min(MAX_SUGGEST_CHARS, max_length),
                                description="longest completion, in characters")
         beam: int = Field(16, ge=1, le=MAX_BEAM, description="beam width of the search")
         next: int = Field(0, ge=0, le=V, description="also the next character's "
                           "distribution, its this many most likely (0: not)")
-        skip_unknown: bool = False
 
     class CompleteRequest(Strict):
         prime: str = Field(min_length=1, max_length=max_length, description="text to complete")
