@@ -1,91 +1,41 @@
 """The model server under concurrent load: requests/s and latency (p50, p99) of
 `suggest` and `sample` at 1, 8 and 32 concurrent clients, with the request batcher
-(concurrent requests advanced as one batch) against one request at a time
-(`rnncore serve --max-batch 1`), on a 2x256 GRU.
+(concurrent requests advanced together) against one request at a time (`rnncore serve
+--max-batch 1`) and, given --baseline-source, against another release's server; then a
+suggest's latency beside three clients asking for beams of 64 over 4,096 characters.
+On a 2x256 GRU.
 
     python bench/serve.py                                    # README's table
-    python bench/serve.py --checkpoint shakespeare.npz --json docs/serve.json \\
-        --markdown docs/serve.md
+    python bench/serve.py --checkpoint shakespeare.npz --baseline-source ../old-release \
+        --json docs/serve.json --markdown docs/serve.md
 
-Two real `rnncore serve` run on free loopback ports, one batching and one with
---max-batch 1.  Each configuration runs C closed-loop clients (each sends its next request
-as soon as its last is answered) from this process over HTTP for --seconds, after a
-warm-up, on one server and then the other, --repeats times over (req/s is the median of
-the repeats; p50 and p99 are over all their requests).  A `suggest` request asks for the
-3 best words after a text drawn from a list of typing positions; a `sample` request asks
-for --sample-length characters at temperature 0.8 with its own seed.  Without
---checkpoint the model is a freshly initialised one over tinyshakespeare's 65 symbols
-(its words end where its uniform-ish distribution puts separators: give a trained
-checkpoint for a typing workload).  The server's kernels run on --threads threads
-(default 1: the server and the clients share this machine's cores).
+Real `rnncore serve` run on free loopback ports, all at once.  Each configuration runs C
+closed-loop clients (each sends its next request as soon as its last is answered) from
+this process over HTTP for --seconds, after a warm-up, on one server after the other,
+--repeats times over (req/s is the median of the repeats; p50 and p99 are over all
+their requests).  A `suggest` request asks for the 3 best words after a text drawn from
+a list of typing positions; a `sample` request asks for --sample-length characters at
+temperature 0.8 with its own seed.  Without --checkpoint the model is a freshly
+initialised one over tinyshakespeare's 65 symbols (its words end where its uniform-ish
+distribution puts separators: give a trained checkpoint for a typing workload).  The
+servers' kernels run on --threads threads (default 1: the servers and the clients share
+this machine's cores).
 """
 import argparse
 import asyncio
 import json
-import os
-import re
-import selectors
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-SHAKESPEARE_SYMBOLS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+from serving import Connection, Server, closed_loop, cpu_model, make_checkpoint, summary
+
 TYPING = ["ROMEO:\nWhat light through yonder win", "First Citizen:\nBefore we proceed any",
           "KING RICHARD III:\nNow is the winter of our disc", "To be, or not to be, that is",
           "My lord, I ", "And so, from hour to hour, we ripe and ", "O, she doth teach the t",
           "JULIET:\nGood night, good night! Parting is such sweet sor"]
-
-
-def rnncore_command():
-    script = os.path.join(os.path.dirname(sys.executable), "rnncore")
-    return [script] if os.path.exists(script) else [sys.executable, "-m", "rnncore"]
-
-
-def make_model(args, folder):
-    """The checkpoint to serve: --checkpoint, or a fresh model saved in `folder`."""
-    import rnncore
-    if args.checkpoint:
-        return args.checkpoint, rnncore.CharRNN.load(args.checkpoint)
-    vocab = rnncore.Vocab(sorted(SHAKESPEARE_SYMBOLS))
-    model = rnncore.CharRNN(vocab, args.hidden_size, dtype=args.dtype, seed=0,
-                            cell=args.cell, num_layers=args.num_layers)
-    path = os.path.join(folder, "model.npz")
-    model.save(path)
-    return path, model
-
-
-class Server:
-    def __init__(self, ckpt, max_batch, threads):
-        env = dict(os.environ)
-        for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-            env.pop(name, None)
-        self.proc = subprocess.Popen(
-            rnncore_command() + ["serve", ckpt, "--port", "0", "--max-batch",
-                                 str(max_batch), "--threads", str(threads)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            stdin=subprocess.DEVNULL, env=env)
-        self.url = None
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            deadline = time.monotonic() + 60
-            while self.url is None and time.monotonic() < deadline:
-                if sel.select(timeout=0.2):
-                    line = self.proc.stdout.readline()
-                    if not line:
-                        break
-                    found = re.search(r"on (http://\S+)$", line.strip())
-                    if found:
-                        self.url = found.group(1)
-        if self.url is None:
-            self.proc.kill()
-            raise RuntimeError(f"rnncore serve did not start: {self.proc.stderr.read()}")
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 def request_of(kind, i, args, texts):
@@ -95,56 +45,53 @@ def request_of(kind, i, args, texts):
                           "temperature": 0.8, "seed": i, "skip_unknown": True}
 
 
-class Connection:
-    """One keep-alive HTTP/1.1 connection, as lean as a load generator can be (httpx
-    costs the client more CPU per request than the server spends on a suggestion)."""
+def load(server, kind, clients, args, texts):
+    counter = [0]
 
-    def __init__(self, host, port):
-        self.host, self.port = host, port
+    def next_request(c):
+        counter[0] += 1
+        return request_of(kind, counter[0], args, texts)
 
-    async def open(self):
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        return self
-
-    async def post(self, path, body):
-        data = json.dumps(body).encode()
-        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-                          "Content-Type: application/json\r\n"
-                          f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
-        return status, await self.reader.readexactly(length)
-
-    def close(self):
-        self.writer.close()
+    return asyncio.run(closed_loop(server, clients, args.seconds, args.warmup, next_request))
 
 
-async def load(url, kind, clients, seconds, warmup, args, texts):
-    """C closed-loop clients for warmup + seconds; the latencies (s) of the requests
-    that started after the warm-up and the time they spanned."""
-    host, port = re.match(r"http://([^:/]+):(\d+)", url).groups()
-    latencies, counter = [], [0]
-    t_start = time.perf_counter() + warmup
-    t_end = t_start + seconds
+def beside_beams(server, args, texts):
+    """Latencies of one client's suggests while --beams clients each ask for a beam of 64
+    over 4,096 characters, again and again: (suggest latencies (s), beams answered)."""
+    async def run():
+        stop = time.perf_counter() + args.beam_seconds
+        answered = [0]
 
-    async def client(c):
-        conn = await Connection(host, int(port)).open()
-        try:
-            while time.perf_counter() < t_end:
-                counter[0] += 1
-                path, body = request_of(kind, counter[0], args, texts)
-                started = time.perf_counter()
-                status, answer = await conn.post(path, body)
-                if status != 200:
-                    raise RuntimeError(f"{path} answered {status}: {answer[:200]!r}")
-                if started >= t_start:
-                    latencies.append(time.perf_counter() - started)
-        finally:
-            conn.close()
+        async def beams():
+            conn = await Connection(server.host, server.port).open()
+            try:
+                while time.perf_counter() < stop:
+                    status, body = await conn.post("/v1/complete", {
+                        "prime": texts[0], "length": 4096, "beam": 64, "skip_unknown": True})
+                    if status != 200:
+                        raise RuntimeError(f"/v1/complete answered {status}: {body[:200]!r}")
+                    answered[0] += 1
+            finally:
+                conn.close()
 
-    await asyncio.gather(*(client(c) for c in range(clients)))
-    return latencies, time.perf_counter() - t_start
+        async def suggests():
+            await asyncio.sleep(0.5)        # the beams are under way
+            conn = await Connection(server.host, server.port).open()
+            latencies, i = [], 0
+            try:
+                while time.perf_counter() < stop:
+                    i += 1
+                    t0 = time.perf_counter()
+                    status, _ = await conn.post(*request_of("suggest", i, args, texts))
+                    latencies.append(time.perf_counter() - t0)
+            finally:
+                conn.close()
+            return latencies
+
+        *_, latencies = await asyncio.gather(*(beams() for _ in range(args.beams)),
+                                             suggests())
+        return latencies, answered[0]
+    return asyncio.run(run())
 
 
 def model_work(model, texts, clients, repeats, threads):
@@ -196,65 +143,62 @@ def main(argv=None):
     parser.add_argument("--sample-length", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1,
                         help="threads of the server's kernels (default 1)")
+    parser.add_argument("--baseline-source", help="the folder of another release's rnncore "
+                        "(its source tree, built in place): its server runs every row too")
+    parser.add_argument("--beams", type=int, default=3,
+                        help="long beams beside the suggests of the last measurement "
+                        "(default 3; 0: skip it)")
+    parser.add_argument("--beam-seconds", type=float, default=30.0)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--markdown", help="write the table here")
     args = parser.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
     kinds = args.kinds.split(",")
-
-    rows = []
-    modes = (("batched", 256), ("one at a time", 1))
+    texts = list(TYPING)
+    modes = [("batched", None, []), ("one at a time", None, ["--max-batch", 1])]
+    if args.baseline_source:
+        modes.append(("baseline", args.baseline_source, []))
     with tempfile.TemporaryDirectory() as folder:
-        ckpt, model = make_model(args, folder)
-        texts = [t for t in TYPING]
+        ckpt = make_checkpoint(args.checkpoint, folder, args.cell, args.num_layers,
+                               args.hidden_size, args.dtype)
+        import rnncore
+        model = rnncore.CharRNN.load(ckpt)
         batch = max(clients)
         work = model_work(model, texts, batch, max(args.repeats, 5), args.threads)
         for key, ms in work.items():
-            print(f"model work per suggest request, {batch} texts {key}: {ms:.3f} ms", flush=True)
-        # both servers up at once (the one not under load sleeps), each configuration run
-        # on one then the other, --repeats times over: the machine's drifts fall on both
-        servers = {}
+            print(f"model work per suggest request, {batch} texts {key}: {ms:.3f} ms",
+                  flush=True)
+        # every server up at once (those not under load sleep), each configuration run
+        # on one after the other, --repeats times over: the machine's drifts fall on all
+        servers, runs, beams = {}, {}, {}
         try:
-            for mode, max_batch in modes:
-                servers[mode] = Server(ckpt, max_batch, args.threads)
-            runs = {}
+            for mode, source, extra in modes:
+                servers[mode] = Server(ckpt, "--threads", args.threads, *extra,
+                                       source=source)
             for repeat in range(args.repeats):
                 for kind in kinds:
                     for c in clients:
-                        for mode, _ in modes:
-                            lat, spanned = asyncio.run(load(servers[mode].url, kind, c,
-                                                            args.seconds, args.warmup, args,
-                                                            texts))
-                            runs.setdefault((kind, c, mode), []).append((lat, spanned))
-                            print(f"{kind:8s} {c:3d} clients  {mode:14s} repeat {repeat + 1}: "
-                                  f"{len(lat) / spanned:9.1f} req/s", flush=True)
+                        for mode, _, _ in modes:
+                            done = load(servers[mode], kind, c, args, texts)
+                            runs.setdefault((kind, c, mode), []).append(done)
+                            print(f"{kind:8s} {c:3d} clients  {mode:14s} repeat "
+                                  f"{repeat + 1}: {len(done[0]) / done[1]:9.1f} req/s",
+                                  flush=True)
+            if args.beams:
+                for mode, _, _ in modes:
+                    if mode != "one at a time":
+                        lat, answered = beside_beams(servers[mode], args, texts)
+                        beams[mode] = {**summary([(lat, args.beam_seconds)]),
+                                       "max_ms": float(max(lat) * 1e3) if lat else None,
+                                       "beams_answered": answered}
+                        print(f"suggest beside {args.beams} beams, {mode}: "
+                              f"{beams[mode]}", flush=True)
         finally:
             for server in servers.values():
                 server.stop()
-    for (kind, c, mode), done in runs.items():
-        rates = [len(lat) / spanned for lat, spanned in done]
-        lat = np.concatenate([lat for lat, _ in done]) * 1e3
-        rows.append({"kind": kind, "clients": c, "mode": mode, "requests": len(lat),
-                     "requests_per_s": float(np.median(rates)),
-                     "requests_per_s_min_max": [min(rates), max(rates)],
-                     "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
-                     "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None})
-
-    def find(kind, c, mode):
-        return next(r for r in rows if (r["kind"], r["clients"], r["mode"]) == (kind, c, mode))
-
-    lines = ["| request | clients | batched req/s | p50 / p99 ms | one at a time req/s | "
-             "p50 / p99 ms | × |", "|---|---|---|---|---|---|---|"]
-    for kind in kinds:
-        for c in clients:
-            b, o = find(kind, c, "batched"), find(kind, c, "one at a time")
-            ratio = b["requests_per_s"] / o["requests_per_s"] if o["requests_per_s"] else 0
-            lines.append(f"| {kind} | {c} | {b['requests_per_s']:,.0f} | "
-                         f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f} | "
-                         f"{o['requests_per_s']:,.0f} | {o['p50_ms']:.1f} / "
-                         f"{o['p99_ms']:.1f} | {ratio:.2f}× |")
-    table = "\n".join(lines)
-    print(table)
+    rows = [{"kind": kind, "clients": c, "mode": mode, **summary(done)}
+            for (kind, c, mode), done in runs.items()]
+    table = markdown(rows, kinds, clients, [m for m, _, _ in modes], beams, args)
     work_table = "\n".join(
         [f"Model work per `suggest` request, in-process, {args.threads} kernel thread(s), "
          f"ms ({batch} typing positions):", "",
@@ -262,6 +206,7 @@ def main(argv=None):
         + [f"| {mode} | {work[mode + ', feed']:.2f} | {work[mode + ', word search']:.2f} | "
            f"{work[mode + ', feed'] + work[mode + ', word search']:.2f} |"
            for mode in ("one at a time", "as one batch")])
+    print(table)
     print(work_table)
     model_line = (f"{model.cell} {model.num_layers}x{model.hidden_size} "
                   f"{model.dtype.name}, {model.n_vocab} symbols")
@@ -269,18 +214,54 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump({"command": " ".join(["python", "bench/serve.py"] + (argv or
                                                                            sys.argv[1:])),
-                       "model": model_line, "checkpoint": args.checkpoint,
-                       "seconds": args.seconds, "repeats": args.repeats,
-                       "sample_length": args.sample_length,
-                       "threads": args.threads, "rows": rows,
+                       "cpu": cpu_model(), "model": model_line,
+                       "checkpoint": args.checkpoint, "seconds": args.seconds,
+                       "repeats": args.repeats, "sample_length": args.sample_length,
+                       "threads": args.threads, "baseline": args.baseline_source,
+                       "rows": rows, "beside_beams": beams,
                        "model_work_ms": {"texts": batch, **work}}, f, indent=1)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(f"{model_line}; {args.repeats} interleaved repeats of {args.seconds:g} s "
                     f"per row (req/s: their median), samples of "
-                    f"{args.sample_length} characters, {args.threads} kernel thread(s)\n\n"
-                    + table + "\n\n" + work_table + "\n")
+                    f"{args.sample_length} characters, {args.threads} kernel thread(s); "
+                    f"{cpu_model()}\n\n" + table + "\n\n" + work_table + "\n")
     return 0
+
+
+def markdown(rows, kinds, clients, modes, beams, args):
+    def find(kind, c, mode):
+        return next(r for r in rows if (r["kind"], r["clients"], r["mode"]) == (kind, c, mode))
+
+    head = "| request | clients | batched req/s | p50 / p99 ms | one at a time req/s | " \
+        "p50 / p99 ms | × |"
+    rule = "|---|---|---|---|---|---|---|"
+    if "baseline" in modes:
+        head += " baseline req/s | p50 / p99 ms | × baseline |"
+        rule += "---|---|---|"
+    lines = [head, rule]
+    for kind in kinds:
+        for c in clients:
+            b, o = find(kind, c, "batched"), find(kind, c, "one at a time")
+            line = (f"| {kind} | {c} | {b['requests_per_s']:,.0f} | "
+                    f"{b['p50_ms']:.1f} / {b['p99_ms']:.1f} | {o['requests_per_s']:,.0f} | "
+                    f"{o['p50_ms']:.1f} / {o['p99_ms']:.1f} | "
+                    f"{b['requests_per_s'] / o['requests_per_s']:.2f}× |")
+            if "baseline" in modes:
+                old = find(kind, c, "baseline")
+                line += (f" {old['requests_per_s']:,.0f} | {old['p50_ms']:.1f} / "
+                         f"{old['p99_ms']:.1f} | "
+                         f"{b['requests_per_s'] / old['requests_per_s']:.2f}× |")
+            lines.append(line)
+    if beams:
+        lines += ["", f"A suggest beside {args.beams} clients asking for beams of 64 over "
+                  f"4,096 characters, {args.beam_seconds:g} s:", "",
+                  "| server | suggests | p50 ms | p99 ms | max ms | beams answered |",
+                  "|---|---|---|---|---|---|"]
+        for mode, r in beams.items():
+            lines.append(f"| {mode} | {r['requests']} | {r['p50_ms']:.1f} | "
+                         f"{r['p99_ms']:.1f} | {r['max_ms']:.1f} | {r['beams_answered']} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -168,8 +168,18 @@ def build_parser():
     ev.add_argument("--encoding", default="utf-8", help="FILE's encoding (default utf-8)")
     ev.add_argument("--latest", action="store_true",
                     help="use the latest parameters, not the best-validation ones")
+    ev.add_argument("--keystrokes", action="store_true",
+                    help="instead: type FILE with the model's word suggestions shown at "
+                    "every keystroke and report the keystrokes saved, top-1 and top-3 "
+                    "next-word accuracy, beside a word unigram+bigram baseline built from "
+                    "the model's training text")
+    ev.add_argument("-k", type=positive_int, default=None,
+                    help="with --keystrokes: suggestions shown (default 3)")
+    ev.add_argument("--baseline-text", help="with --keystrokes: build the baseline from "
+                    "this file instead of the model's training text (the checkpoint's "
+                    "corpus without its held-out end)")
     add_threads_option(ev)
-    ev.set_defaults(func=cmd_eval)
+    ev.set_defaults(func=cmd_eval, usage_error=ev.error)
 
     plot = sub.add_parser("plot", help="plot a run's train/validation loss to a PNG",
                           description="Train and validation loss (bits/char) against steps "
@@ -436,9 +446,10 @@ def add_predict_parsers(sub):
         "serve", help="serve a model over HTTP (JSON API and a typing page)",
         description="Load the model once and serve it over HTTP until Ctrl-C or SIGTERM: "
         "the JSON endpoints /v1/model, /v1/next, /v1/suggest, /v1/complete, /v1/sample, "
-        "/healthz, the OpenAPI schema at /openapi.json, docs at /docs, and a typing page "
-        "at /.  Concurrent requests are advanced together as one batch.  Needs FastAPI "
-        "and uvicorn (pip install 'rnncore[serve]').")
+        "/v1/stats, /healthz, the OpenAPI schema at /openapi.json, docs at /docs, and a "
+        "typing page at /.  Concurrent requests are advanced together in rounds; the "
+        "states after recent texts are cached.  Needs FastAPI and uvicorn (pip install "
+        "'rnncore[serve]').")
     serve.add_argument("checkpoint", help="checkpoint file written by `rnncore train`, or "
                        "a .safetensors file written by `rnncore export`")
     serve.add_argument("--host", default="127.0.0.1",
@@ -451,6 +462,18 @@ def add_predict_parsers(sub):
     serve.add_argument("--max-batch", type=positive_int, default=256,
                        help="the most concurrent requests advanced as one batch (default "
                        "256; 1: one request at a time, start to end)")
+    serve.add_argument("--max-queue", type=positive_int, default=512,
+                       help="the most model requests in flight; beyond, 429 with "
+                       "Retry-After (default 512)")
+    serve.add_argument("--state-cache-mb", type=nonnegative_float, default=64,
+                       help="memory for the states after recent texts, so that a text "
+                       "sharing a prefix with a recent one feeds only the rest (default "
+                       "64; 0: none)")
+    serve.add_argument("--api-key", help="require `Authorization: Bearer KEY` on every "
+                       "/v1/ request (visible in `ps`: prefer --api-key-file or the "
+                       "environment variable RNNCORE_API_KEY)")
+    serve.add_argument("--api-key-file", help="read the API key from the first line of "
+                       "this file")
     serve.add_argument("--latest", action="store_true",
                        help="use the latest parameters, not the best-validation ones")
     add_threads_option(serve)
@@ -501,15 +524,15 @@ def cmd_next(args):
 
 
 def cmd_serve(args):
-    try:
-        from .serve import ServeMissing, serve
-    except ImportError as e:   # pragma: no cover - serve.py imports nothing optional
-        raise UsageError(str(e)) from None
+    from .serve import ServeMissing, serve
+    from .serve.server import api_key_of
+    key = api_key_of(args.api_key, args.api_key_file)
     model = _checkpoint_model(args)
     try:
         return serve(model, args.checkpoint, host=args.host, port=args.port,
                      max_length=args.max_length, threads=args.threads,
-                     max_batch=args.max_batch,
+                     max_batch=args.max_batch, max_queue=args.max_queue,
+                     cache_bytes=int(args.state_cache_mb * 2 ** 20), api_key=key,
                      echo=lambda line: print(line, flush=True))
     except ServeMissing as e:
         raise UsageError(str(e)) from None
@@ -561,8 +584,14 @@ def cmd_export(args):
 
 # ---- eval ---------------------------------------------------------------------------
 def cmd_eval(args):
+    if not args.keystrokes:
+        for flag, given in (("-k", args.k), ("--baseline-text", args.baseline_text)):
+            if given is not None:
+                args.usage_error(f"argument {flag}: only with --keystrokes")
     model = _checkpoint_model(args)
     text = read_corpus(args.file, args.encoding)
+    if args.keystrokes:
+        return eval_keystrokes(args, model, text)
     unseen = model.vocab.unknown(text)
     ids = model.vocab.encode(text, skip_unknown=True)
     n_unseen = len(text) - len(ids)
@@ -587,6 +616,38 @@ def cmd_eval(args):
     if n_unseen:
         print(f"{n_unseen:,} characters the model has never seen were dropped: "
               f"{result['unseen_symbols']!r}")
+    return 0
+
+
+def eval_keystrokes(args, model, text):
+    """`eval --keystrokes`: the keystrokes FILE's known characters take with the model's
+    suggestions and with the baseline's."""
+    from .keystrokes import keystroke_report, training_text
+    known = model.vocab.decode(model.vocab.encode(text, skip_unknown=True))
+    if not known:
+        raise UsageError(f"{args.file} has no character the model knows")
+    training, source = training_text(args.checkpoint, model, args.baseline_text,
+                                     args.encoding)
+    k = args.k or 3
+    bar = _eval_bar(len(known))
+    try:
+        result = keystroke_report(model, known, training, k, progress=None if bar is None
+                                  else lambda done: bar.update(done - bar.n))
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    dropped = len(text) - len(known)
+    print(f"{args.file}: {len(known):,} characters typed with {k} suggestion"
+          f"{'s' if k > 1 else ''} at every keystroke"
+          + (f" ({dropped:,} the model has never seen dropped)" if dropped else ""))
+    print(f"{'':10s} {'keystrokes saved':>17s} {'top-1':>7s} {'top-3':>7s}")
+    for name, r in (("model", result), ("baseline", result["baseline"])):
+        print(f"{name:10s} {r['keystroke_savings']:17.3f} {r['top1']:7.3f} {r['top3']:7.3f}")
+    print(f"(baseline: word unigram+bigram counts of {source}, {len(training):,} "
+          "characters)")
     return 0
 
 

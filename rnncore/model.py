@@ -405,6 +405,14 @@ class CharRNN:
         from .predict import suggest
         return suggest(self, text, k, max_chars, beam, skip_unknown)
 
+    def session(self, text: str = "", skip_unknown: bool = False):
+        """A typing session: the state after `text`, advanced by what is typed next
+        (type, backspace, edit anywhere) so that a keystroke costs the characters it adds;
+        its next_chars, suggest, complete and sample answer as the methods above do for
+        its text.  See rnncore.session.TypingSession."""
+        from .session import TypingSession
+        return TypingSession(self, text, skip_unknown)
+
     # ---- checkpoints -----------------------------------------------------------------
     def save(self, path) -> None:
         """Write the model to `path` (.npz, atomically).  See rnncore.checkpoint."""
@@ -476,10 +484,16 @@ class CharRNN:
             kernel.bind_params(params)
         return kernel
 
-    def generation_kernel(self):
+    def generation_kernel(self, own: bool = False):
         """The bound kernel generation runs on (its feed/sample/beam take states of any
-        number of streams)."""
-        return self._kernel(1, 1)
+        number of streams).  own=True: a new one, bound to these parameters as they are
+        now, for a thread of its own (a kernel holds the scratch of one call at a time)."""
+        if not own:
+            return self._kernel(1, 1)
+        kernel = _cells.StackKernel(self.cell, self.num_layers, self.n_vocab,
+                                    self.hidden_size, 1, 1, self.dtype)
+        kernel.bind_params(self._checked_params())
+        return kernel
 
     def _prepare(self, inputs, targets, state):
         """Checked (B,T) index arrays, whether they were 1-D, and the window's bound

@@ -3,9 +3,12 @@ finish the word being typed, for one text or for many at once.
 
 Every text is fed from the zero state with its state carried through all of it; many
 texts are fed as one batch of streams (StackKernel.feed_rows, each text right-aligned),
-so R texts cost about one text's steps.  The distribution (softmax of the top layer's
-logits) and the word beam (StackKernel.word_beam: scoring, pruning and bookkeeping of
-R searches, their live beams advanced as one batch) run in compiled code.
+so R texts cost about one text's steps.  The empty text is read as the model's start
+text (start_text: a paragraph break), so the first predictions are those of a text's
+start, not of the zero state.  The distribution (softmax of the top layer's logits) and
+the word beam (StackKernel.word_beam: scoring, pruning and bookkeeping of R searches,
+their live beams advanced as one batch) run in compiled code.  A stream's results are
+the same bits whatever else shares its batch.
 
 A word is a run of word characters; everything else separates words: whitespace and
 the Unicode categories Z* (separators), P* (punctuation), S* (symbols) and C* (control,
@@ -35,6 +38,30 @@ separator (any separator: the probability that the word ends there), given the t
 #: suggest()'s default beam width
 SUGGEST_BEAM = 16
 
+#: what the empty text is read as, in order of preference: a paragraph break (where a
+#: document, a speech or a message starts in most corpora), else a space (a word start)
+START_TEXTS = ("\n\n", " ")
+
+
+def start_text(vocab):
+    """The text the empty text is read as: the first of START_TEXTS whose characters the
+    vocabulary holds ("" when none does: the zero state)."""
+    return next((t for t in START_TEXTS if not vocab.unknown(t)), "")
+
+
+def text_ids(model, text, skip_unknown=False):
+    """(P,) the character indices predictive text feeds for `text`: its own (unknown ones
+    dropped with skip_unknown, else a ValueError naming them), or the start text's when
+    none is left."""
+    ids = prime_ids(model, text, skip_unknown)
+    return ids if len(ids) else model.vocab.encode(start_text(model.vocab)).astype(np.intp)
+
+
+def start_state(model, kernel=None):
+    """(S·L, 1, H) the state predictive text starts an empty text from: after the start
+    text, fed from the zero state."""
+    return feed_texts(model, [text_ids(model, "")], kernel=kernel)
+
 
 def is_separator(char):
     """Whether `char` ends a word: whitespace, or Unicode category Z*, P*, S* or C*."""
@@ -55,24 +82,24 @@ def word_prefix(text):
     return text[i:]
 
 
-def next_probs_of_state(model, state):
-    """(R, V) float64: every stream's next-character distribution."""
+def next_probs_of_state(model, state, kernel=None):
+    """(R, V) float64: every stream's next-character distribution (state (S·L, R, H))."""
     probs = np.empty((state.shape[1], model.n_vocab))
-    model.generation_kernel().next_probs(state, probs)
+    (kernel or model.generation_kernel()).next_probs(state, probs)
     return probs
 
 
 def next_char_probs(model, text, skip_unknown=False):
     """(V,) float64: the probability of each vocabulary character coming right after
-    `text` (state carried through all of it), in vocabulary order.  A text with
-    characters outside the vocabulary is a ValueError naming them, unless skip_unknown
-    drops them."""
+    `text` (state carried through all of it; the empty text is read as the start text),
+    in vocabulary order.  A text with characters outside the vocabulary is a ValueError
+    naming them, unless skip_unknown drops them."""
     return next_char_probs_many(model, [text], skip_unknown)[0]
 
 
 def next_char_probs_many(model, texts, skip_unknown=False):
     """(R, V) float64: next_char_probs of every text of `texts`, fed as one batch."""
-    ids = [prime_ids(model, t, skip_unknown) for t in texts]
+    ids = [text_ids(model, t, skip_unknown) for t in texts]
     return next_probs_of_state(model, feed_texts(model, ids))
 
 
@@ -119,13 +146,14 @@ def suggest_many(model, texts, k=3, max_chars=32, beam=SUGGEST_BEAM, skip_unknow
     """suggest() for every text of `texts`: their R searches advanced as one batch."""
     k, max_chars, beam = check_suggest_args(k, max_chars, beam)
     seen = [model.vocab.decode(prime_ids(model, t, skip_unknown)) for t in texts]
-    state = feed_texts(model, [model.vocab.encode(t).astype(np.intp) for t in seen])
+    state = feed_texts(model, [text_ids(model, t) for t in seen])
     return suggest_from_state(model, state, seen, k, max_chars, beam)
 
 
-def suggest_from_state(model, state, texts, k, max_chars, beam):
+def suggest_from_state(model, state, texts, k, max_chars, beam, kernel=None):
     """The suggestions of R texts (as the model saw them) whose states are `state`
-    (S·L, R, H); arguments checked by check_suggest_args."""
+    (S·L, R, H); arguments checked by check_suggest_args.  kernel: the bound generation
+    kernel to run on (default: the model's own)."""
     R = len(texts)
     prefixes = [word_prefix(t) for t in texts]
     started = np.array([bool(p) for p in prefixes], np.uint8)
@@ -138,8 +166,8 @@ def suggest_from_state(model, state, texts, k, max_chars, beam):
     out = np.zeros((R, k, max_chars), np.intp)
     lengths = np.zeros((R, k), np.intp)
     scores = np.zeros((R, k))
-    counts = model.generation_kernel().word_beam(state, separator_mask(model.vocab), started,
-                                           beam, out, lengths, scores)
+    counts = (kernel or model.generation_kernel()).word_beam(
+        state, separator_mask(model.vocab), started, beam, out, lengths, scores)
     decode = model.vocab.decode
     results = []
     for r in range(R):
@@ -158,11 +186,11 @@ def word_of(completion, prefix=""):
     return prefix + completion[i:]
 
 
-
-def beam_from_state(model, state, n, beam, keep=1):
+def beam_from_state(model, state, n, beam, keep=1, kernel=None):
     """R plain beam searches of width `beam` for n characters from the R streams of
     `state`, advanced as one batch: for each, its `keep` best continuations as
-    (index array, total log-probability in nats) pairs, best first."""
+    (index array, total log-probability in nats) pairs, best first.  kernel: as for
+    suggest_from_state."""
     R = state.shape[0 if state.ndim == 2 else 1]
     keep = min(keep, beam)
     G = GATES[model.cell]
@@ -174,7 +202,7 @@ def beam_from_state(model, state, n, beam, keep=1):
     lengths = np.zeros((R, keep), np.intp)
     scores = np.zeros((R, keep))
     no_seps = np.zeros(model.n_vocab, np.uint8)
-    counts = model.generation_kernel().word_beam(state, no_seps, np.zeros(R, np.uint8), beam,
-                                           out, lengths, scores, True)
+    counts = (kernel or model.generation_kernel()).word_beam(
+        state, no_seps, np.zeros(R, np.uint8), beam, out, lengths, scores, True)
     return [[(out[r, i], float(scores[r, i])) for i in range(counts[r])]
             for r in range(R)]

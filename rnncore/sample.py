@@ -28,7 +28,7 @@ Completion.__doc__ = """One beam-search result: the text after the prime, and it
 log-probability given the prime, in nats (the sum over its characters of log p)."""
 
 
-def _check_length(n):
+def check_length(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ConfigError(f"the number of characters must be an integer >= 0, got {n!r}")
     return int(n)
@@ -68,12 +68,18 @@ def primed_state(model, ids, num_streams=1):
     return np.ascontiguousarray(np.repeat(state, num_streams, axis=1))
 
 
-def feed_texts(model, id_lists):
+def feed_texts(model, id_lists, state=None, kernel=None):
     """The state (S·L, R, H) of R streams after each is fed its own characters
-    (id_lists: R index arrays) from the zero state, advanced as one batch."""
+    (id_lists: R index arrays), advanced as one batch: from the zero state, or from
+    `state` (S·L, R, H), which is left as it was.  A stream's state is the same bits
+    whatever the other streams are, and whether its text is fed whole or in pieces.
+    kernel: the bound generation kernel to run on (default: the model's own)."""
     R = len(id_lists)
-    rows = state_rows(model.cell, model.num_layers)
-    state = np.zeros((rows, R, model.hidden_size), model.dtype)
+    if state is None:
+        rows = state_rows(model.cell, model.num_layers)
+        state = np.zeros((rows, R, model.hidden_size), model.dtype)
+    else:
+        state = np.array(state, model.dtype, order="C")
     P = max((len(ids) for ids in id_lists), default=0)
     if P == 0:
         return state
@@ -82,7 +88,7 @@ def feed_texts(model, id_lists):
     for r, ids in enumerate(id_lists):
         starts[r] = P - len(ids)
         chars[r, starts[r]:] = ids
-    model.generation_kernel().feed_rows(chars, starts, state)
+    (kernel or model.generation_kernel()).feed_rows(chars, starts, state)
     return state
 
 
@@ -130,7 +136,9 @@ class StopScanner:
         if ends:
             self.stopped = True
             return piece[:min(ends) - len(self.tail)]
-        self.tail = seen[len(seen) - self.keep:] if self.keep else ""
+        # the last `keep` characters (fewer while fewer have been seen: a stop text
+        # longer than a piece spans several pieces)
+        self.tail = seen[max(0, len(seen) - self.keep):] if self.keep else ""
         return piece
 
 
@@ -184,7 +192,7 @@ def stream_samples(model, n, prime="", greedy=False, temperature=None, top_k=Non
     stream p·num_samples + s drawing sample s of prime p).  With an empty prime the
     first character is predicted from the zero state.  Never drops out.
     """
-    n = _check_length(n)
+    n = check_length(n)
     num_samples = _check_positive(num_samples, "num_samples")
     temperature, top_k, top_p = check_draw(model, greedy, temperature, top_k, top_p, seed)
     stops = check_stops(stop)
@@ -195,14 +203,14 @@ def stream_samples(model, n, prime="", greedy=False, temperature=None, top_k=Non
     id_lists = [prime_ids(model, p, skip_unknown) for p in primes]
     B = len(primes) * num_samples
     check_memory(B * (_bytes_per_stream(model) + 2 * 8), f"{B:,} streams")
-    return _stream(model, n, id_lists, greedy, temperature, top_k, top_p, seed, stops,
-                   num_samples)
+    return stream_from_state(model, n, primed_states(model, id_lists, num_samples), greedy,
+                             temperature, top_k, top_p, seed, stops)
 
 
-def _stream(model, n, id_lists, greedy, temperature, top_k, top_p, seed, stops,
-            num_samples):
+def stream_from_state(model, n, state, greedy, temperature, top_k, top_p, seed, stops):
+    """stream_samples' generator from the streams of `state` (S·L, B, H), which it
+    advances in place; settings as check_draw and check_stops return them."""
     kernel = model.generation_kernel()
-    state = primed_states(model, id_lists, num_samples)
     B = state.shape[1]
     rng = None if greedy else np.random.default_rng(seed)
     temperatures = np.full(B, temperature)
@@ -224,22 +232,23 @@ def _stream(model, n, id_lists, greedy, temperature, top_k, top_p, seed, stops,
         yield pieces
 
 
+def joined(chunks, count):
+    """The pieces of a stream_samples generator joined: one string per stream (count
+    streams, for when there are no pieces)."""
+    texts = [[] for _ in range(count)]
+    for pieces in chunks:
+        for parts, piece in zip(texts, pieces):
+            parts.append(piece)
+    return ["".join(parts) for parts in texts]
+
+
 def generate(model, n, prime="", greedy=False, temperature=None, top_k=None, seed=None,
              skip_unknown=False, stop=None, num_samples=1, top_p=None):
     """The samples of stream_samples, whole: a list of one string per stream (without
     the prime)."""
     chunks = stream_samples(model, n, prime, greedy, temperature, top_k, seed,
                             skip_unknown, stop, num_samples, top_p)
-    texts = None
-    for pieces in chunks:
-        if texts is None:
-            texts = [[] for _ in pieces]
-        for parts, piece in zip(texts, pieces):
-            parts.append(piece)
-    if texts is None:   # n == 0
-        count = (1 if isinstance(prime, str) else len(prime)) * num_samples
-        return [""] * count
-    return ["".join(parts) for parts in texts]
+    return joined(chunks, (1 if isinstance(prime, str) else len(prime)) * num_samples)
 
 
 def beam_search(model, prime, n, beam, skip_unknown=False):
@@ -251,9 +260,14 @@ def beam_search(model, prime, n, beam, skip_unknown=False):
     and the results are every continuation, in order.  Width 1 is greedy completion.
     Fewer than `beam` results come back when there are fewer than `beam` continuations.
     """
-    n = _check_length(n)
-    beam = _check_positive(beam, "the beam width")
     ids = prime_ids(model, prime, skip_unknown)
+    return beams_from_state(model, primed_state(model, ids, 1), n, beam)
+
+
+def beams_from_state(model, state, n, beam):
+    """beam_search from the one-stream state (S·L, 1, H) (left as it was)."""
+    n = check_length(n)
+    beam = _check_positive(beam, "the beam width")
     if n == 0:
         return [Completion("", 0.0)]
     # more beams than continuations would never be filled
@@ -262,7 +276,6 @@ def beam_search(model, prime, n, beam, skip_unknown=False):
     # states and scratch, the K·V candidates (24 bytes each), the characters and parents
     check_memory(beam * (_bytes_per_stream(model) + 24 * model.n_vocab + 3 * 8 * n),
                  f"a beam of width {beam:,} over {n:,} characters")
-    state = primed_state(model, ids, 1)
     out = np.zeros((beam, n), np.intp)
     scores = np.zeros(beam)
     count = model.generation_kernel().beam(state, out, scores)

@@ -10,7 +10,7 @@ import pytest
 import rnncore
 from rnncore import layout, reference
 from rnncore.predict import (Suggestion, beam_from_state, feed_texts, is_separator,
-                             word_prefix)
+                             start_text, word_prefix)
 from rnncore.sample import primed_state
 from support import (N_DRAWS, P, assert_binomial, continuation_log_prob,
                      fixed_distribution_model, frequencies, gated_model, ragged_texts)
@@ -58,7 +58,24 @@ def test_next_char_probs_is_the_reference(cell, L, dtype, tol, text):
     probs = model.next_char_probs(text)
     assert probs.dtype == np.float64 and probs.shape == (model.n_vocab,)
     assert np.isclose(probs.sum(), 1.0, rtol=1e-12)
-    np.testing.assert_allclose(probs, reference_next_probs(model, text), rtol=tol, atol=tol)
+    # the empty text reads as the start text (a space here: no newline in " ,abc")
+    np.testing.assert_allclose(probs, reference_next_probs(model, text or " "), rtol=tol,
+                               atol=tol)
+
+
+@pytest.mark.parametrize("chars,start", [("\n ab", "\n\n"), (" ab,", " "), ("ab,", "")])
+def test_the_empty_text_reads_as_the_start_text(chars, start):
+    model = word_model("gru", 2, chars=chars, seed=2)
+    assert start_text(model.vocab) == start
+    # the same bits as that text, for every question predictive text answers
+    assert model.next_char_probs("").tobytes() == model.next_char_probs(start).tobytes()
+    assert model.suggest("", k=2, max_chars=3) == model.suggest(start, k=2, max_chars=3)
+    assert model.next_char_probs("Q", skip_unknown=True).tobytes() == \
+        model.next_char_probs(start).tobytes()
+    if not start:   # no separator to start after: the zero state, whose logits are by
+        by = model.params["by"]
+        np.testing.assert_allclose(model.next_char_probs(""), np.exp(by) / np.exp(by).sum(),
+                                   rtol=1e-12)
 
 
 def test_next_chars_ranks_the_distribution():
@@ -122,7 +139,7 @@ def brute_force_words(model, text, max_chars):
 def test_exhaustive_word_beam_is_brute_force(cell, L, text):
     model = word_model(cell, L, seed=3 * L + len(text))
     max_chars, k = 3, 6
-    expected = brute_force_words(model, text, max_chars)[:k]
+    expected = brute_force_words(model, text or start_text(model.vocab), max_chars)[:k]
     # width >= every continuation of max_chars characters: nothing is ever pruned
     found = model.suggest(text, k=k, max_chars=max_chars, beam=model.n_vocab ** max_chars)
     assert all(isinstance(s, Suggestion) for s in found)

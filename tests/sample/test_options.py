@@ -1,11 +1,14 @@
 """The generation options, each to its promised value: --stop, --num-samples, the prime
-with unknown characters in beams and samples, through the library and the CLI."""
+with unknown characters in beams and samples, through the library and the CLI; and
+options combined where the combination differs from the simple case (several primes with
+several samples each, a beam of K printing N ≠ K, ties in next_chars)."""
+import numpy as np
 import pytest
 
 import rnncore
 from rnncore import cli
 
-from support import gated_model, saved_small_model
+from support import fixed_distribution_model, gated_model, saved_small_model
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +76,74 @@ def test_the_cli_beam_with_skip_unknown_echoes_and_completes_the_clean_prime(tmp
     assert cli.main(["sample", str(path), "--prime", "thQe c", "--length", "8", "--beam", "3",
                      "--skip-unknown"]) == 0
     assert capsys.readouterr().out == "the c" + saved.complete("the c", 8, beam=3) + "\n"
+
+
+# ---- combined options, where the combination differs from the simple case ---------------
+def textbook_sample(model, prime, uniforms):
+    """The characters drawn after `prime` by the uniform numbers `uniforms` (n,) at
+    temperature 1: each step's distribution from next_char_probs of the text so far, the
+    draw its inverse CDF (the first character whose cumulative probability passes u)."""
+    text = ""
+    for u in uniforms:
+        cdf = np.cumsum(model.next_char_probs(prime + text))
+        text += model.vocab.chars[int(np.searchsorted(cdf, u * cdf[-1], side="right"))]
+    return text
+
+
+def test_several_primes_with_several_samples_each_are_the_promised_streams():
+    model = gated_model("gru", 2, 7, 8, seed=5, scale=1.2)
+    primes, N, n = ["!#$", "%%%%", "&"], 2, 25
+    nested = model.sample(n, prime=primes, seed=4, num_samples=N)
+    # stream p·N + s is sample s of prime p, drawing column p·N + s of the seed's
+    # (n, P·N) uniform numbers
+    uniforms = np.random.default_rng(4).random((n, len(primes) * N))
+    assert nested == [[textbook_sample(model, p, uniforms[:, i * N + s]) for s in range(N)]
+                      for i, p in enumerate(primes)]
+    assert len({t for texts in nested for t in texts}) == len(primes) * N
+    pieces = list(model.sample_stream(n, prime=primes, seed=4, num_samples=N))
+    assert ["".join(p[b] for p in pieces) for b in range(6)] == sum(nested, [])
+
+
+def beam_lines(out):
+    lines = out.splitlines()
+    return [(float(h.split("log-prob ")[1].rstrip(" =")), t) for h, t in
+            zip(lines[0::2], lines[1::2])]
+
+
+@pytest.mark.parametrize("K,N", [(6, 2), (3, 3), (8, 5)])
+def test_cli_beam_k_with_n_samples_prints_the_n_best_of_k_beams(tmp_path, capsys, K, N):
+    path = saved_small_model(tmp_path / "m.npz", "gru")
+    saved = rnncore.CharRNN.load(path)
+    prime = "the c"
+    found = saved.beam_search(prime, 9, beam=K)
+    assert cli.main(["sample", str(path), "--prime", prime, "--length", "9", "--beam", str(K),
+                     "--num-samples", str(N)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0::2] == [f"=== beam {i} of {N}: log-prob {c.log_prob:.4f} ==="
+                                      for i, c in enumerate(found[:N], 1)]
+    assert [t for _, t in beam_lines(out)] == [prime + c.text for c in found[:N]]
+
+
+def test_the_n_best_of_a_wider_beam_are_not_a_narrower_beam():
+    # the case where --beam K --num-samples N differs from --beam N: a width-N search
+    # prunes what the width-K one keeps
+    vocab = rnncore.Vocab.from_text("the cat sat on a mat.")
+    for seed in range(40):
+        model = gated_model("gru", 2, len(vocab), 8, seed=seed, scale=1.5)
+        model.vocab = vocab
+        wide, narrow = model.beam_search("the c", 9, beam=8)[:2], model.beam_search(
+            "the c", 9, beam=2)
+        if [c.text for c in wide] != [c.text for c in narrow]:
+            assert wide[0].log_prob >= narrow[0].log_prob
+            return
+    pytest.fail("no seed where a wider beam finds other paths")
+
+
+def test_next_chars_ties_are_in_vocabulary_order():
+    probs = np.array([0.1, 0.3, 0.1, 0.3, 0.2])
+    model = fixed_distribution_model(probs)
+    assert [c for c, _ in model.next_chars("ab")] == ["b", "d", "e", "a", "c"]
+    assert [c for c, _ in model.next_chars("ab", k=3)] == ["b", "d", "e"]
+    # a vocabulary in another order breaks the ties the other way
+    flipped = fixed_distribution_model(probs[::-1].copy())
+    assert [c for c, _ in flipped.next_chars("")] == ["b", "d", "a", "c", "e"]

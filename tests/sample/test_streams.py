@@ -2,9 +2,10 @@
 parallel streams, stopping at a text, greedy without silently ignored options."""
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from rnncore import layout
-from rnncore.sample import FIRST_CHUNK
+from rnncore.sample import FIRST_CHUNK, StopScanner
 
 from support import gated_model
 
@@ -53,14 +54,42 @@ def test_parallel_streams_follow_the_model_distribution():
     np.testing.assert_allclose(counts, np.broadcast_to(P, counts.shape), atol=0.05)
 
 
-@pytest.mark.parametrize("span", [(10, 12), (63, 65), (62, 67), (190, 193), (500, 501)])
+@pytest.mark.parametrize("span", [(10, 12), (63, 65), (62, 67), (190, 193), (500, 501),
+                                  (30, 100), (0, 64), (60, 200), (100, 400), (1, 599)])
 def test_stop_ends_the_sample_after_the_first_occurrence(span):
-    model = gated_model("rnn", 2, 9, 8, seed=1, scale=0.9)
-    whole = model.sample(600, "!", seed=2)
+    # the first pieces are 64, 128, 256 characters: some stop texts lie in one piece,
+    # others start in one and end in another, or are longer than the piece they end in
+    model = gated_model("gru", 2, 9, 8, seed=3, scale=0.9)
+    whole = model.sample(600, "!", seed=3)
     stop = whole[span[0]:span[1]]
     expected = whole[:whole.find(stop) + len(stop)]
-    assert model.sample(600, "!", seed=2, stop=stop) == expected
-    assert "".join(model.sample_stream(600, "!", seed=2, stop=stop)) == expected
+    assert len(expected) < 600
+    assert model.sample(600, "!", seed=3, stop=stop) == expected
+    assert "".join(model.sample_stream(600, "!", seed=3, stop=stop)) == expected
+    # among short stop texts that never appear, and beside streams that never stop
+    assert model.sample(600, "!", seed=3, stop=["\u00e9\u00e9", stop, "\u00e9"]) == expected
+    # several streams: each cut at its own first occurrence (the others may never stop)
+    texts = model.sample(600, "!", seed=3, num_samples=3)
+    long_stop = texts[1][span[0]:span[1]]
+    cut = model.sample(600, "!", seed=3, num_samples=3, stop=long_stop)
+    assert cut == [t[:t.find(long_stop) + len(long_stop)] if long_stop in t else t
+                   for t in texts]
+    assert cut[1] != texts[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text("ab", min_size=1, max_size=60), st.lists(st.text("ab", min_size=1, max_size=9),
+                                                        min_size=1, max_size=3),
+       st.lists(st.integers(0, 60), max_size=8))
+def test_the_stop_scanner_is_find_over_the_whole_text(text, stops, cuts):
+    # its textbook twin: the earliest end of any stop text in the whole text, whatever
+    # pieces the text arrives in
+    ends = [text.find(t) + len(t) for t in stops if t in text]
+    expected = text[:min(ends)] if ends else text
+    bounds = sorted({0, len(text), *[min(c, len(text)) for c in cuts]})
+    scanner = StopScanner(tuple(stops))
+    got = "".join(scanner.cut(text[a:b]) for a, b in zip(bounds, bounds[1:]))
+    assert got == expected and scanner.stopped == bool(ends)
 
 
 def test_stop_that_never_appears_and_per_stream_stops():

@@ -57,11 +57,12 @@ def test_model_health_schema_and_docs(client, model):
     assert info == {"cell": "rnn", "num_layers": 1, "hidden_size": 64,
                     "vocab_size": model.n_vocab, "dtype": "float64",
                     "parameters": model.num_parameters(),
-                    "vocab": "".join(model.vocab.chars)}
+                    "vocab": "".join(model.vocab.chars), "max_length": MAX_LENGTH,
+                    "start_text": " "}
     assert client.get("/healthz").json() == {"status": "ok"}
     schema = client.get("/openapi.json").json()
     assert {"/v1/model", "/v1/next", "/v1/suggest", "/v1/complete", "/v1/sample",
-            "/healthz"} <= set(schema["paths"])
+            "/v1/stats", "/healthz"} <= set(schema["paths"])
     assert client.get("/docs").status_code == 200
 
 
@@ -149,12 +150,89 @@ def test_the_typing_page_is_served(client):
         "<script>")[0].replace("http-equiv", "")   # nothing fetched from elsewhere
 
 
+def test_the_empty_text_is_read_as_the_start_text(client, model):
+    # the demo's vocabulary has no newline: its start text is a space
+    status, got = post(client, "/v1/next", {"text": "", "k": 4})
+    assert [n["char"] for n in got["next"]] == [c for c, _ in model.next_chars(" ", k=4)]
+    status, got = post(client, "/v1/suggest", {"text": ""})
+    assert [s["word"] for s in got["suggestions"]] == [s.word for s in model.suggest("")]
+
+
+def test_suggest_with_next_answers_both_in_one_request(client, model):
+    text = "Hola mundo, apr"
+    status, got = post(client, "/v1/suggest", {"text": text, "k": 2, "next": 5})
+    assert status == 200 and set(got) == {"suggestions", "next"}
+    assert [(s["word"], s["log_prob"]) for s in got["suggestions"]] == \
+        [(s.word, s.log_prob) for s in model.suggest(text, k=2)]
+    assert [(n["char"], n["prob"]) for n in got["next"]] == model.next_chars(text, k=5)
+    assert "next" not in post(client, "/v1/suggest", {"text": text})[1]
+
+
+@pytest.mark.parametrize("span", [(20, 60), (30, 100), (31, 33), (0, 150), (64, 200)])
+@pytest.mark.parametrize("stream", [False, True])
+def test_stop_texts_across_and_beyond_the_servers_chunks(client, model, span, stream):
+    # the server generates 32 characters a round: these stop texts cross rounds, or
+    # are longer than several of them
+    whole = model.sample(MAX_LENGTH, "Hola", seed=3)
+    stop = whole[span[0]:span[1]]
+    expected = model.sample(MAX_LENGTH, "Hola", seed=3, stop=stop)
+    assert expected == whole[:whole.find(stop) + len(stop)] and len(expected) < MAX_LENGTH
+    body = {"prime": "Hola", "length": MAX_LENGTH, "seed": 3, "stop": stop}
+    if stream:
+        with client.stream("POST", "/v1/sample", json={**body, "stream": True}) as r:
+            events = sse_events(r)
+        assert events[-1] == {"event": "done", "data": "{}"}
+        got = "".join(json.loads(e["data"])["text"] for e in events[:-1])
+    else:
+        got = post(client, "/v1/sample", body)[1]["text"]
+    assert got == expected
+    # among other stop texts (one that never appears, one shorter and later), as a list
+    later = whole[span[1] + 5:span[1] + 8]
+    if later and later not in expected:
+        got = post(client, "/v1/sample", {**body, "stop": ["zzzz", later, stop]})[1]
+        assert got["text"] == expected
+
+
+def test_a_single_long_stop_string_is_one_stop_text(client, model):
+    whole = model.sample(MAX_LENGTH, "Hola", seed=4)
+    stop = whole[10:10 + MAX_LENGTH // 2]       # one string, longer than several chunks
+    status, got = post(client, "/v1/sample", {"prime": "Hola", "length": MAX_LENGTH,
+                                              "seed": 4, "stop": stop})
+    assert status == 200 and got["text"] == whole[:10 + MAX_LENGTH // 2]
+    # a single string is one stop text, not one per character
+    status, got = post(client, "/v1/sample", {"prime": "Hola", "length": 50, "seed": 4,
+                                              "stop": "Qz" + whole[:3]})
+    assert got["text"] == model.sample(50, "Hola", seed=4, stop="Qz" + whole[:3])
+    for stop in ("a" * (MAX_LENGTH + 1), ["b", "a" * (MAX_LENGTH + 1)]):
+        status, got = post(client, "/v1/sample", {"prime": "Ho", "stop": stop})
+        assert (status, got) == (422, {"error": f"stop: a stop text of {MAX_LENGTH + 1} "
+                                                f"characters is longer than the limit of "
+                                                f"{MAX_LENGTH}"})
+
+
+def test_the_icon_and_the_statistics(client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert icon.text.startswith("<svg")
+    stats = client.get("/v1/stats").json()
+    assert set(stats["state_cache"]) >= {"hits", "misses", "bytes", "entries", "max_bytes"}
+    assert stats["queue"]["max_queue"] == 512 and stats["queue"]["in_flight"] == 0
+    assert stats["state_cache"]["bytes"] <= stats["state_cache"]["max_bytes"]
+
+
 # ---- errors: 4xx with one line, never a 5xx -------------------------------------------
 BIG = "a" * (65 * 1024)
 
 
 @pytest.mark.parametrize("path,body,status,says", [
-    ("/v1/next", b"{not json", 400, "malformed JSON"),
+    ("/v1/next", b"{not json", 400, "malformed JSON: Expecting property name enclosed "
+     "in double quotes at line 1 column 2"),
+    ("/v1/next", b'{"text": "Ho",}', 400, "malformed JSON: Expecting property name"),
+    ("/v1/next", b'{"text": "\xff\xfe"}', 400, "malformed JSON: not UTF-8 (byte 10 is 0xff)"),
+    ("/v1/next", b"[" * 20000 + b"]" * 20000, 400, "malformed JSON: nested too deeply"),
+    ("/v1/next", b'{"text": ' + b'[' * 3000 + b']' * 3000 + b'}', 400,
+     "malformed JSON: nested too deeply"),
+    ("/v1/next", b'{"text": "Ho"} trailing', 400, "malformed JSON: Extra data"),
     ("/v1/next", b"", 422, "needs a JSON object"),
     ("/v1/next", [1, 2], 422, "valid dictionary"),
     ("/v1/next", {"text": 3}, 422, "text: Input should be a valid string"),
@@ -345,7 +423,8 @@ def test_another_host_is_served_only_when_asked_and_with_a_warning(demo_ckpt, tm
     status, _, err = server.stop()
     assert status == 0
     assert err.strip() == ("rnncore: warning: serving on 0.0.0.0, which other machines "
-                           "can reach: the server has no authentication")
+                           "can reach, without an API key: anyone who reaches it may use "
+                           "the model (see --api-key-file)")
 
 
 def test_bad_serve_arguments(demo_ckpt, tmp_path):
