@@ -107,6 +107,15 @@ def flops_per_char(H, V, cell="rnn", layers=1):
     return 6 * G * H * H * (2 * layers - 1) + 6 * H * V
 
 
+#: (cell, layers, V, H, B, T, dtype) of the rows the speed targets name: 32 streams of
+#: float32 at 1×512 and 1×256, one stream of float64 at 2×128 and vanilla 1×64 / 1×256
+#: (and the demo's own 1×64 with V=18, T=10)
+TARGET_ROWS = [(cell, 1, 65, H, 32, 25, "float32") for cell in ("lstm", "gru", "rnn")
+               for H in (512, 256)] + \
+              [(cell, 2, 65, 128, 1, 25, "float64") for cell in ("lstm", "gru")] + \
+              [("rnn", 1, 65, 64, 1, 25, "float64"), ("rnn", 1, 18, 64, 1, 10, "float64"),
+               ("rnn", 1, 65, 256, 1, 25, "float64")]
+
 #: rnncore with each product engine forced (rnncore.engines), beside its default ("auto")
 ENGINE_SYSTEMS = {"own": "own", "cython_blas": "blas"}
 
@@ -384,6 +393,8 @@ def markdown(result):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller grid, under a minute")
+    ap.add_argument("--targets", action="store_true",
+                    help="only the rows the speed targets name (docs/performance.md)")
     ap.add_argument("--hidden", type=int, nargs="+", help="hidden sizes (default 64 128 256 512)")
     ap.add_argument("--batches", type=int, nargs="+", help="stream counts (default 1 32)")
     ap.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
@@ -409,13 +420,16 @@ def main(argv=None):
     T, V = 25, 65
 
     configs = []
-    if "rnn" in args.cells:
+    if args.targets:
+        configs = TARGET_ROWS
+    elif "rnn" in args.cells:
         configs.append(("rnn", 1, 18, 64, 1, 10, "float64"))  # the demo's own configuration
         configs += [("rnn", 1, V, H, B, T, dt)
                     for B in batches for H in hidden for dt in args.dtypes]
-    configs += [(cell, layers, V, H, B, T, dt) for cell in args.cells if cell != "rnn"
-                for layers in args.layers for B in batches for H in hidden
-                for dt in args.dtypes]
+    if not args.targets:
+        configs += [(cell, layers, V, H, B, T, dt) for cell in args.cells if cell != "rnn"
+                    for layers in args.layers for B in batches for H in hidden
+                    for dt in args.dtypes]
     windows = []
     for cell, layers, V_, H, B, T_, dt in configs:
         threads = args.threads
