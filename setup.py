@@ -48,7 +48,7 @@ directives = {
 # -fno-math-errno: libm calls need not set errno, so gcc may inline sqrt and vectorise;
 # -fopenmp-simd: the `omp simd` loops of vecmath.h, without the OpenMP runtime
 compile_args = ["-O3", "-fno-math-errno", "-fopenmp-simd", "--param=vect-max-version-for-alias-checks=64"]
-link_args, macros, libraries = [], [], []
+link_args, macros = [], []
 if os.environ.get("RNNCORE_SYMBOLS") == "1":
     compile_args.append("-g")   # a release build that perf can name functions in
 elif not debug:
@@ -59,7 +59,6 @@ if os.environ.get("RNNCORE_LIBMVEC", "1") == "0":
 if sys.platform.startswith("linux"):
     compile_args.append("-pthread")   # the thread team (csrc/team.c)
     link_args.append("-pthread")
-    libraries.append("dl")  # dlopen, in libdl before glibc 2.34 (in libc since)
     if platform.machine() == "x86_64" and platform.libc_ver()[0] == "glibc":
         compile_args += ["-include", "pyx/glibc_compat.h"]
 
@@ -84,7 +83,6 @@ extensions = [
         sources=sources + ["csrc/vecmath.c"],
         include_dirs=["pyx", "csrc"],
         define_macros=macros,
-        libraries=libraries,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )

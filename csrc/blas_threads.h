@@ -11,22 +11,23 @@
  * own numpy and scipy calls get the library as they left it.  While a run holds it, a
  * scipy call of the user's on another Python thread runs on one thread too.
  *
- * The library is the one cython_blas itself calls: rnncore_blas_locate opens that module
- * (already loaded) and looks the thread functions up among its dependencies, so numpy's
- * own OpenBLAS (another copy, with other symbol names) is never touched.  Known: OpenBLAS
- * (scipy's wheels name its symbols scipy_openblas_*; system builds openblas_*) and MKL.
- * Any other BLAS works, with its threads left as they are.
+ * The library is the one cython_blas itself calls: Python (pyx/_cells.pyx, with ctypes, as
+ * threadpoolctl does) looks the thread functions up in that module's dependencies, so
+ * numpy's own OpenBLAS (another copy, with other symbol names) is never touched, and hands
+ * them here; the extension itself calls no dlopen/dlsym, whose glibc 2.34 versions would
+ * raise the wheel's manylinux floor.  Known: OpenBLAS (scipy's wheels name its symbols
+ * scipy_openblas_*; system builds openblas_*) and MKL.  Any other BLAS works, with its
+ * threads left as they are.
  */
 #ifndef RNNCORE_BLAS_THREADS_H
 #define RNNCORE_BLAS_THREADS_H
 
-/* Find the thread controls of the BLAS that the module at `module_path` (scipy's
- * cython_blas) calls.  Returns 1 if found, 0 if not (the engine still works); idempotent. */
-int rnncore_blas_locate(const char *module_path);
+typedef int (*rnncore_blas_get_threads_t)(void);
+typedef void (*rnncore_blas_set_threads_t)(int);
 
-/* What the BLAS is, e.g. "OpenBLAS 0.3.31 DYNAMIC_ARCH ... (Haswell kernels)", or
- * "a BLAS without known thread controls" (after rnncore_blas_locate). */
-const char *rnncore_blas_name(void);
+/* The thread controls of the BLAS that scipy's cython_blas calls (both NULL: none known;
+ * the engine still works).  Called once, at import, before any run. */
+void rnncore_blas_bind(rnncore_blas_get_threads_t get, rnncore_blas_set_threads_t set);
 
 /* Around a run that calls the engine: the first enter holds the library at one thread, the
  * last leave gives back the count the first found.  Safe from any thread. */

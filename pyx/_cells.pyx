@@ -34,8 +34,8 @@ from generate cimport (Gen, GenJob, Candidate, WordBeam, FEED_ROWS, gen_tile,
                        steps_program, texts_program, next_program, beam_program,
                        word_program)
 from kernel_maths cimport vecmath_choice
-from blas cimport gemm_rm, rnncore_blas_locate, rnncore_blas_name, rnncore_blas_enter, \
-    rnncore_blas_leave, rnncore_blas_threads
+from blas cimport gemm_rm, rnncore_blas_bind, rnncore_blas_get_threads_t, \
+    rnncore_blas_set_threads_t, rnncore_blas_enter, rnncore_blas_leave, rnncore_blas_threads
 from step cimport (Net, RNN, LSTM, GRU, OWN, BLAS, ceil_div, padded, forward_scratch,
                    backward_scratch)
 from team cimport (RNNCORE_MAX_THREADS, rnncore_crew, rnncore_phase, rnncore_program,
@@ -56,11 +56,47 @@ if rnncore_gemm_setting_error() != NULL:
 #: Which micro-kernel the products run on: "avx512", "avx2" or "generic" (csrc/gemm.h)
 MICROKERNEL = rnncore_gemm_isa().decode()
 
-import scipy.linalg.cython_blas as _cython_blas
+#: Where the thread controls of the BLAS engine's library are and what they are called:
+#: OpenBLAS as scipy's wheels prefix its names, as ILP64 builds suffix them, as system
+#: builds leave them; MKL.  (get threads, set threads, config, core name, vendor)
+BLAS_CONTROLS = [
+    (f"{p}openblas_get_num_threads{s}", f"{p}openblas_set_num_threads{s}",
+     f"{p}openblas_get_config{s}", f"{p}openblas_get_corename{s}", "OpenBLAS")
+    for s in ("", "64_") for p in ("scipy_", "")] + [
+    ("MKL_Get_Max_Threads", "MKL_Set_Num_Threads", None, None, "MKL")]
+
+
+def locate_blas():
+    """Bind the thread controls of the BLAS that scipy's cython_blas calls (found, as
+    threadpoolctl finds them, among that loaded module's dependencies; numpy's own copy of
+    OpenBLAS is another library) and say what it is: (held, e.g. "OpenBLAS 0.3.31 (Haswell
+    kernels)")."""
+    import ctypes
+    import scipy.linalg.cython_blas as cython_blas
+    try:    # the module is loaded: RTLD_NOLOAD only hands out a handle whose lookups search
+        lib = ctypes.CDLL(cython_blas.__file__, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except OSError:
+        lib = None
+    for get, set_, config, core, vendor in BLAS_CONTROLS:
+        if lib is None or not (hasattr(lib, get) and hasattr(lib, set_)):
+            continue
+        rnncore_blas_bind(<rnncore_blas_get_threads_t> <size_t> ctypes.cast(
+                              getattr(lib, get), ctypes.c_void_p).value,
+                          <rnncore_blas_set_threads_t> <size_t> ctypes.cast(
+                              getattr(lib, set_), ctypes.c_void_p).value)
+        if config and hasattr(lib, config) and hasattr(lib, core):
+            getattr(lib, config).restype = getattr(lib, core).restype = ctypes.c_char_p
+            # "OpenBLAS 0.3.31 DYNAMIC_ARCH ...": its first two words
+            words = getattr(lib, config)().decode(errors="replace").split(" ")[:2]
+            return True, f"{' '.join(words)} ({getattr(lib, core)().decode()} kernels)"
+        return True, vendor
+    rnncore_blas_bind(NULL, NULL)
+    return False, "a BLAS without known thread controls"
+
+
 #: Whether the BLAS engine's library was found with its thread controls, and what it is
 #: (csrc/blas_threads.h): the library scipy's cython_blas calls
-BLAS_THREADS_HELD = bool(rnncore_blas_locate(os.fsencode(_cython_blas.__file__)))
-BLAS_LIBRARY = rnncore_blas_name().decode()
+BLAS_THREADS_HELD, BLAS_LIBRARY = locate_blas()
 
 #: The units of a forward or backward step tile when BLAS runs its products: one call per
 #: gate of 64 units (the micro-kernel's tiles are a vector's lanes)

@@ -11,8 +11,9 @@ from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 cdef extern from "blas_threads.h" nogil:
-    int rnncore_blas_locate(const char *module_path)
-    const char *rnncore_blas_name()
+    ctypedef int (*rnncore_blas_get_threads_t)()
+    ctypedef void (*rnncore_blas_set_threads_t)(int)
+    void rnncore_blas_bind(rnncore_blas_get_threads_t get, rnncore_blas_set_threads_t set)
     void rnncore_blas_enter()
     void rnncore_blas_leave()
     int rnncore_blas_threads()

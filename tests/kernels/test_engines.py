@@ -58,10 +58,12 @@ def test_a_setting_that_is_not_an_engine_is_refused(engine_setting):
 
 
 @pytest.mark.slow
-def test_an_unknown_environment_setting_is_one_warning_and_auto():
+def test_an_unknown_environment_setting_is_one_warning_and_auto(tmp_path):
     code = "import rnncore.engines as e; print(e.get_gemm_engine())"
+    # cwd: not the checkout, whose uncompiled rnncore/ would shadow the installed package
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=dict(os.environ, RNNCORE_GEMM="mkl"), check=True)
+                            env=dict(os.environ, RNNCORE_GEMM="mkl"), check=True,
+                            cwd=tmp_path)
     assert result.stdout.strip() == "auto"
     assert result.stderr == ("rnncore: warning: RNNCORE_GEMM=mkl is not one of own, blas, "
                              "auto; using auto\n")

@@ -56,9 +56,10 @@ def test_serve_modules_import_each_other_without_a_circle():
 
 
 @pytest.mark.slow
-def test_importing_the_package_loads_no_web_framework():
+def test_importing_the_package_loads_no_web_framework(tmp_path):
     code = ("import sys, rnncore.serve, rnncore.serve.batcher, rnncore.serve.cache; "
             "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules))")
+    # cwd: not the checkout, whose uncompiled rnncore/ would shadow the installed package
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, cwd=tmp_path).stdout
     assert out.strip() == "[]"
