@@ -1,7 +1,7 @@
 """Predictive text as people type: what a keystroke costs on a short and a long document,
 and 32 clients each typing their own text, against another release's server side by side.
 
-    python bench/typing.py --checkpoint shakespeare.npz --text heldout.txt \\
+    python bench/typing_load.py --checkpoint shakespeare.npz --text heldout.txt \\
         --baseline-source ../old-release --json docs/typing.json --markdown docs/typing.md
 
 Three measurements, the model's own work first:
@@ -161,7 +161,7 @@ def main(argv=None):
             for server in servers.values():
                 server.stop()
     rows = {name: summary(r) for name, r in runs.items()}
-    result = {"command": "python bench/typing.py " + " ".join(argv or sys.argv[1:]),
+    result = {"command": "python bench/typing_load.py " + " ".join(argv or sys.argv[1:]),
               "cpu": cpu_model(), "threads": args.threads, "clients": args.clients,
               "seconds": args.seconds, "repeats": args.repeats,
               "start_max": args.start_max, "keystroke_ms_in_process": costs,
@@ -184,7 +184,7 @@ def markdown(result):
     for name in ("this", "baseline"):
         if f"{name}, {SHORT} characters" in h:
             a, b = h[f"{name}, {SHORT} characters"], h[f"{name}, {LONG} characters"]
-            lines.append(f"| HTTP /v1/suggest, {name} server | {a:.2f} | {b:.2f} | "
+            lines.append(f"| over HTTP (suggest), {name} server | {a:.2f} | {b:.2f} | "
                          f"{b / a:.2f}× |")
     lines += ["", f"| typing, {result['clients']} clients | req/s | p50 ms | p99 ms |",
               "|---|---|---|---|"]
