@@ -1,4 +1,4 @@
-"""What the server benchmarks share (bench/serve.py, bench/typing.py): a real `rnncore
+"""What the server benchmarks share (bench/serve.py, bench/typing_load.py): a real `rnncore
 serve` in a process of its own (this tree's, or another release's through its source
 folder), a lean keep-alive HTTP/1.1 client, closed-loop load, and latency statistics.
 

@@ -491,7 +491,8 @@ class CharRNN:
         if not own:
             return self._kernel(1, 1)
         kernel = _cells.StackKernel(self.cell, self.num_layers, self.n_vocab,
-                                    self.hidden_size, 1, 1, self.dtype)
+                                    self.hidden_size, 1, 1, self.dtype,
+                                    engines.get_gemm_engine())
         kernel.bind_params(self._checked_params())
         return kernel
 

@@ -23,7 +23,7 @@ import numpy as np
 from .config import check_int
 from .errors import ConfigError
 from .predict import (SUGGEST_BEAM, Suggestion, check_suggest_args, next_probs_of_state,
-                      ranked_chars, start_state, suggest_from_state)
+                      ranked_chars, start_state, suggest_from_state, word_prefix)
 from .layout import check_memory, generation_bytes_per_stream
 from .sample import (Completion, beams_from_state, check_draw, check_length, check_stops,
                      joined, prime_ids, stream_from_state)
@@ -44,6 +44,7 @@ class TypingSession:
         self.keep_every = check_int(keep_every, "keep_every")
         self._ids = np.zeros(0, np.intp)     # the text's indices (a buffer; len: _length)
         self._length = 0
+        self._text = ""                      # the text, as the model sees it
         self._kept: List[np.ndarray] = []    # _kept[j]: the state after (j+1)·keep_every
         self._start = start_state(model)     # the empty text's state
         self._zero = np.zeros_like(self._start)
@@ -54,7 +55,7 @@ class TypingSession:
     @property
     def text(self) -> str:
         """The text as the model sees it."""
-        return self.model.vocab.decode(self._ids[:self._length])
+        return self._text
 
     def __len__(self):
         return self._length
@@ -130,6 +131,7 @@ class TypingSession:
             if stop % every == 0:
                 self._kept.append(state.copy())
             at = stop
+        self._text += self.model.vocab.decode(ids)
         self._length = end
         self._state = state
 
@@ -142,6 +144,7 @@ class TypingSession:
         del self._kept[whole:]
         rest = self._ids[whole * self.keep_every:length].copy()
         self._length = whole * self.keep_every
+        self._text = self._text[:self._length]
         self._state = self._kept[-1] if self._kept else self._start
         self._append(rest)
 
@@ -160,8 +163,8 @@ class TypingSession:
         """model.suggest(self.text, ...): the k most probable ways to finish the word
         being typed."""
         k, max_chars, beam = check_suggest_args(k, max_chars, beam)
-        return suggest_from_state(self.model, self._state, [self.text], k, max_chars,
-                                  beam)[0]
+        return suggest_from_state(self.model, self._state, [word_prefix(self._text)], k,
+                                  max_chars, beam)[0]
 
     def beam_search(self, n: int, beam: int = 5) -> List[Completion]:
         """The `beam` best n-character continuations of the text (model.beam_search)."""

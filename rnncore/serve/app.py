@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from .batcher import Batcher
 from .errors import install_handlers
 from .gate import Admission, Gate
-from .routes import build_router
+from .routes import Characters, build_router
 from .schemas import request_models
 
 #: the largest request body read, in bytes (a larger one is refused with 413)
@@ -39,6 +39,7 @@ def create_app(model, max_length=4096, batcher=None, api_key=None, max_queue=MAX
                   f"{model.num_layers}x{model.hidden_size}, {model.n_vocab} symbols) as a "
                   "predictive text engine.")
     app.state.model, app.state.batcher = model, batcher
+    app.state.characters = Characters(model.vocab)
     app.state.admission = Admission(max_queue)
     install_handlers(app)
     app.include_router(build_router(request_models(model.n_vocab, max_length), max_length))

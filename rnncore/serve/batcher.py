@@ -35,8 +35,8 @@ import time
 import numpy as np
 
 from ..layout import state_rows
-from ..predict import (beam_from_state, next_probs_of_state, suggest_from_state,
-                       text_ids)
+from ..predict import (beam_from_state, next_probs_of_state, start_text,
+                       suggest_from_state, text_ids)
 from ..sample import StopScanner, feed_texts
 from .cache import StateCache
 
@@ -69,18 +69,22 @@ class Job:
     __slots__ = ("kind", "ids", "text", "settings", "future", "on_piece", "cancelled",
                  "key", "fed", "state", "rng", "scanner", "remaining", "parts")
 
-    def __init__(self, kind, ids, text="", on_piece=None, **settings):
+    def __init__(self, kind, ids, text="", on_piece=None, key=None, **settings):
         self.kind, self.ids, self.text, self.settings = kind, ids, text, settings
         self.on_piece = on_piece
+        self.key = key        # the characters of ids as a str (the cache's key)
         self.cancelled = False
         self.future = concurrent.futures.Future()
         self.fed, self.state = 0, None
 
     @classmethod
-    def predicting(cls, model, kind, text, **settings):
-        """A `next` or `suggest` job for `text` (as the model sees it): the empty text is
-        fed as the start text, as rnncore.predict does."""
-        return cls(kind, text_ids(model, text), text=text, **settings)
+    def predicting(cls, model, kind, text, ids=None, **settings):
+        """A `next` or `suggest` job for `text` (as the model sees it; ids: its indices,
+        when they are known): the empty text is fed as the start text, as
+        rnncore.predict does."""
+        if ids is None or len(ids) == 0:
+            ids = text_ids(model, text)
+        return cls(kind, ids, text=text, key=text or start_text(model.vocab), **settings)
 
     def search_key(self):
         """The settings a batch of searches shares."""
@@ -301,7 +305,8 @@ class Batcher:
 
     def _admit(self, job):
         """Start a job from the longest cached prefix of its text."""
-        job.key = self.model.vocab.decode(job.ids)
+        if job.key is None:
+            job.key = self.model.vocab.decode(job.ids)
         fed, state = self.cache.longest_prefix(job.key, job.ids)
         if state is None:
             rows = state_rows(self.model.cell, self.model.num_layers)

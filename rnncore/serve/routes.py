@@ -10,6 +10,8 @@ import asyncio
 import json
 from importlib import resources
 
+import numpy as np
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
@@ -38,14 +40,32 @@ def page_file(name):
     return resources.files("rnncore.serve").joinpath(name).read_text(encoding="utf-8")
 
 
-def ids_of(model, text, skip_unknown, what):
-    """The indices of `text`, or a 422 naming the characters the model has never seen."""
-    unknown = model.vocab.unknown(text)
-    if unknown and not skip_unknown:
-        shown = json.dumps("".join(unknown))
-        raise Refusal(422, f"the {what} has characters the model has never seen: {shown} "
-                      f"(send \"skip_unknown\": true to drop them)")
-    return model.vocab.encode(text, skip_unknown=True).astype("intp")
+class Characters:
+    """The model's characters as indices for a whole request text in one numpy pass (a
+    table from code point to index): the server's hot path, where rnncore.Vocab's
+    encode and unknown would sort the text's characters twice per request."""
+
+    def __init__(self, vocab):
+        codepoints = vocab.codepoints
+        self.vocab = vocab
+        self.index = np.full(int(codepoints.max()) + 2, -1, np.intp)   # last: unknown
+        self.index[codepoints] = np.arange(len(codepoints))
+
+    def seen(self, text, skip_unknown, what):
+        """(indices, text) of `text` as the model sees it (its unknown characters dropped
+        with skip_unknown), or a 422 naming the characters the model has never seen."""
+        points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+        ids = self.index[np.minimum(points, len(self.index) - 1)]
+        known = ids >= 0
+        if known.all():
+            return ids, text
+        if not skip_unknown:
+            unknown = np.unique(points[~known])
+            shown = json.dumps("".join(chr(int(c)) for c in unknown))
+            raise Refusal(422, f"the {what} has characters the model has never seen: "
+                          f"{shown} (send \"skip_unknown\": true to drop them)")
+        ids = ids[known]
+        return ids, self.vocab.decode(ids)
 
 
 def check_stops(stop, max_length):
@@ -126,15 +146,15 @@ def build_router(models, max_length):
     @router.post("/v1/next", response_model=schemas.NextResponse, responses=errors)
     async def post_next(req: models.next, request: Request):  # type: ignore[name-defined]
         model = request.app.state.model
-        text = model.vocab.decode(ids_of(model, req.text, req.skip_unknown, "text"))
-        probs = await answer(request, Job.predicting(model, "next", text))
+        ids, text = request.app.state.characters.seen(req.text, req.skip_unknown, "text")
+        probs = await answer(request, Job.predicting(model, "next", text, ids))
         return JSONResponse({"next": ranked(model, probs, req.k)})
 
     @router.post("/v1/suggest", response_model=schemas.SuggestResponse, responses=errors)
     async def post_suggest(req: models.suggest, request: Request):  # type: ignore[name-defined]
         model = request.app.state.model
-        text = model.vocab.decode(ids_of(model, req.text, req.skip_unknown, "text"))
-        job = Job.predicting(model, "suggest", text, k=req.k, max_chars=req.max_chars,
+        ids, text = request.app.state.characters.seen(req.text, req.skip_unknown, "text")
+        job = Job.predicting(model, "suggest", text, ids, k=req.k, max_chars=req.max_chars,
                              beam=max(req.beam, req.k))
         if req.next:
             job.settings["next"] = req.next
@@ -148,11 +168,11 @@ def build_router(models, max_length):
     @router.post("/v1/complete", response_model=schemas.CompleteResponse, responses=errors)
     async def post_complete(req: models.complete, request: Request):  # type: ignore[name-defined]
         model = request.app.state.model
-        ids = ids_of(model, req.prime, req.skip_unknown, "prime")
+        ids, prime = request.app.state.characters.seen(req.prime, req.skip_unknown, "prime")
         if len(ids) == 0:
             raise Refusal(422, "prime: empty once the unknown characters are dropped: "
                           "there is nothing to complete")
-        found = await answer(request, Job("complete", ids, length=req.length,
+        found = await answer(request, Job("complete", ids, key=prime, length=req.length,
                                           beam=req.beam))
         chars, log_prob = found[0]
         return {"completion": model.vocab.decode(chars), "log_prob": log_prob}
@@ -161,8 +181,8 @@ def build_router(models, max_length):
                  responses={**errors, **schemas.STREAMED})
     async def post_sample(req: models.sample, request: Request):  # type: ignore[name-defined]
         model = request.app.state.model
-        ids = ids_of(model, req.prime, req.skip_unknown, "prime")
-        settings = dict(length=req.length, temperature=req.temperature,
+        ids, prime = request.app.state.characters.seen(req.prime, req.skip_unknown, "prime")
+        settings = dict(key=prime, length=req.length, temperature=req.temperature,
                         top_k=min(req.top_k or 0, model.n_vocab),
                         top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed,
                         stops=check_stops(req.stop, max_length), greedy=False)

@@ -1,6 +1,6 @@
-"""bench/serve.py runs (on tiny sizes) and writes the fields README's table is made of.
-Nothing here times anything; it runs with the other benchmark scripts' tests, when asked
-for (`pytest --run-bench`)."""
+"""bench/serve.py and bench/typing_load.py run (on tiny sizes) and write the fields the
+server guide's tables are made of.  Nothing here times anything; it runs with the other
+benchmark scripts' tests, when asked for (`pytest --run-bench`)."""
 import json
 
 import pytest
@@ -16,7 +16,7 @@ def test_serve_benchmark_runs_and_writes_its_table(tmp_path):
     out, md = tmp_path / "serve.json", tmp_path / "serve.md"
     proc = run_script("serve.py", "--hidden-size", 8, "--num-layers", 1, "--seconds", 0.3,
                       "--warmup", 0.1, "--clients", "1,3", "--sample-length", 10,
-                      "--json", out, "--markdown", md, cwd=tmp_path)
+                      "--beam-seconds", 1.5, "--json", out, "--markdown", md, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["model"].startswith("gru 1x8 float32")
@@ -30,6 +30,25 @@ def test_serve_benchmark_runs_and_writes_its_table(tmp_path):
     assert work["texts"] == 3
     assert all(work[f"{mode}, {part}"] > 0 for mode in ("one at a time", "as one batch")
                for part in ("feed", "word search"))
+    beside = result["beside_beams"]["batched"]
+    assert beside["requests"] > 0 and beside["p99_ms"] >= beside["p50_ms"] > 0
     table = md.read_text()
     assert "| suggest | 3 |" in table and "| sample | 1 |" in table
-    assert "| as one batch |" in table
+    assert "| as one batch |" in table and "beams answered" in table
+
+
+def test_typing_benchmark_runs_and_writes_its_tables(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("To be, or not to be, that is the question: " * 80)
+    out, md = tmp_path / "typing.json", tmp_path / "typing.md"
+    proc = run_script("typing_load.py", "--text", text, "--clients", 2, "--seconds", 0.3,
+                      "--warmup", 0.1, "--repeats", 1, "--keystrokes", 3, "--start-max", 10,
+                      "--json", out, "--markdown", md, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert set(result["keystroke_ms_in_process"]) == {
+        f"{kind}, {n} characters" for kind in ("session", "model.suggest(whole text)")
+        for n in (20, 2000)}
+    assert set(result["keystroke_ms_http"]) == {"this, 20 characters", "this, 2000 characters"}
+    assert result["typing"]["this"]["requests"] > 0
+    assert "| typing session: type + suggest |" in md.read_text()

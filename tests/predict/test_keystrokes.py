@@ -47,6 +47,14 @@ def test_the_simulation_counts_keystrokes_as_promised():
     assert simulate(text, second, 1)["keystroke_savings"] == 0.0
 
 
+def test_top3_counts_three_suggestions_whatever_k_shows():
+    # the word fourth of five suggestions: shown with -k 5 (and taken), never in top3
+    text = "ab cd"
+    fourth = lambda i: ["zz", "yy", "xx"] + oracle(text)(i)   # noqa: E731
+    got = simulate(text, fourth, 5)
+    assert got["top1"] == got["top3"] == 0.0 and got["keystroke_savings"] == 1 - 2 / 5
+
+
 def test_a_completion_is_taken_only_up_to_a_word_end():
     text = "abcd e"
     # "ab" is what the text holds, but not up to the word's end: not taken

@@ -421,3 +421,17 @@ def test_the_first_of_several_stop_texts_ends_the_sample():
             continue
         with pytest.raises(ValueError, match="stop must be"):
             model.sample(10, "!", stop=bad)
+
+
+def test_searches_too_large_for_the_machine_are_refused_by_name():
+    # refused before anything is allocated, naming what would not fit (not numpy's
+    # MemoryError half way, nor the system's killer)
+    from rnncore import NotEnoughMemory
+    from rnncore.layout import physical_memory
+    model = word_model("gru", 2)
+    beam = int(physical_memory() // 20)          # ~20 bytes a beam would already not fit
+    with pytest.raises(NotEnoughMemory, match="word searches of width"):
+        model.suggest("ab", beam=beam)
+    state = feed_texts(model, [model.vocab.encode("ab").astype(np.intp)])
+    with pytest.raises(NotEnoughMemory, match="beam searches of width"):
+        beam_from_state(model, state, 5, beam)

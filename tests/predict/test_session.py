@@ -76,6 +76,7 @@ def test_every_answer_is_the_python_apis_for_its_text(dtype, text):
         assert session.complete(40) == model.complete(text, 40)
         assert session.complete(6, beam=4) == model.complete(text, 6, beam=4)
         assert session.beam_search(5, beam=3) == model.beam_search(text, 5, beam=3)
+        assert session.beam_search(4) == model.beam_search(text, 4)     # width 5 both
         assert session.sample(90, seed=3, top_k=4) == model.sample(90, text, seed=3, top_k=4)
         assert session.sample(70, seed=1, num_samples=3, stop="ab") == \
             model.sample(70, text, seed=1, num_samples=3, stop="ab")

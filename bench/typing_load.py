@@ -1,15 +1,17 @@
 """Predictive text as people type: what a keystroke costs on a short and a long document,
 and 32 clients each typing their own text, against another release's server side by side.
 
-    python bench/typing.py --checkpoint shakespeare.npz --text heldout.txt \\
+    python bench/typing_load.py --checkpoint shakespeare.npz --text heldout.txt \\
         --baseline-source ../old-release --json docs/typing.json --markdown docs/typing.md
 
 Three measurements, the model's own work first:
   1. in-process (this tree): a keystroke through the typing session (type one character,
      then suggest) on a document of 20 and of 2,000 characters, and model.suggest of the
-     whole text (what every keystroke cost before sessions); medians of --keystrokes;
-  2. over HTTP, one client, each server: a keystroke (/v1/suggest with the whole text so
-     far, one character more each time) at 20 and at 2,000 characters;
+     whole text (what every keystroke cost before sessions); medians of --keystrokes; the
+     two documents end in the same --keystrokes characters of --text, so the words
+     typed are the same and only the document's length differs;
+  2. over HTTP, one client, each server: those keystrokes (/v1/suggest with the whole
+     text so far, one character more each time) on the two documents;
   3. the typing workload: --clients closed-loop clients, each typing its own slice of
      --text one character at a time and asking /v1/suggest with the whole text so far at
      every keystroke.  Client c opens its document with c/clients · --start-max
@@ -32,6 +34,17 @@ from blas_report import write_outputs
 from serving import Server, closed_loop, cpu_model, make_checkpoint, summary
 
 SHORT, LONG = 20, 2000
+#: where the keystrokes of the document-length comparison are typed, in --text
+AT = 2500
+#: characters of its text each client has left to type after its document's opening
+MARGIN = 1500
+
+
+def documents(text, count):
+    """The keystrokes both document lengths type: the same `count` characters from AT on,
+    after SHORT or LONG characters of the text before them (so the words being typed are
+    the same, and only the length of the document differs)."""
+    return {length: text[AT - length:AT + count + 1] for length in (SHORT, LONG)}
 
 
 def keystroke_costs(checkpoint, text, count, threads):
@@ -39,43 +52,50 @@ def keystroke_costs(checkpoint, text, count, threads):
     import rnncore
     rnncore.set_num_threads(threads)
     model = rnncore.CharRNN.load(checkpoint)
-    result = {}
-    for length in (SHORT, LONG):
-        session = model.session(text[:length])
-        times, whole = [], []
-        for i in range(count):
+    docs = documents(text, count)
+    sessions = {length: model.session(document[:length])
+                for length, document in docs.items()}
+    times = {(kind, length): [] for kind in ("session", "model.suggest(whole text)")
+             for length in docs}
+    # the two lengths take turns keystroke by keystroke (the machine's drifts fall on
+    # both); each kind in a loop of its own (a whole text fed between two session
+    # keystrokes would leave the weights out of the caches the session uses)
+    for i in range(count):
+        for length, document in docs.items():
             t0 = time.perf_counter()
-            session.type(text[length + i])
-            session.suggest()
-            times.append(time.perf_counter() - t0)
+            sessions[length].type(document[length + i])
+            sessions[length].suggest()
+            times["session", length].append(time.perf_counter() - t0)
+    for i in range(count):
+        for length, document in docs.items():
             t0 = time.perf_counter()
-            model.suggest(text[:length + i + 1])
-            whole.append(time.perf_counter() - t0)
-        result[f"session, {length} characters"] = float(np.median(times)) * 1e3
-        result[f"model.suggest(whole text), {length} characters"] = \
-            float(np.median(whole)) * 1e3
-    return result
+            model.suggest(document[:length + i + 1])
+            times["model.suggest(whole text)", length].append(time.perf_counter() - t0)
+    return {f"{kind}, {length} characters": float(np.median(t)) * 1e3
+            for (kind, length), t in times.items()}
 
 
-async def one_client(server, text, length, count):
-    """Latencies (ms) of `count` keystrokes at `length` characters over HTTP: the whole
-    text each time, one character longer (the first request, the document's opening,
-    not counted)."""
+async def keystrokes_over_http(server, text, count):
+    """Median ms of a keystroke over HTTP on each document of documents(): /v1/suggest
+    with the whole text so far, one character longer each time, the two documents taking
+    turns (each document's opening, its first request, not counted)."""
     from serving import Connection
     conn = await Connection(server.host, server.port).open()
-    times = []
+    docs = documents(text, count)
+    times = {length: [] for length in docs}
     try:
         for i in range(count + 1):
-            body = {"text": text[:length + i], "k": 3, "skip_unknown": True}
-            t0 = time.perf_counter()
-            status, answer = await conn.post("/v1/suggest", body)
-            if status != 200:
-                raise RuntimeError(f"/v1/suggest answered {status}: {answer[:200]!r}")
-            if i:
-                times.append((time.perf_counter() - t0) * 1e3)
+            for length, document in docs.items():
+                body = {"text": document[:length + i], "k": 3, "skip_unknown": True}
+                t0 = time.perf_counter()
+                status, answer = await conn.post("/v1/suggest", body)
+                if status != 200:
+                    raise RuntimeError(f"/v1/suggest answered {status}: {answer[:200]!r}")
+                if i:
+                    times[length].append((time.perf_counter() - t0) * 1e3)
     finally:
         conn.close()
-    return times
+    return {length: float(np.median(t)) for length, t in times.items()}
 
 
 def typing_workload(server, slices, args, repeat):
@@ -100,7 +120,7 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--start-max", type=int, default=2000)
+    ap.add_argument("--start-max", type=int, default=1500)
     ap.add_argument("--keystrokes", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json")
@@ -109,9 +129,9 @@ def main(argv=None):
     with open(args.text, encoding="utf-8") as f:
         text = f.read()
     size = len(text) // args.clients
-    if size < args.start_max + 2000:
+    if size < args.start_max + MARGIN:
         raise SystemExit(f"--text has {len(text):,} characters: {args.clients} clients "
-                         f"need {args.clients * (args.start_max + 2000):,}")
+                         f"need {args.clients * (args.start_max + MARGIN):,}")
     slices = [text[c * size:(c + 1) * size] for c in range(args.clients)]
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = make_checkpoint(args.checkpoint, folder)
@@ -126,11 +146,11 @@ def main(argv=None):
             for name, source in systems.items():
                 servers[name] = Server(checkpoint, "--threads", args.threads, source=source)
             for name, server in servers.items():
-                for length in (SHORT, LONG):
-                    lat = asyncio.run(one_client(server, text, length, args.keystrokes))
-                    http[f"{name}, {length} characters"] = float(np.median(lat))
+                lat = asyncio.run(keystrokes_over_http(server, text, args.keystrokes))
+                for length, ms in lat.items():
+                    http[f"{name}, {length} characters"] = ms
                     print(f"HTTP keystroke, {name} server, {length} characters: "
-                          f"{np.median(lat):.2f} ms", flush=True)
+                          f"{ms:.2f} ms", flush=True)
             for repeat in range(args.repeats):
                 for name, server in servers.items():
                     done = typing_workload(server, slices, args, repeat)
@@ -141,7 +161,7 @@ def main(argv=None):
             for server in servers.values():
                 server.stop()
     rows = {name: summary(r) for name, r in runs.items()}
-    result = {"command": "python bench/typing.py " + " ".join(argv or sys.argv[1:]),
+    result = {"command": "python bench/typing_load.py " + " ".join(argv or sys.argv[1:]),
               "cpu": cpu_model(), "threads": args.threads, "clients": args.clients,
               "seconds": args.seconds, "repeats": args.repeats,
               "start_max": args.start_max, "keystroke_ms_in_process": costs,
@@ -164,7 +184,7 @@ def markdown(result):
     for name in ("this", "baseline"):
         if f"{name}, {SHORT} characters" in h:
             a, b = h[f"{name}, {SHORT} characters"], h[f"{name}, {LONG} characters"]
-            lines.append(f"| HTTP /v1/suggest, {name} server | {a:.2f} | {b:.2f} | "
+            lines.append(f"| over HTTP (suggest), {name} server | {a:.2f} | {b:.2f} | "
                          f"{b / a:.2f}× |")
     lines += ["", f"| typing, {result['clients']} clients | req/s | p50 ms | p99 ms |",
               "|---|---|---|---|"]
