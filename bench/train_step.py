@@ -82,6 +82,12 @@ def compare(args):
                for t in trees}
     first, last = summary[trees[0]], summary[trees[-1]]
     summary["ratio first/last"] = {f: round(first[f] / last[f], 3) for f in figures}
+    # each repeat's two runs side by side: the median of their ratios is steadier than
+    # the ratio of medians on a machine whose load drifts
+    summary["paired ratio first/last"] = {
+        f: round(statistics.median(a[f] / b[f] for a, b in zip(runs[trees[0]],
+                                                               runs[trees[-1]])), 3)
+        for f in figures}
     summary["repeats"], summary["steps"], summary["threads"] = (args.repeats, args.steps,
                                                                 args.threads)
     print(json.dumps(summary, indent=1))
