@@ -6,6 +6,8 @@ PyTorch (nn.RNN / nn.LSTM / nn.GRU), with the same settings, needs to get there.
     python bench/shakespeare.py --minutes 1 --out-dir /tmp/quick
     python bench/shakespeare.py --cell lstm ... --dropout-mode locked --weight-drop 0.25 \
         --weight-decay 0.1 --average 0.999 --average-start 1000
+    python bench/shakespeare.py --steps 2000 --lr-schedule cosine --lr-floor 0.1 \
+        --warmup-steps 100        # a schedule over 2,000 steps, the same rate in both
 
 Both systems train the same model (same initial weights, copied), on the same windows of the
 same streams (the last 10% of the text held out), with the same optimizer, learning rate,
@@ -50,6 +52,8 @@ def settings_from(args):
             "seq_length": args.seq_length, "learning_rate": args.learning_rate,
             "optimizer": "adam", "clip": args.clip, "dtype": args.dtype,
             "lr_schedule": args.lr_schedule, "lr_decay": args.lr_decay,
+            "lr_floor": args.lr_floor, "warmup_steps": args.warmup_steps,
+            "total_steps": args.steps,
             "val_fraction": args.val_fraction, "seed": args.seed, "threads": args.threads}
 
 
@@ -68,11 +72,13 @@ def make_trainer(model, train_data, s, optimizer="adam"):
     return Trainer(model, train_data, seq_length=s["seq_length"], batch_size=s["batch_size"],
                    learning_rate=s["learning_rate"], optimizer=optimizer, clip=s["clip"],
                    lr_schedule=s["lr_schedule"], lr_decay=s["lr_decay"], seed=s["seed"],
-                   weight_decay=s["weight_decay"], average=s["average"],
-                   average_start=s["average_start"])
+                   lr_floor=s["lr_floor"], warmup_steps=s["warmup_steps"],
+                   total_steps=s["total_steps"], weight_decay=s["weight_decay"],
+                   average=s["average"], average_start=s["average_start"])
 
 
 def train_rnncore(corpus, train_data, val_data, s, budget_s, eval_every, out_dir, log):
+    """rnncore for budget_s seconds of training, or (s["total_steps"]) that many steps."""
     model = make_model(corpus.vocab, s, seed=s["seed"])
     initial = {k: v.copy() for k, v in model.params.items()}
     trainer = make_trainer(model, train_data, s)
@@ -80,9 +86,10 @@ def train_rnncore(corpus, train_data, val_data, s, budget_s, eval_every, out_dir
     best = {"val_loss": math.inf}
     records = []
     with team_threads(s["threads"]):
-        while clock < budget_s:
+        while (trainer.step < s["total_steps"] if s["total_steps"] else clock < budget_s):
             t0 = time.perf_counter()
-            losses = trainer.train(eval_every)
+            losses = trainer.train(min(eval_every, (s["total_steps"] or 10**12)
+                                       - trainer.step))
             clock += time.perf_counter() - t0
             t0 = time.perf_counter()
             scored = trainer.evaluation_model()      # the averaged weights, once started
@@ -315,8 +322,14 @@ def main():
     ap.add_argument("--batch-size", type=int, default=t.batch_size)
     ap.add_argument("--seq-length", type=int, default=t.seq_length)
     ap.add_argument("--learning-rate", type=float, default=t.learning_rate)
-    ap.add_argument("--lr-schedule", default=t.lr_schedule, choices=["constant", "step"])
+    ap.add_argument("--lr-schedule", default=t.lr_schedule, choices=rnncore.config.SCHEDULES,
+                    help="cosine and linear span --steps (both systems take the same "
+                    "rate at every step)")
     ap.add_argument("--lr-decay", type=float, default=t.lr_decay)
+    ap.add_argument("--lr-floor", type=float, default=t.lr_floor)
+    ap.add_argument("--warmup-steps", type=int, default=t.warmup_steps)
+    ap.add_argument("--steps", type=int, help="rnncore's budget in steps (instead of "
+                    "--minutes), and the span of a cosine or linear schedule")
     ap.add_argument("--weight-decay", type=float, default=t.weight_decay)
     ap.add_argument("--average", type=float, default=t.average)
     ap.add_argument("--average-start", type=int, default=t.average_start)
@@ -333,6 +346,8 @@ def main():
     args = ap.parse_args()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.lr_schedule in ("cosine", "linear") and not args.steps:
+        raise SystemExit(f"--lr-schedule {args.lr_schedule} here spans --steps: give it")
     s = settings_from(args)
     metrics = open(out_dir / "metrics.jsonl", "w")
 

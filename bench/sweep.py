@@ -25,26 +25,42 @@ DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 LOCK = "/tmp/rnncore-cpu.lock"
 
 #: the README recipe of the previous release (LSTM 2x256, dropout 0.25, 32 x 50, Adam 2e-3)
-#: and what issue 27's regularisers add to it, one at a time
+#: and what issue 27's regularisers add to it, one at a time; the previous defaults (a GRU
+#: 2x256 with step dropout 0.1, 16 x 50)
 RECIPE = ["--cell", "lstm", "--num-layers", "2", "--hidden-size", "256", "--batch-size",
           "32", "--seq-length", "50", "--learning-rate", "2e-3", "--dropout", "0.25"]
+#: today's defaults regularise: the recipe's runs start with each regulariser off, as that
+#: release trained (a flag given later turns one back on)
+OFF = ["--dropout-mode", "step", "--weight-drop", "0", "--weight-decay", "0", "--average",
+       "0"]
 REGULARISED = ["--dropout-mode", "locked", "--weight-drop", "0.25"]
 AVERAGED = ["--weight-decay", "0.1", "--average", "0.999", "--average-start", "1000"]
+#: a decaying schedule's companions: 100 steps of warm-up, a floor of a tenth of the rate
+DECAY = ["--warmup-steps", "100", "--lr-floor", "0.1"]
 CONFIGS = {
-    "old-defaults": [],                                   # GRU 2x256, 16 x 50, dropout 0.1
-    "recipe": RECIPE,
-    "locked": RECIPE + ["--dropout-mode", "locked"],
-    "locked-wdrop": RECIPE + REGULARISED,
-    "locked-wdrop-avg": RECIPE + REGULARISED + AVERAGED,
-    "avg": RECIPE + AVERAGED,
-    "lstm384-reg": [*RECIPE[:4], "--hidden-size", "384", *RECIPE[6:], *REGULARISED,
+    "old-defaults": ["--cell", "gru", "--num-layers", "2", "--hidden-size", "256",
+                     "--dropout", "0.1", "--dropout-mode", "step", "--weight-drop", "0",
+                     "--batch-size", "16", "--weight-decay", "0", "--average", "0"],
+    "recipe": OFF + RECIPE,
+    "locked": OFF + RECIPE + ["--dropout-mode", "locked"],
+    "locked-wdrop": OFF + RECIPE + REGULARISED,
+    "locked-wdrop-avg": OFF + RECIPE + REGULARISED + AVERAGED,
+    "avg": OFF + RECIPE + AVERAGED,
+    "lstm384-reg": [*OFF, *RECIPE[:4], "--hidden-size", "384", *RECIPE[6:], *REGULARISED,
                     *AVERAGED],
-    "lstm512-reg": [*RECIPE[:4], "--hidden-size", "512", *RECIPE[6:], *REGULARISED,
+    "lstm512-reg": [*OFF, *RECIPE[:4], "--hidden-size", "512", *RECIPE[6:], *REGULARISED,
                     *AVERAGED],
-    "lstm384-reg-d35": [*RECIPE[:4], "--hidden-size", "384", *RECIPE[6:-1], "0.35",
+    "lstm384-reg-d35": [*OFF, *RECIPE[:4], "--hidden-size", "384", *RECIPE[6:-1], "0.35",
                         "--dropout-mode", "locked", "--weight-drop", "0.35", *AVERAGED],
-    "gru384-reg": ["--cell", "gru", "--num-layers", "2", "--hidden-size", "384",
+    "gru384-reg": [*OFF, "--cell", "gru", "--num-layers", "2", "--hidden-size", "384",
                    *RECIPE[6:], *REGULARISED, *AVERAGED],
+    # the learning-rate schedule over the budget, on the defaults of issue 27 (the LSTM
+    # 2x384, locked dropout 0.25, weight drop 0.2, weight decay 0.1, the average):
+    # the constant rate against warm-up and a decay to a tenth of it over the --steps
+    "defaults-constant": ["--lr-schedule", "constant", "--warmup-steps", "0"],
+    "defaults-cosine": [*DECAY, "--lr-schedule", "cosine"],
+    "defaults-linear": [*DECAY, "--lr-schedule", "linear"],
+    "defaults-cosine-3e-3": [*DECAY, "--lr-schedule", "cosine", "--learning-rate", "3e-3"],
 }
 
 

@@ -121,7 +121,8 @@ def build_parser():
     budget = train.add_mutually_exclusive_group()
     budget_help = {"steps": f"(default {DEFAULT_STEPS}; with --resume: the run's own total)",
                    "epochs": "(the header says how many steps make one)",
-                   "minutes": "(not with the cosine schedule, which needs a step count)"}
+                   "minutes": "(a cosine or linear schedule follows the clock; with "
+                              "--resume and no budget: the run's own minutes)"}
     for f in all_fields():   # every setting, from the one table fit() shares (config)
         m = f.metadata
         if f.name in budget_help:

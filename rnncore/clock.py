@@ -7,11 +7,14 @@ import time
 
 
 class Clock:
-    """The run's training time (summed over resumes), its --minutes deadline, its rate."""
+    """The run's training time (summed over resumes), its deadline, its rate.
 
-    def __init__(self, elapsed_before, minutes, step):
+    elapsed_before: the run's training seconds before this invocation; end: the training
+    seconds (over resumes) at which its time is up, None for a budget of steps."""
+
+    def __init__(self, elapsed_before, end, step):
         self.before, self.start, self.step0 = elapsed_before, time.perf_counter(), step
-        self.deadline = None if minutes is None else self.start + 60 * minutes
+        self.end = end
 
     def elapsed(self):
         return self.before + self.seconds()
@@ -21,7 +24,7 @@ class Clock:
         return time.perf_counter() - self.start
 
     def out_of_time(self):
-        return self.deadline is not None and time.perf_counter() >= self.deadline
+        return self.end is not None and self.elapsed() >= self.end
 
     def rate(self, step, chars_per_step):
         """Characters per second of this invocation (every stream, all ranks)."""

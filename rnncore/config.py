@@ -26,7 +26,7 @@ from .layout import CELLS, DTYPES
 
 #: the update rules (rnncore.optim implements one class per name) and LR schedules
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "cosine", "linear")
 DROPOUT_MODES = ("step", "locked")
 DEFAULT_STEPS = 10000          # a fresh run's budget when none is given
 
@@ -205,8 +205,13 @@ class TrainConfig(_Settings):
                                          "norm of all gradients", optional=True)
     # the learning-rate schedule
     lr_schedule: str = setting("constant", "choice", "free", "constant, step (x lr-decay "
-                               "per epoch, char-rnn's) or cosine (to 0 at the last step)",
+                               "per epoch, char-rnn's), cosine or linear (down to "
+                               "lr-floor x the rate at the end of the budget: the last "
+                               "step, or with --minutes the last second)",
                                choices=SCHEDULES)
+    # where cosine and linear end, as a fraction of the rate
+    lr_floor: float = setting(0.0, "fraction", "free", "the fraction of the rate the cosine "
+                              "and linear schedules end at")
     # the step schedule's factor per epoch
     lr_decay: float = setting(0.97, "decay", "free", "factor per epoch for the step schedule")
     # steps of linear warm-up from 0
@@ -297,7 +302,7 @@ ABSENT_FROM_OLDER = {"weight_decay": 0.0, "average": None, "average_start": 0}
 SETTINGS = ModelConfig.names() + tuple(
     f.name for f in TrainConfig.fields()
     if f.name in ("seq_length", "batch_size", "optimizer", "val_fraction", "learning_rate",
-                  "clip", "clip_norm", "lr_schedule", "lr_decay", "warmup_steps",
+                  "clip", "clip_norm", "lr_schedule", "lr_floor", "lr_decay", "warmup_steps",
                   "weight_decay", "average", "average_start", "seed"))
 #: run-level fields: fit()'s own keywords
 RUN_FIELDS = tuple(n for n in TrainConfig.names() if n not in SETTINGS)

@@ -114,6 +114,7 @@ class MPIWorkers:
         # the ranks that share this machine's CPUs (the default threads divide them)
         self.ranks_on_host = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
         self.buffer = None
+        self.trainer = None
         self._requests = (False, False)
         self._asked = (False, False)
 
@@ -141,12 +142,13 @@ class MPIWorkers:
 
     def bind(self, trainer):
         """Give `trainer` this rank's share of the streams and a gradient buffer with
-        three more slots (the loss, the two stop requests), so a step costs one
-        all-reduce.  The streams are axis -2 of the state, so one layer's (B, H) and a
-        stack's (..., B, H) slice alike."""
+        four more slots (rank 0's training seconds, the loss, the two stop requests), so
+        a step costs one all-reduce.  The streams are axis -2 of the state, so one
+        layer's (B, H) and a stack's (..., B, H) slice alike."""
         lo, hi = stream_share(trainer.batch_size, self.size, self.rank)
         n = trainer.model.num_parameters()
-        self.buffer = np.zeros(n + 3, trainer.model.dtype)
+        self.buffer = np.zeros(n + 4, trainer.model.dtype)
+        self.trainer = trainer
         trainer.use_share(lo, hi, self.buffer[:n])
 
     def request(self, interrupt, out_of_time):
@@ -154,13 +156,17 @@ class MPIWorkers:
 
     def reduce(self, flat_grads, loss):
         """Σ_r (rank r's share · its mean) of the gradients and the loss, and whether any
-        rank asked to stop, in one all-reduce."""
+        rank asked to stop, in one all-reduce; with them rank 0's training seconds (the
+        clock a schedule over time follows), which every rank's trainer then reads, so
+        all update with one rate."""
         from mpi4py import MPI
         buf = self.buffer
+        buf[-4] = self.trainer.seconds if self.rank == 0 else 0
         buf[-3] = loss
         buf[-2], buf[-1] = self._asked
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
         self._requests = (bool(buf[-2] > 0), bool(buf[-1] > 0))
+        self.trainer.seconds = float(buf[-4])
         return float(buf[-3])
 
     def requests(self):

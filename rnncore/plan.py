@@ -4,6 +4,7 @@ checkpoint's) and up to which step.  Pure: decided and testable without training
 A resume keeps every setting of the run it continues; rnncore.config says which may
 change ("free"), which must match ("fixed") and which stay ("kept").
 """
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -19,11 +20,22 @@ BUDGETS = ("steps", "epochs", "minutes")
 class RunPlan:
     """A run decided: the model's and the training's settings, whether it resumes, and
     its budget.  stored_total: the step a resumed run was started towards (None: it was
-    trained against the clock)."""
+    trained against the clock); stored_seconds: the training time (seconds, over
+    resumes) a resumed run against the clock was started towards (None: unknown, a
+    checkpoint from before it was kept, or a run of steps)."""
     model: ModelConfig
     train: TrainConfig
     resumed: bool
     stored_total: Optional[int] = None
+    stored_seconds: Optional[float] = None
+
+    @property
+    def continues_clock(self):
+        """A resume without a budget of a run trained against the clock: it trains on to
+        the time its run was started towards."""
+        t = self.train
+        return (self.resumed and t.steps is None and t.epochs is None and t.minutes is None
+                and self.stored_total is None and self.stored_seconds is not None)
 
     def target(self, steps_per_epoch):
         """The step to train up to (None: until the minutes run out)."""
@@ -39,10 +51,25 @@ class RunPlan:
         return self.stored_total
 
     def total_steps(self, steps_per_epoch):
-        """Where the cosine schedule ends: the target, or under --minutes the total the
-        run was started towards."""
+        """Where a decaying schedule over steps ends: the target, or under --minutes the
+        total the run was started towards."""
         target = self.target(steps_per_epoch)
         return target if target is not None else self.stored_total
+
+    def total_seconds(self, elapsed):
+        """Where a budget of time ends, in training seconds over resumes (a decaying
+        schedule follows the clock to it), for a run that has trained `elapsed` seconds
+        before this invocation: with --minutes, this invocation's end; for a resume
+        without a budget of a run against the clock, the end it was started towards;
+        otherwise None (a budget of steps)."""
+        if self.train.minutes is not None:
+            return elapsed + 60 * self.train.minutes
+        return self.stored_seconds if self.continues_clock else None
+
+    def minutes(self, elapsed):
+        """This invocation's training minutes (None: a budget of steps)."""
+        end = self.total_seconds(elapsed)
+        return None if end is None else (end - elapsed) / 60
 
 
 def check_options(options):
@@ -87,13 +114,21 @@ def plan_run(options, checkpoint=None, out="the checkpoint"):
         model_changes, train_changes = split_settings(merged)
         plan = RunPlan(saved_model.replace(**model_changes),
                        TrainConfig(**{**saved_train.as_dict(), **train_changes}), True,
-                       stored.get("total_steps"))
+                       stored.get("total_steps"), _stored_seconds(stored, out))
         if plan.train.steps is plan.train.epochs is plan.train.minutes is None \
-                and plan.stored_total is None:
+                and plan.stored_total is None and plan.stored_seconds is None:
             raise RunError(f"{out} was trained against the clock: give its budget "
                            "(--steps, --epochs or --minutes)")
-    if plan.train.lr_schedule == "cosine" and plan.train.minutes is not None \
-            and plan.stored_total is None:
-        raise RunError("the cosine schedule falls to 0 at the last step: give --steps "
-                       "or --epochs with it, not --minutes")
     return plan
+
+
+def _stored_seconds(stored, out):
+    """The time budget a checkpoint's run was started towards (None if it has none)."""
+    seconds = stored.get("total_seconds")
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+            or not math.isfinite(seconds) or seconds <= 0:
+        raise RunError(f"cannot resume: {out} holds total_seconds = {seconds!r}, not a "
+                       "positive number of seconds")
+    return float(seconds)

@@ -84,7 +84,8 @@ def fit(corpus: Union[str, "os.PathLike[str]"], out: Union[str, "os.PathLike[str
         optimizer: Optional[str] = None, val_fraction: Optional[float] = None,
         learning_rate: Optional[float] = None, clip: Optional[float] = None,
         clip_norm: Optional[float] = None, lr_schedule: Optional[str] = None,
-        lr_decay: Optional[float] = None, warmup_steps: Optional[int] = None,
+        lr_floor: Optional[float] = None, lr_decay: Optional[float] = None,
+        warmup_steps: Optional[int] = None,
         weight_decay: Optional[float] = None, average: Optional[float] = None,
         average_start: Optional[int] = None, seed: Optional[int] = None,
         eval_every: Optional[int] = None, print_every: Optional[int] = None,
@@ -109,7 +110,8 @@ def fit(corpus: Union[str, "os.PathLike[str]"], out: Union[str, "os.PathLike[str
     are None).
     Budget (one of, total over resumes): steps (optimizer steps), epochs (passes over the
     training text), or minutes (training time of this call).  Without one a fresh run
-    takes 10,000 steps and a resumed run the total it was started with.
+    takes 10,000 steps and a resumed run the total it was started with (steps, or the
+    training time of a run started with minutes).
     resume: continue the run saved at `out`; force: overwrite `out` without resuming.
     threads: the thread team's size for the run (rnncore.threads.resolve_threads: None
     leaves it as it is, or under MPI shares this host's CPUs out among its ranks).
@@ -222,6 +224,10 @@ class TrainingRun:
         self._build(start.plan, corpus, model)
         if ckpt is not None:
             self._restore(ckpt)
+        # a budget of time: this invocation's minutes, and where a decaying schedule's
+        # clock ends (known only now: the training time of the run so far)
+        self.minutes = start.plan.minutes(self.elapsed)
+        self.trainer.total_seconds = start.plan.total_seconds(self.elapsed)
         self.strategy.bind(self.trainer)
 
     def _same_corpus(self, start: RunStart) -> Corpus:
@@ -304,6 +310,11 @@ class TrainingRun:
                 self.reporter.echo(f"{self.out} is already at step {trainer.step} (--steps "
                           f"{self.target}): nothing to do")
                 return self._result("up_to_date", [])
+            if self.minutes is not None and self.minutes <= 0:
+                self.reporter.echo(f"{self.out} has already trained its "
+                                   f"{self.trainer.total_seconds / 60:g} minutes: nothing "
+                                   "to do (give --minutes to train on)")
+                return self._result("up_to_date", [])
             with num_threads(self._threads()):
                 # over MPI, an error one rank meets from here on aborts the job (see guard)
                 return self.strategy.guard(self._loop_reporting_writes)
@@ -328,16 +339,18 @@ class TrainingRun:
         trainer, strategy, t = self.trainer, self.strategy, self.plan.train
         self.reporter.start({"out": self.out, "text": self._header()},
                             trainer.step if self.plan.resumed else None, self.target,
-                            trainer.step, t.minutes)
+                            trainer.step, self.minutes)
         history, window, status, stop_reason = [], [], "finished", None
-        clock = Clock(self.elapsed, t.minutes, trainer.step)
+        clock = Clock(self.elapsed, trainer.total_seconds, trainer.step)
         stop = StopFlag(self._already_stopping if self.is_root else None)
         try:
             with stop:
                 while self.target is None or trainer.step < self.target:
                     strategy.request(stop.signal is not None,
                                      self.is_root and clock.out_of_time())
-                    lr = trainer.current_lr
+                    # a schedule over time reads the training time at the step's start
+                    # (over MPI, rank 0's: the strategy passes it on with the gradients)
+                    trainer.seconds = self.elapsed
                     try:
                         window.append(trainer.train_step(reduce=strategy.reduce))
                     except TrainingDiverged as e:
@@ -352,7 +365,7 @@ class TrainingRun:
                     validate = len(self.val_data) and not interrupt and (
                         step % t.eval_every == 0 or last)
                     if step % t.print_every == 0 or validate or last:
-                        record = self._record(lr, window, clock, validate)
+                        record = self._record(trainer.last_lr, window, clock, validate)
                         window = []
                         history.append(record)
                         self.reporter.record(record)
@@ -407,7 +420,7 @@ class TrainingRun:
     def _header(self):
         t, model, s = self.trainer, self.trainer.model, self.plan.train
         budget = (f"{self.target:,} steps" if self.target is not None
-                  else f"{s.minutes:g} minutes")
+                  else f"{self.minutes:g} minutes")
         ranks = f" on {self.strategy.size} MPI processes" if self.strategy.size > 1 else ""
         return "\n".join((
             f"corpus {self.corpus_path}: {len(self.corpus):,} chars, {model.n_vocab} symbols",
@@ -415,11 +428,25 @@ class TrainingRun:
             f"model: {model.cell} {model.num_layers}x{model.hidden_size}"
             f"{f' (dropout {model.dropout:g})' if model.dropout else ''}, "
             f"{model.num_parameters():,} parameters, {model.dtype.name}",
-            f"optimizer: {s.optimizer} lr {s.learning_rate:g} ({s.lr_schedule})",
+            f"optimizer: {s.optimizer} lr {s.learning_rate:g} ({self._schedule()})",
             f"{s.batch_size} stream(s) x {s.seq_length} steps{ranks}, "
             f"{t.steps_per_epoch:,} steps per epoch; {budget}",
             f"losses in nats/char (train: mean of the last {s.print_every} steps, val: "
             "held-out text)"))
+
+    def _schedule(self):
+        """The learning-rate schedule in words, for the header."""
+        s, t = self.plan.train, self.trainer
+        said = s.lr_schedule
+        if s.lr_schedule in ("cosine", "linear"):
+            end = (f"{t.total_seconds / 60:g} minutes of training" if t.total_seconds
+                   is not None else f"step {t.total_steps:,}")
+            said += f" to {s.lr_floor:g}x at {end}"
+        elif s.lr_schedule == "step":
+            said += f" x{s.lr_decay:g} per epoch"
+        if s.warmup_steps:
+            said += f", warm-up {s.warmup_steps:,} steps"
+        return said
 
     def _result(self, status, history):
         return RunResult(self.out, status, self.trainer.step, self.trainer.epoch,
@@ -444,7 +471,8 @@ class TrainingRun:
 
     def _save(self):
         meta = {"config": {**self.plan.train.stored(),
-                           "total_steps": self.trainer.total_steps},
+                           "total_steps": self.trainer.total_steps,
+                           "total_seconds": self.trainer.total_seconds},
                 "corpus_sha256": self.corpus.sha256, "corpus_path": self.corpus_path,
                 "elapsed": self.elapsed, **self.keeper.meta()}
         self.checkpointer.save(self.trainer, meta, self.keeper.arrays())

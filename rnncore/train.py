@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .config import SCHEDULES, SEED_TRAINING, TrainConfig, check_int
+from .config import SCHEDULES, SEED_TRAINING, TrainConfig, check_int, check_number
 from .corpus import compact_dtype
 from .errors import ConfigError, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
 from .model import CharRNN
@@ -24,11 +24,18 @@ from .optim import WeightAverage, clip_gradients, make_optimizer
 
 
 def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmup_steps=0,
-                     decay=0.97, epoch=0, min_fraction=0.0):
+                     decay=0.97, epoch=0, min_fraction=0.0, seconds=None,
+                     total_seconds=None):
     """The learning rate for optimizer step `step` (counting from 0).
 
     constant: base_lr.  step: base_lr · decay^epoch (char-rnn's decay after each pass).
-    cosine: from base_lr down to min_fraction · base_lr at total_steps, along half a cosine.
+    cosine, linear: from base_lr down to min_fraction · base_lr along half a cosine or a
+    straight line, over a budget of steps or of time:
+      steps (total_steps): over the steps after the warm-up, reaching the floor at
+        total_steps;
+      time (total_seconds, for a --minutes budget): by the fraction seconds/total_seconds
+        of the training time spent when the step starts (summed over resumes), reaching
+        the floor when the time is up.
     Any schedule first rises linearly from 0 over `warmup_steps` steps.
     """
     if warmup_steps and step < warmup_steps:
@@ -37,13 +44,25 @@ def learning_rate_at(step, base_lr, schedule="constant", total_steps=None, warmu
         return base_lr
     if schedule == "step":
         return base_lr * decay ** epoch
-    if schedule == "cosine":
-        if not total_steps:
-            raise ConfigError("the cosine schedule needs total_steps")
-        span = max(1, total_steps - warmup_steps)
-        progress = min(1.0, (step - warmup_steps) / span)
-        return base_lr * (min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
+    if schedule in DECAYING:
+        if total_seconds is not None:
+            if seconds is None:
+                raise ConfigError(f"the {schedule} schedule over a time budget needs the "
+                                  "training seconds spent")
+            progress = min(1.0, max(0.0, seconds / total_seconds))
+        elif not total_steps:
+            raise ConfigError(f"the {schedule} schedule needs total_steps")
+        else:
+            span = max(1, total_steps - warmup_steps)
+            progress = min(1.0, (step - warmup_steps) / span)
+        return base_lr * (min_fraction + (1 - min_fraction) * DECAYING[schedule](progress))
     raise ConfigError(f"lr schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+
+
+#: the decaying schedules: the fraction of the way from the floor to the top at progress
+#: p in [0, 1] of the budget
+DECAYING = {"cosine": lambda p: 0.5 * (1 + math.cos(math.pi * p)),
+            "linear": lambda p: 1 - p}
 
 
 def evaluate(model: CharRNN, data, window: int = 1024,
@@ -163,7 +182,9 @@ class Trainer:
     seed's preset (rnncore.config.SEED_TRAINING: plain SGD over 10-step windows of one
     stream).  settings: any TrainConfig field by name, replacing the config's (clip=None:
     off; seed=None: 0); other keywords are the optimizer's own (eps, beta1, ...).
-    total_steps: where the cosine schedule ends.  `text` is a str, or an integer array
+    total_steps: where the cosine and linear schedules end; total_seconds instead: a time
+    budget they follow (`seconds`, which the caller keeps up to date before each step:
+    the training time spent, in seconds).  `text` is a str, or an integer array
     already encoded with model.vocab.  The seed seeds dropout_rng, the generator of the
     dropout masks (drawn every step when model.dropout > 0, then the recurrent weights'
     when model.weight_drop > 0, for all B streams on every process; its state is part of
@@ -173,7 +194,8 @@ class Trainer:
     """
 
     def __init__(self, model: CharRNN, text, config: Optional[TrainConfig] = None, *,
-                 total_steps: Optional[int] = None, **settings):
+                 total_steps: Optional[int] = None, total_seconds: Optional[float] = None,
+                 **settings):
         if not isinstance(model, CharRNN):
             raise TypeError(f"model must be a CharRNN, got {type(model).__name__}")
         if config is not None and not isinstance(config, TrainConfig):
@@ -188,10 +210,13 @@ class Trainer:
             given["seed"] = 0
         # the one validation of the training settings (rnncore.config)
         config = (config or SEED_TRAINING).replace(**given)
-        if config.lr_schedule == "cosine" and not total_steps:
-            raise ConfigError("the cosine schedule needs total_steps")
         if total_steps is not None:
             check_int(total_steps, "total_steps")
+        if total_seconds is not None:
+            check_number(total_seconds, "total_seconds", 0, low_open=True)
+        elif config.lr_schedule in DECAYING and not total_steps:
+            raise ConfigError(f"the {config.lr_schedule} schedule needs total_steps or "
+                              "total_seconds")
         self.settings = config
         self.model = model
         self.seq_length, self.batch_size = config.seq_length, config.batch_size
@@ -199,6 +224,12 @@ class Trainer:
         self.clip_norm = config.clip_norm
         self.lr_schedule, self.total_steps = config.lr_schedule, total_steps
         self.warmup_steps, self.lr_decay = config.warmup_steps, config.lr_decay
+        self.lr_floor = config.lr_floor
+        # a time budget: the decay follows `seconds`, the training time spent when the
+        # next step starts (the run sets it; summed over resumes), to total_seconds
+        self.total_seconds = None if total_seconds is None else float(total_seconds)
+        self.seconds = 0.0
+        self.last_lr: Optional[float] = None   # the rate the last step used
         self.data = self._encode(text)
         self.streams = make_streams(self.data, self.batch_size)
         if self.stream_length < self.seq_length:
@@ -240,7 +271,8 @@ class Trainer:
     def current_lr(self):
         """The learning rate the next step will use."""
         return learning_rate_at(self.step, self.learning_rate, self.lr_schedule,
-                                self.total_steps, self.warmup_steps, self.lr_decay, self.epoch)
+                                self.total_steps, self.warmup_steps, self.lr_decay, self.epoch,
+                                self.lr_floor, self.seconds, self.total_seconds)
 
     def train_step(self, learning_rate: Optional[float] = None,
                    reduce: Optional[Callable] = None) -> float:
@@ -282,8 +314,8 @@ class Trainer:
         if not math.isfinite(loss):
             raise TrainingDiverged(self.step + 1, loss)
         clip_gradients(self.flat_grads, self.grads, self.clip, self.clip_norm)
-        self.optimizer.step(self.grads, self.current_lr if learning_rate is None
-                            else learning_rate)
+        self.last_lr = self.current_lr if learning_rate is None else learning_rate
+        self.optimizer.step(self.grads, self.last_lr)
         self.advance(n_steps, h_last)
         if self.average is not None:
             self.average.update(self.step)
@@ -382,6 +414,7 @@ class Trainer:
                 "learning_rate": self.learning_rate, "optimizer": self.optimizer.name,
                 "clip": self.clip, "clip_norm": self.clip_norm,
                 "lr_schedule": self.lr_schedule, "total_steps": self.total_steps,
+                "total_seconds": self.total_seconds, "lr_floor": self.lr_floor,
                 "warmup_steps": self.warmup_steps, "lr_decay": self.lr_decay,
                 "weight_decay": self.weight_decay,
                 "average": None if self.average is None else self.average.decay,

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 import rnncore
+from rnncore.train import learning_rate_at
 
 from support import corpus, read_log
 from test_parallel import FLOAT64, MPIEXEC, TEXT, _rank_pid, mpirun, needs_mpi, run
@@ -113,3 +114,33 @@ def test_the_clock_of_rank_zero_stops_every_rank_at_the_same_step(tmp_path):
     assert len(answers) == 2 and answers[0] == answers[1]
     assert answers[0][0] == "finished" and answers[0][1] > 1
     assert rnncore.load_checkpoint(tmp_path / "m.npz").train_meta["step"] == answers[0][1]
+
+
+def test_a_schedule_over_minutes_follows_rank_zeros_clock_on_every_rank(tmp_path):
+    # every rank updates with the rate of rank 0's training time (it travels with the
+    # gradients): the parameters stay identical (each save compares their digests) and
+    # every logged rate is the schedule's at the time its step started
+    text = corpus(tmp_path, TEXT)
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import json, rnncore\n"
+        f"result = rnncore.fit({str(text)!r}, {str(tmp_path / 'm.npz')!r}, minutes=0.04,\n"
+        "    hidden_size=8, seq_length=5, batch_size=4, cell='gru', num_layers=1,\n"
+        "    dtype='float64', lr_schedule='cosine', lr_floor=0.1, learning_rate=0.01,\n"
+        "    print_every=1, eval_every=10**6, checkpoint_every=7, echo=None,\n"
+        "    distributed=True)\n"
+        "from mpi4py import MPI\n"
+        "with open(f'answer-{MPI.COMM_WORLD.Get_rank()}.json', 'w') as f:\n"
+        "    json.dump([result.status, result.step], f)\n")
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("answer-*.json"))]
+    assert len(answers) == 2 and answers[0] == answers[1] and answers[0][1] > 14
+    log = [json.loads(line) for line in (tmp_path / "m.metrics.jsonl").open()]
+    for before, record in zip(log, log[1:]):    # the rate of the time its step started
+        expected = learning_rate_at(record["step"] - 1, 0.01, "cosine", min_fraction=0.1,
+                                    seconds=before["elapsed"], total_seconds=2.4)
+        assert record["lr"] == pytest.approx(expected, rel=1e-3, abs=1e-5), record
+    assert log[-1]["lr"] < 0.5 * log[0]["lr"]

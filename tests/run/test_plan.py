@@ -48,6 +48,7 @@ def test_a_resume_keeps_every_setting_it_is_not_given():
 
 @pytest.mark.parametrize("name, value", [
     ("learning_rate", 0.5), ("clip", 0.0), ("clip_norm", 1.5), ("lr_schedule", "cosine"),
+    ("lr_schedule", "linear"), ("lr_floor", 0.1),
     ("lr_decay", 0.5), ("warmup_steps", 0), ("eval_every", 5), ("print_every", 1),
     ("checkpoint_every", 9), ("keep_best", False), ("patience", 1), ("weight_decay", 0.0),
     ("average", 0.5), ("average_start", 0)])
@@ -71,7 +72,7 @@ def test_a_resume_refuses_another_value_of_a_fixed_setting(name, value):
     assert str(e.value) == (
         f"{flag} {value} conflicts with the checkpoint's {saved} (a resumed run keeps its "
         "model and streams; only --learning-rate, --clip, --clip-norm, --lr-schedule, "
-        "--lr-decay, --warmup-steps, --weight-decay, --average, --average-start may "
+        "--lr-floor, --lr-decay, --warmup-steps, --weight-decay, --average, --average-start may "
         "change)")
 
 
@@ -101,11 +102,37 @@ def test_a_run_against_the_clock_needs_a_budget_again():
     assert plan_run({"steps": 40}, FakeCheckpoint(SAVED_MODEL, clock)).target(5) == 40
 
 
-def test_the_cosine_schedule_needs_a_step_count():
-    with pytest.raises(RunError, match="cosine schedule falls to 0 .* not --minutes"):
-        plan_run({"lr_schedule": "cosine", "minutes": 1.0})
-    # a resume with --minutes keeps the end it was started towards
-    assert resumed(lr_schedule="cosine", minutes=1.0).total_steps(17) == 300
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_a_decaying_schedule_over_minutes_follows_the_clock_to_their_end(schedule):
+    plan = plan_run({"lr_schedule": schedule, "minutes": 1.5})
+    assert plan.target(17) is None and plan.total_steps(17) is None
+    assert plan.total_seconds(0.0) == 90.0 and plan.minutes(0.0) == 1.5
+    # a resume given --minutes: this invocation's minutes, after the time already spent
+    again = resumed(lr_schedule=schedule, minutes=2.0)
+    assert again.total_seconds(125.0) == 245.0 and again.minutes(125.0) == 2.0
+    assert again.total_steps(17) == 300            # (a schedule over steps: its old end)
+    # a budget of steps has no end in time
+    assert resumed(steps=500).total_seconds(125.0) is None is resumed().minutes(125.0)
+
+
+def test_a_resume_without_a_budget_trains_on_to_the_time_its_run_was_started_towards():
+    clock = {**SAVED_TRAIN, "total_steps": None, "total_seconds": 1200.0}
+    plan = plan_run({}, FakeCheckpoint(SAVED_MODEL, clock))
+    assert plan.continues_clock and plan.target(17) is None
+    assert plan.total_seconds(300.0) == 1200.0 and plan.minutes(300.0) == 15.0
+    assert plan.minutes(1200.0) == 0.0             # nothing left: the run says so
+    # a budget given replaces it
+    assert plan_run({"minutes": 1.0}, FakeCheckpoint(SAVED_MODEL, clock)).total_seconds(
+        300.0) == 360.0
+    assert plan_run({"steps": 9}, FakeCheckpoint(SAVED_MODEL, clock)).minutes(300.0) is None
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0, "20", float("nan"), True])
+def test_a_stored_time_budget_that_is_not_a_positive_number_is_refused(bad):
+    clock = {**SAVED_TRAIN, "total_steps": None, "total_seconds": bad}
+    with pytest.raises(RunError, match=r"cannot resume: m.npz holds total_seconds = .*, not "
+                                       "a positive number of seconds"):
+        plan_run({}, FakeCheckpoint(SAVED_MODEL, clock), "m.npz")
 
 
 def test_an_old_checkpoints_configuration_takes_the_defaults_it_lacks():

@@ -228,3 +228,19 @@ def test_the_ema_kernel_checks_its_arguments():
         _kernels.ema_update(a, np.ones(4), 0.5)
     _kernels.ema_update(a, np.ones(3), 0.75)
     assert np.array_equal(a, np.full(3, 0.25))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weight_drop_masks_come_from_float32_uniforms_in_layer_order(dtype):
+    # rng.random(dtype=float32), kept where >= p (p rounded to float32), scaled 1/(1-p)
+    # in the model's dtype: the draw a resume repeats and every MPI rank makes alike
+    model = gated_model("lstm", 2, 7, 40, dtype, seed=0)      # Whh: 160 x 40
+    model.weight_drop = 0.2
+    masks = model.weight_drop_masks(np.random.default_rng(11))
+    rng = np.random.default_rng(11)
+    for name in ("Whh", "Whh_l1"):
+        expected = (rng.random(model.params[name].shape, dtype=np.float32)
+                    >= np.float32(0.2)) * np.asarray(1 / 0.8, dtype)
+        assert masks[name].dtype == np.dtype(dtype)
+        assert np.array_equal(masks[name], expected), name
+        assert abs((masks[name] == 0).mean() - 0.2) < 0.025       # 5 sigma

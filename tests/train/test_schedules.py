@@ -51,8 +51,57 @@ def test_defaults_and_a_cosine_without_an_end():
     assert learning_rate_at(7, 0.1, "step", decay=0.5, epoch=2) == 0.025
     with pytest.raises(ValueError, match="the cosine schedule needs total_steps"):
         learning_rate_at(0, 0.1, "cosine")
+    with pytest.raises(ValueError, match="the cosine schedule needs total_steps"):
+        Trainer(rnncore.CharRNN(rnncore.Vocab.from_text("ab"), 2), "abab",
+                lr_schedule="cosine", seq_length=1)
     # a one-step cosine after the warm-up still ends at 0
     assert learning_rate_at(11, 0.1, "cosine", total_steps=11, warmup_steps=10) == 0
+
+
+@pytest.mark.parametrize("seconds,cosine,linear", [
+    (0.0, 0.1, 0.1),                                        # the top at the start
+    (300.0, 0.01 + 0.09 * 0.5 * (1 + COS_QUARTER), 0.01 + 0.09 * 0.75),
+    (600.0, 0.055, 0.055),                                  # half the time: half-way
+    (900.0, 0.01 + 0.09 * 0.5 * (1 - COS_QUARTER), 0.01 + 0.09 * 0.25),
+    (1200.0, 0.01, 0.01), (1500.0, 0.01, 0.01),             # the floor when time is up
+])
+def test_over_a_time_budget_the_rate_follows_the_seconds_spent(seconds, cosine, linear):
+    # step 5000 of a 1,200-second budget: the steps play no part after the warm-up
+    for schedule, expected in (("cosine", cosine), ("linear", linear)):
+        lr = learning_rate_at(5000, 0.1, schedule, total_steps=10, warmup_steps=100,
+                              min_fraction=0.1, seconds=seconds, total_seconds=1200.0)
+        assert lr == pytest.approx(expected, rel=1e-12), schedule
+
+
+def test_the_warm_up_comes_first_over_a_time_budget_too():
+    for step in (0, 49, 99):
+        assert learning_rate_at(step, 0.1, "cosine", warmup_steps=100, seconds=500.0,
+                                total_seconds=600.0) == pytest.approx(0.1 * (step + 1) / 100)
+    with pytest.raises(ValueError, match="over a time budget needs the training seconds"):
+        learning_rate_at(200, 0.1, "linear", total_seconds=600.0)
+
+
+@pytest.mark.parametrize("step,expected", [(0, 0.1), (50, 0.05), (100, 0.0), (130, 0.0)])
+def test_linear_falls_along_a_line_over_the_steps(step, expected):
+    assert learning_rate_at(step, 0.1, "linear", total_steps=100) == pytest.approx(
+        expected, abs=1e-15)
+
+
+def test_trainer_follows_its_seconds_under_a_time_budget():
+    text = "abcdefghijklmnopqrstuvwxyz" * 4
+    model = rnncore.CharRNN(rnncore.Vocab.from_text(text), 4, seed=0)
+    t = Trainer(model, text, seq_length=10, learning_rate=0.1, lr_schedule="cosine",
+                lr_floor=0.2, total_seconds=100.0)
+    assert t.current_lr == 0.1
+    t.seconds = 50.0
+    assert t.current_lr == pytest.approx(0.06)
+    t.train(1)
+    assert t.last_lr == pytest.approx(0.06)
+    t.seconds = 100.0
+    assert t.current_lr == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="the linear schedule needs total_steps or "
+                                         "total_seconds"):
+        Trainer(model, text, lr_schedule="linear")
 
 
 def test_trainer_uses_the_schedule_at_every_step():
