@@ -5,12 +5,14 @@ run on the process's thread team.
 
 This module holds what Python sees: StackKernel, which checks and binds a model's arrays
 and owns the buffers of one (B, T) window shape, and the team's settings.  The work is in
-the .pxd files it cimports, each a layer of the design:
+the files it cimports (contracts, .pxd) and includes (implementations, .pxi), each a
+layer of the design:
   team.pxd      csrc/team.c: the persistent thread team, its phases and tiles
   gemm.pxd      csrc/gemm.c: the register-blocked micro-kernel over packed panels
-  step.pxd      one step of one layer as tiles of hidden units, and weight packing
-  window.pxd    the window as one program of phases
-  generate.pxd  generation as programs of phases
+  net.pxi       the model as the kernels see it, its tiling, weight packing
+  step.pxi      one step of one layer as tiles of hidden units, the products over many rows
+  window.pxi    the window as one program of phases
+  generate.pxi  generation as programs of phases
   kernel_maths.pxd  the vectorised tanh, sigmoid, exp (pyx/vecmath.h, csrc/vecmath.c)
 Every operation is written once over `floating`; the dtype picks, once per call, which of
 the two compiled programs (and tile functions) the team runs: the table `PROGRAMS` below.
@@ -30,19 +32,18 @@ from gemm cimport (gemm, pack, tile_product, rnncore_tile_work_f, rnncore_tile_w
                    rnncore_fma_loop, rnncore_gemm_isa, rnncore_gemm_setting_error,
                    rnncore_gemm_lanes_f, rnncore_gemm_lanes_d, rnncore_gemm_mr_f,
                    rnncore_gemm_mr_d)
-from generate cimport (Gen, GenJob, Candidate, WordBeam, FEED_ROWS, gen_tile,
-                       steps_program, texts_program, next_program, beam_program,
-                       word_program)
 from kernel_maths cimport vecmath_choice
 from blas cimport gemm_rm, rnncore_blas_locate, rnncore_blas_name, rnncore_blas_enter, \
     rnncore_blas_leave, rnncore_blas_threads
-from step cimport (Net, RNN, LSTM, GRU, OWN, BLAS, ceil_div, padded, forward_scratch,
-                   backward_scratch)
 from team cimport (RNNCORE_MAX_THREADS, rnncore_crew, rnncore_phase, rnncore_program,
                    rnncore_tile,
                    rnncore_team_set_size, rnncore_team_size, rnncore_team_run,
                    rnncore_team_steals, rnncore_team_sleeps)
-from window cimport Window, Job, window_tile, window_program
+
+include "net.pxi"
+include "step.pxi"
+include "window.pxi"
+include "generate.pxi"
 
 #: This module's maths path (vecmath.c chooses per module, at import): what
 #: `rnncore --version` reports, since the cells' tanh, sigmoid and exp run here
@@ -124,16 +125,10 @@ cdef struct GenCall:
     int op
 
 cdef void window_tile_f(void *job, long tile, int thread) noexcept nogil:
-    window_tile(<float *> NULL, <Job *> job, tile, thread)
+    window_tile(<float *> scratch_of((<Job *> job).w, thread), <Job *> job, tile)
 
 cdef void window_tile_d(void *job, long tile, int thread) noexcept nogil:
-    window_tile(<double *> NULL, <Job *> job, tile, thread)
-
-cdef void window_f(void *w, rnncore_crew *crew) noexcept nogil:
-    window_program(<float *> NULL, <Window *> w, crew, window_tile_f)
-
-cdef void window_d(void *w, rnncore_crew *crew) noexcept nogil:
-    window_program(<double *> NULL, <Window *> w, crew, window_tile_d)
+    window_tile(<double *> scratch_of((<Job *> job).w, thread), <Job *> job, tile)
 
 cdef void gen_tile_f(void *job, long tile, int thread) noexcept nogil:
     gen_tile(<float *> NULL, <GenJob *> job, tile, thread)
@@ -237,7 +232,6 @@ cdef class StackKernel:
     cdef void **layer_pointers                  # 12 arrays of L pointers, see Net
     cdef void **grad_pointers                   # the gradient arrays, for clipping
     cdef Py_ssize_t *grad_sizes
-    cdef rnncore_program window_run
     cdef rnncore_program generate_run
     cdef readonly str cell
     cdef readonly Py_ssize_t num_layers, n_vocab, hidden_size, batch_size, seq_length
@@ -273,12 +267,13 @@ cdef class StackKernel:
         self.num_layers, self.n_vocab, self.hidden_size = num_layers, n_vocab, hidden_size
         self.batch_size, self.seq_length = batch_size, seq_length
         self.threads = None
-        self.window_run = window_d if self.is_double else window_f
+        self.w.tile = window_tile_d if self.is_double else window_tile_f
         self.generate_run = generate_d if self.is_double else generate_f
         G = GATES[cell]
         W = rnncore_gemm_lanes_d() if self.is_double else rnncore_gemm_lanes_f()
         cdef Net *n = &self.net
         n.cell, n.L, n.V, n.H, n.G, n.GH = CELL_CODES[cell], L, V, H, G, G * H
+        n.itemsize = dt.itemsize
         n.W, n.NC = W, 4 * W
         n.n_hp = ceil_div(H, n.NC)
         n.n_gp = ceil_div(G * H, n.NC)
@@ -327,7 +322,7 @@ cdef class StackKernel:
         PyMem_Free(self.grad_sizes)
 
     cdef object _allocate_packed(self, Net *n, dict engines):
-        """The packed weights of n (step.pxd's docstring), rebuilt from the parameters by
+        """The packed weights of n (net.pxi), rebuilt from the parameters by
         every call: the micro-kernel's panels for the kinds of product it runs, and E.
         Returns the arrays (keep them alive)."""
         cdef Py_ssize_t k, L = n.L, H = n.H, GH = n.GH, NC = n.NC, V = n.V
@@ -360,7 +355,7 @@ cdef class StackKernel:
         return packed
 
     def _allocate_window(self):
-        """The buffers of one (B, T) window (window.pxd's docstring)."""
+        """The buffers of one (B, T) window (window.pxi)."""
         cdef Window *w = &self.w
         cdef Net *n = &self.net
         cdef Py_ssize_t L = n.L, V = n.V, H = n.H, GH = n.GH
@@ -527,7 +522,7 @@ cdef class StackKernel:
         with nogil:
             if uses_blas:
                 rnncore_blas_enter()
-            rnncore_team_run(self.window_run, w, threads)
+            rnncore_team_run(window_program, w, threads)
             if uses_blas:
                 rnncore_blas_leave()
             for r in range(B * T):
@@ -570,7 +565,7 @@ cdef class StackKernel:
         return other, pre
 
     cdef object prepare_feed(self, Gen *g, Py_ssize_t B):
-        """g's buffers for feeding B streams layer after layer (generate.pxd's
+        """g's buffers for feeding B streams layer after layer (generate.pxi's
         feed_program); returns them (keep them alive through the call)."""
         chunk = max(1, FEED_ROWS // B)
         rows = chunk * B if self.num_layers > 1 else 1
@@ -799,7 +794,7 @@ cdef class StackKernel:
         included, in out_scores (R, kf).  Returns an (R,) array: how many each search found (rows after them are
         untouched).  fixed_length: R plain beam searches for exactly n characters
         instead (is_sep and started unused; kf <= beam best beams each).  See
-        generate.pxd's word_select."""
+        generate.pxi's word_select."""
         cdef Py_ssize_t R = self.check_state(state), K = beam, kf = out.shape[1]
         cdef Py_ssize_t n = out.shape[2], V = self.n_vocab, H = self.hidden_size
         cdef Py_ssize_t rows = state.shape[0], r, b, i, p, m, j

@@ -1,31 +1,25 @@
-# cython: language_level=3
-"""Generation on the team: B streams advanced together one character a step, with the
-step code of the window (step.pxd): feeding characters (the same to every stream, or each
-stream its own text), the next-character distribution, sampling with each stream's own
-settings (temperature, top-k, nucleus), beam search and the word beam of predictive text.
+# Generation on the team: B streams advanced together one character a step, with the
+# step code of the window (step.pxi): feeding characters (the same to every stream, or each
+# stream its own text), the next-character distribution, sampling with each stream's own
+# settings (temperature, top-k, nucleus), beam search and the word beam of predictive text.
+#
+# A generation state is (S·L, B, H), the model's state layout: rows 0..L-1 every layer's h,
+# then for lstm rows L..2L-1 every layer's c; streams are H values apart, rows B·H apart (so
+# live streams can be the first m of a batch: beams).  A step's tiles all read the whole
+# previous h, so h alternates between two buffers; c is updated in place (each tile owns its
+# units).  Every stream's numbers are the same whatever the other streams are (csrc/gemm.h
+# sums each row alone), so a stream gives the same text alone, in a batch, or as a beam of
+# width 1.
+#
+# What a program reads between phases must never change later in the run (a worker the OS
+# has descheduled may read it phases late): counts that tiles decide (live beams) are kept
+# per step, in histories.
+# Included by _cells.pyx.
 
-A generation state is (S·L, B, H), the model's state layout: rows 0..L-1 every layer's h,
-then for lstm rows L..2L-1 every layer's c; streams are H values apart, rows B·H apart (so
-live streams can be the first m of a batch: beams).  A step's tiles all read the whole
-previous h, so h alternates between two buffers; c is updated in place (each tile owns its
-units).  Every stream's numbers are the same whatever the other streams are (csrc/gemm.h
-sums each row alone), so a stream gives the same text alone, in a batch, or as a beam of
-width 1.
-
-What a program reads between phases must never change later in the run (a worker the OS
-has descheduled may read it phases late): counts that tiles decide (live beams) are kept
-per step, in histories.
-"""
-from cython cimport floating
 from libc.math cimport exp, log
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy
 
-from gemm cimport gemm
-from step cimport (Net, RNN, LSTM, GRU, OWN, ForwardStep, Operand, PackCounts, ceil_div,
-                   pack_counts, pack_tiles, pack_tile, packed, forward_tile, logits_rows,
-                   product_tile, product_tiles)
-from blas cimport gemm_rm
 from team cimport rnncore_crew, rnncore_phase, rnncore_tile
 
 cdef struct Candidate:
@@ -605,12 +599,15 @@ cdef inline void gen_tile(floating *_, GenJob *job, Py_ssize_t tile,
     cdef floating *S = gen_scratch(_, g, thread)
     cdef Py_ssize_t BH, offset
     cdef PackCounts counts
+    cdef PackTask task
     if job.kind == G_PACK:
-        pack_tile(_, n, False, tile)
+        task = pack_task(n, False, tile)
+        pack_panel(<floating *> task.P, &task)
     elif job.kind == G_PACK_DECODER:
-        # the decoder's panels only (Pyt): the tiles of pack_tile after Pf, Px and E
+        # the decoder's panels only (Pyt): the tiles of pack_task after Pf, Px and E
         counts = pack_counts(n, False)
-        pack_tile(_, n, False, counts.f + counts.x + counts.e + tile)
+        task = pack_task(n, False, counts.f + counts.x + counts.e + tile)
+        pack_panel(<floating *> task.P, &task)
     elif job.kind == G_PROJECT:
         project_rows_tile(S, job, tile)
     elif job.kind == G_STEP:

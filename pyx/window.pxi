@@ -1,43 +1,37 @@
-# cython: language_level=3
-"""The training window on the team: the layer stack forward, the decoder with softmax
-cross-entropy, backpropagation through time, the weight gradients and clipping, as one
-program of phases (csrc/team.h) that every worker runs.
-
-Storage the window needs (time-major; every buffer C-contiguous, with W values of slack at
-its end, because a product reads whole vectors past a row's last column):
-  hs    (L, T+1, B, H)  every layer's h; hs[k, 0] is the state carried in
-  cs    (L, T+1, B, H)  lstm's c
-  pre   (L, T, B, G·H)  k >= 1: the input projection Wxh·x + bh; then, every layer, the
-                        activated gates in place (rnn: none; its projection is written into
-                        hs[k, 1:] and the step turns it into h in place)
-  aux   (L, T, B, H)    lstm: tanh(c');  gru: Whh_n·h + bhn
-  ys    (L, T, B, H)    with dropout: masks ⊙ h, the input of the layer above / the decoder
-  probs (T, B, V)       probabilities, then dy
-  da    (T, B, G·H)     one layer's gradients at the input-side pre-activations
-  da_h  (T, B, G·H)     gru only: at the hidden-side ones
-  dH    (2, T, B, H)    dloss/d(layer output), for the layer being run and the one below
-  rows_h, rows_x (n_hp, T·B, NC)  micro-kernel only: the right-hand operands of the weight
-                        gradients packed once as panels (the decoder's Y, then each layer's
-                        h_{t-1} rows and its input rows), so that no tile packs them again
-  loss  (T·B,)          every row's cross-entropy (nats), summed in row order by the caller
-
-The phases, in order: pack the weights (and copy the state in); per layer, its input
-projection (k >= 1) and one phase per step; the decoder and loss (and the state out); then,
-for gradients, the decoder's weight gradients and dloss/dh of the top layer, per layer one
-phase per step backwards and one for its weight gradients and the gradient into the layer
-below; clipping.  Tiles of the window-wide products are (RT rows) × (NC columns), every
-output element summed whole inside one tile, so their bits do not depend on the threads.
-"""
-from cython cimport floating
+# The training window on the team: the layer stack forward, the decoder with softmax
+# cross-entropy, backpropagation through time, the weight gradients and clipping, as one
+# program of phases (csrc/team.h) that every worker runs.
+#
+# Storage the window needs (time-major; every buffer C-contiguous, with W values of slack at
+# its end, because a product reads whole vectors past a row's last column):
+#   hs    (L, T+1, B, H)  every layer's h; hs[k, 0] is the state carried in
+#   cs    (L, T+1, B, H)  lstm's c
+#   pre   (L, T, B, G·H)  k >= 1: the input projection Wxh·x + bh; then, every layer, the
+#                         activated gates in place (rnn: none; its projection is written into
+#                         hs[k, 1:] and the step turns it into h in place)
+#   aux   (L, T, B, H)    lstm: tanh(c');  gru: Whh_n·h + bhn
+#   ys    (L, T, B, H)    with dropout: masks ⊙ h, the input of the layer above / the decoder
+#   probs (T, B, V)       probabilities, then dy
+#   da    (T, B, G·H)     one layer's gradients at the input-side pre-activations
+#   da_h  (T, B, G·H)     gru only: at the hidden-side ones
+#   dH    (2, T, B, H)    dloss/d(layer output), for the layer being run and the one below
+#   rows_h, rows_x (n_hp, T·B, NC)  micro-kernel only: the right-hand operands of the weight
+#                         gradients packed once as panels (the decoder's Y, then each layer's
+#                         h_{t-1} rows and its input rows), so that no tile packs them again
+#   loss  (T·B,)          every row's cross-entropy (nats), summed in row order by the caller
+#
+# The phases, in order: pack the weights (and copy the state in); per layer, its input
+# projection (k >= 1) and one phase per step; the decoder and loss (and the state out); then,
+# for gradients, the decoder's weight gradients and dloss/dh of the top layer, per layer one
+# phase per step backwards and one for its weight gradients and the gradient into the layer
+# below; clipping.  Tiles of the window-wide products are (RT rows) × (NC columns), every
+# output element summed whole inside one tile, so their bits do not depend on the threads.
+# Included by _cells.pyx.
 from libc.math cimport log
 from libc.string cimport memcpy, memset
 
-from kernel_maths cimport max_of, exp_shift_sum, clip_values
-from gemm cimport pack
-from step cimport (Net, RNN, LSTM, GRU, OWN, ForwardStep, BackwardStep, Operand, ceil_div,
-                   pack_tiles, pack_tile, packed, in_place, forward_tile, backward_tile,
-                   logits_rows, product_tile, product_tiles)
 from cellmath cimport column_sums, scatter_rows
+from kernel_maths cimport max_of, exp_shift_sum, clip_values
 from team cimport rnncore_crew, rnncore_phase, rnncore_tile
 
 cdef struct Window:
@@ -64,6 +58,7 @@ cdef struct Window:
     void *state_in                  # (S·L, B, H)
     void *state_out                 # (S·L, B, H)
     double *loss
+    rnncore_tile tile               # window_tile of the model's dtype (_cells.pyx)
     void *scratch                   # per thread: scratch_size values each
     Py_ssize_t scratch_size
     # the gradient arrays, for clipping: pointers and lengths
@@ -93,48 +88,50 @@ cdef struct Job:
 # Where things are.
 # ---------------------------------------------------------------------------------------
 
-cdef inline floating *hs_at(floating *_, const Window *w, Py_ssize_t k,
-                            Py_ssize_t t) noexcept nogil:
+cdef inline void *hs_at(const Window *w, Py_ssize_t k, Py_ssize_t t) noexcept nogil:
     """(B, H) layer k's h after t steps (t = 0: the state carried in)."""
-    cdef Py_ssize_t BH = w.B * w.net.H
-    return (<floating *> w.hs) + (k * (w.T + 1) + t) * BH
+    return skip(w.hs, (k * (w.T + 1) + t) * w.B * w.net.H, w.net.itemsize)
 
 
-cdef inline floating *layer_output(floating *_, const Window *w,
-                                   Py_ssize_t k) noexcept nogil:
+cdef inline void *cs_at(const Window *w, Py_ssize_t k, Py_ssize_t t) noexcept nogil:
+    """(B, H) layer k's c after t steps (lstm)."""
+    return skip(w.cs, (k * (w.T + 1) + t) * w.B * w.net.H, w.net.itemsize)
+
+
+cdef inline void *layer_output(const Window *w, Py_ssize_t k) noexcept nogil:
     """(T·B, H) the input of layer k+1 (or of the decoder when k = L-1): layer k's output,
     dropped out when masks are in use."""
-    cdef Py_ssize_t TBH = w.T * w.B * w.net.H
     if w.use_masks:
-        return (<floating *> w.ys) + k * TBH
-    return hs_at(_, w, k, 1)
+        return skip(w.ys, k * w.T * w.B * w.net.H, w.net.itemsize)
+    return hs_at(w, k, 1)
 
 
-cdef inline floating *scratch_of(floating *_, const Window *w, int thread) noexcept nogil:
-    return (<floating *> w.scratch) + thread * w.scratch_size
+cdef inline void *scratch_of(const Window *w, int thread) noexcept nogil:
+    """The scratch of `thread` (scratch_size values)."""
+    return skip(w.scratch, thread * w.scratch_size, w.net.itemsize)
 
 
 # ---------------------------------------------------------------------------------------
 # The tiles of every phase.
 # ---------------------------------------------------------------------------------------
 
-cdef inline void copy_state(floating *_, const Window *w, bint into) noexcept nogil:
+cdef inline void copy_state(const Window *w, bint into) noexcept nogil:
     """The carried state into hs[:, 0] / cs[:, 0] (into), or hs[:, T] / cs[:, T] out."""
     cdef const Net *n = w.net
-    cdef Py_ssize_t k, BH = w.B * n.H, L = n.L, T = w.T
-    cdef floating *s = <floating *> (w.state_in if into else w.state_out)
-    cdef Py_ssize_t t = 0 if into else T
+    cdef Py_ssize_t k, BH = w.B * n.H, L = n.L, s = n.itemsize
+    cdef void *state = w.state_in if into else w.state_out
+    cdef Py_ssize_t t = 0 if into else w.T
     for k in range(L):
         if into:
-            memcpy(hs_at(_, w, k, 0), s + k * BH, BH * sizeof(floating))
-            if n.cell == LSTM:
-                memcpy((<floating *> w.cs) + k * (T + 1) * BH, s + (L + k) * BH,
-                       BH * sizeof(floating))
+            memcpy(hs_at(w, k, t), skip(state, k * BH, s), BH * s)
         else:
-            memcpy(s + k * BH, hs_at(_, w, k, T), BH * sizeof(floating))
-            if n.cell == LSTM:
-                memcpy(s + (L + k) * BH, (<floating *> w.cs) + (k * (T + 1) + T) * BH,
-                       BH * sizeof(floating))
+            memcpy(skip(state, k * BH, s), hs_at(w, k, t), BH * s)
+        if n.cell != LSTM:
+            continue
+        if into:
+            memcpy(cs_at(w, k, t), skip(state, (L + k) * BH, s), BH * s)
+        else:
+            memcpy(skip(state, (L + k) * BH, s), cs_at(w, k, t), BH * s)
 
 
 cdef inline void project_tile(floating *S, const Window *w, Py_ssize_t k,
@@ -144,12 +141,12 @@ cdef inline void project_tile(floating *S, const Window *w, Py_ssize_t k,
     cdef Py_ssize_t TB = w.T * w.B
     cdef floating *dest
     if n.cell == RNN:
-        dest = hs_at(S, w, k, 1)
+        dest = <floating *> hs_at(w, k, 1)
     else:
         dest = (<floating *> w.pre) + k * TB * n.GH
     cdef Operand wxh_t = packed(n.Px[k], n.H, n.NC, n.Wxh[k], 1, n.H)    # Wxh_kᵀ
-    product_tile(S, n, TB, n.GH, n.H, layer_output(S, w, k - 1), n.H, 1, &wxh_t, tile, dest,
-                 n.GH, <const floating *> n.bh[k])
+    product_tile(S, n, TB, n.GH, n.H, <const floating *> layer_output(w, k - 1), n.H, 1,
+                 &wxh_t, tile, dest, n.GH, <const floating *> n.bh[k])
 
 
 cdef inline void forward_step_tile(floating *S, const Window *w, Py_ssize_t k, Py_ssize_t t,
@@ -160,8 +157,8 @@ cdef inline void forward_step_tile(floating *S, const Window *w, Py_ssize_t k, P
     cdef ForwardStep s
     s.k, s.B = k, B
     s.xs, s.xs_stride = w.inputs + t, T
-    s.h_prev = hs_at(S, w, k, t)
-    s.h_out = hs_at(S, w, k, t + 1)
+    s.h_prev = hs_at(w, k, t)
+    s.h_out = hs_at(w, k, t + 1)
     if n.cell == RNN:
         s.pre = s.h_out
         s.gates = s.aux = NULL
@@ -169,8 +166,8 @@ cdef inline void forward_step_tile(floating *S, const Window *w, Py_ssize_t k, P
         s.pre = s.gates = (<floating *> w.pre) + k * TBGH + t * BGH
         s.aux = (<floating *> w.aux) + k * TBH + t * BH
     if n.cell == LSTM:
-        s.c_prev = (<floating *> w.cs) + (k * (T + 1) + t) * BH
-        s.c_out = (<floating *> w.cs) + (k * (T + 1) + t + 1) * BH
+        s.c_prev = cs_at(w, k, t)
+        s.c_out = cs_at(w, k, t + 1)
     else:
         s.c_prev = s.c_out = NULL
     if w.use_masks:
@@ -190,21 +187,22 @@ cdef inline Py_ssize_t pack_rows_tiles(const Window *w, Py_ssize_t k) noexcept n
     return n.n_hp * (2 if 0 < k < n.L else 1)
 
 
-cdef inline void pack_rows_tile(floating *_, const Window *w, Py_ssize_t k,
-                                Py_ssize_t tile) noexcept nogil:
+cdef inline PackTask pack_rows_task(const Window *w, Py_ssize_t k,
+                                    Py_ssize_t tile) noexcept nogil:
     """Panel `tile` of the rows the weight gradients of layer k multiply (k = L: Y into
     rows_h; else hs[k, :T] into rows_h, then, k >= 1, layer k-1's output into rows_x)."""
     cdef const Net *n = w.net
-    cdef Py_ssize_t TB = w.T * w.B, H = n.H, NC = n.NC, p = tile % n.n_hp
-    cdef const floating *src
-    cdef floating *dst
+    cdef Py_ssize_t TB = w.T * w.B, H = n.H, NC = n.NC, p = tile % n.n_hp, s = n.itemsize
+    cdef const void *src
+    cdef void *dst
     if k == n.L:
-        src, dst = layer_output(_, w, n.L - 1), <floating *> w.rows_h
+        src, dst = layer_output(w, n.L - 1), w.rows_h
     elif tile < n.n_hp:
-        src, dst = hs_at(_, w, k, 0), <floating *> w.rows_h
+        src, dst = hs_at(w, k, 0), w.rows_h
     else:
-        src, dst = layer_output(_, w, k - 1), <floating *> w.rows_x
-    pack(dst + p * TB * NC, NC, src + p * NC, H, 1, TB, min(NC, H - p * NC), NC)
+        src, dst = layer_output(w, k - 1), w.rows_x
+    return columns_task(skip(dst, p * TB * NC, s), skip(src, p * NC, s), H, TB,
+                        min(NC, H - p * NC), NC)
 
 
 cdef inline Py_ssize_t decode_tiles(const Window *w) noexcept nogil:
@@ -225,11 +223,11 @@ cdef inline void decode_tile(floating *S, const Window *w, Py_ssize_t tile) noex
     cdef double row_max, total, loss
     cdef floating inv_total, inv_B = <floating> (1.0 / B)
     if tile == ceil_div(TB, n.RTD):
-        copy_state(S, w, False)
+        copy_state(w, False)
         return
     r0 = tile * n.RTD
     rows = min(n.RTD, TB - r0)
-    Y = layer_output(S, w, n.L - 1) + r0 * H
+    Y = (<const floating *> layer_output(w, n.L - 1)) + r0 * H
     logits_rows(S, n, Y, rows, Vp)
     for r in range(rows):
         row = r0 + r
@@ -262,7 +260,7 @@ cdef inline void decoder_grad_tile(floating *S, const Window *w,
     cdef const Net *n = w.net
     cdef Py_ssize_t V = n.V, H = n.H, TB = w.T * w.B, first = product_tiles(n, V, H)
     cdef const floating *dy = <const floating *> w.probs
-    cdef Operand y = packed(w.rows_h, TB, n.NC, layer_output(S, w, n.L - 1), H, 1)
+    cdef Operand y = packed(w.rows_h, TB, n.NC, layer_output(w, n.L - 1), H, 1)
     cdef Operand why = in_place(n.Why, H, n.NC) if n.bwd_in_place \
         else packed(n.Py, V, n.NC, n.Why, H, 1)
     if tile < first:
@@ -288,7 +286,7 @@ cdef inline void backward_step_tile(floating *S, const Window *w, Py_ssize_t k,
     s.mask = (<const floating *> w.masks) + k * TBH + t * BH if w.use_masks else NULL
     if n.cell == RNN:
         s.da_h_next = dH + (t + 1) * BH
-        s.h = hs_at(S, w, k, t + 1)
+        s.h = hs_at(w, k, t + 1)
     else:
         s.gates = (<const floating *> w.pre) + k * TBGH + t * BGH
         s.aux = (<const floating *> w.aux) + k * TBH + t * BH
@@ -296,10 +294,10 @@ cdef inline void backward_step_tile(floating *S, const Window *w, Py_ssize_t k,
         s.da_h = (<floating *> (w.da_h if n.cell == GRU else w.da)) + t * BGH
         s.da_h_next = (<const floating *> s.da_h) + BGH
     if n.cell == LSTM:
-        s.c_prev = (<const floating *> w.cs) + (k * (T + 1) + t) * BH
+        s.c_prev = cs_at(w, k, t)
         s.dc_next = w.dc_next
     if n.cell == GRU:
-        s.h_prev = hs_at(S, w, k, t)
+        s.h_prev = hs_at(w, k, t)
         s.dh_carry = w.dh_carry
     backward_tile(S, n, &s, u)
 
@@ -339,7 +337,7 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
         da_h = <const floating *> (w.da_h if n.cell == GRU else w.da)
     count = product_tiles(n, GH, H)
     if tile < count:
-        b = packed(w.rows_h, TB, n.NC, hs_at(S, w, k, 0), H, 1)
+        b = packed(w.rows_h, TB, n.NC, hs_at(w, k, 0), H, 1)
         product_tile(S, n, GH, H, TB, da_h, 1, GH, &b, tile, <floating *> n.dWhh[k], H, NULL)
         return
     tile -= count
@@ -365,7 +363,7 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
     else:
         count = product_tiles(n, GH, H)
         if tile < count:
-            b = packed(w.rows_x, TB, n.NC, layer_output(S, w, k - 1), H, 1)
+            b = packed(w.rows_x, TB, n.NC, layer_output(w, k - 1), H, 1)
             product_tile(S, n, GH, H, TB, da, 1, GH, &b, tile, dWxh, H, NULL)
             return
         tile -= count
@@ -389,28 +387,31 @@ cdef inline Py_ssize_t clip_tiles(const Window *w) noexcept nogil:
     return count
 
 
-cdef inline void clip_tile(floating *_, const Window *w, Py_ssize_t tile) noexcept nogil:
+cdef inline Py_ssize_t clip_chunk(const Window *w, Py_ssize_t tile,
+                                  void **at) noexcept nogil:
+    """Tile `tile` of the clipping phase: its first value into *at; returns its length."""
     cdef Py_ssize_t i, chunks
     for i in range(w.n_grads):
         chunks = ceil_div(w.grad_sizes[i], CLIP_CHUNK)
         if tile < chunks:
-            clip_values((<floating *> w.grads_at[i]) + tile * CLIP_CHUNK,
-                        min(CLIP_CHUNK, w.grad_sizes[i] - tile * CLIP_CHUNK),
-                        <floating> w.clip)
-            return
+            at[0] = skip(w.grads_at[i], tile * CLIP_CHUNK, w.net.itemsize)
+            return min(CLIP_CHUNK, w.grad_sizes[i] - tile * CLIP_CHUNK)
         tile -= chunks
+    return 0
 
 
-cdef inline void window_tile(floating *_, Job *job, Py_ssize_t tile,
-                             int thread) noexcept nogil:
-    """Tile `tile` of the phase `job` describes, on `thread`'s scratch."""
-    cdef Window *w = job.w
-    cdef floating *S = scratch_of(_, w, thread)
+cdef inline void window_tile(floating *S, const Job *job, Py_ssize_t tile) noexcept nogil:
+    """Tile `tile` of the phase `job` describes; S: the thread's scratch."""
+    cdef const Window *w = job.w
+    cdef PackTask task
+    cdef void *at = NULL
+    cdef Py_ssize_t count
     if job.kind == PACK:
         if tile == pack_tiles(w.net, w.grads):
-            copy_state(_, w, True)
+            copy_state(w, True)
         else:
-            pack_tile(_, w.net, w.grads, tile)
+            task = pack_task(w.net, w.grads, tile)
+            pack_panel(<floating *> task.P, &task)
     elif job.kind == PROJECT:
         project_tile(S, w, job.k, tile)
     elif job.kind == FORWARD:
@@ -424,15 +425,18 @@ cdef inline void window_tile(floating *_, Job *job, Py_ssize_t tile,
     elif job.kind == LAYER_GRADS:
         layer_grad_tile(S, w, job.k, tile)
     elif job.kind == PACK_ROWS:
-        pack_rows_tile(_, w, job.k, tile)
+        task = pack_rows_task(w, job.k, tile)
+        pack_panel(<floating *> task.P, &task)
     else:
-        clip_tile(_, w, tile)
+        count = clip_chunk(w, tile, &at)
+        clip_values(<floating *> at, count, <floating> w.clip)
 
 
-cdef inline void window_program(floating *_, Window *w, rnncore_crew *crew,
-                                rnncore_tile tile) noexcept nogil:
-    """The whole window, run by every worker; `tile` is this dtype's window_tile."""
+cdef void window_program(void *arg, rnncore_crew *crew) noexcept nogil:
+    """The whole window (arg: its Window), run by every worker."""
+    cdef Window *w = <Window *> arg
     cdef const Net *n = w.net
+    cdef rnncore_tile tile = w.tile
     cdef Py_ssize_t L = n.L, T = w.T, TB = T * w.B, k, t
     cdef Job job
     job.w = w
