@@ -45,6 +45,23 @@ include "step.pxi"
 include "window.pxi"
 include "generate.pxi"
 
+cdef extern from *:
+    """
+    #ifndef RNNCORE_DEBUG_CHECKS
+    #define RNNCORE_DEBUG_CHECKS 0
+    #endif
+    """
+    const bint RNNCORE_DEBUG_CHECKS     # 1 in a RNNCORE_CYTHON_DEBUG=1 build (setup.py)
+
+#: Whether the entry points check their arguments again (RNNCORE_CYTHON_DEBUG=1): the
+#: checks of rnncore.doorway, which the Python layer runs before every call anyway
+DEBUG_CHECKS = bool(RNNCORE_DEBUG_CHECKS)
+
+cdef object debug_doorway():
+    """rnncore.doorway, whose checks a debug build runs again inside every entry point."""
+    from rnncore import doorway
+    return doorway
+
 #: This module's maths path (vecmath.c chooses per module, at import): what
 #: `rnncore --version` reports, since the cells' tanh, sigmoid and exp run here
 MATHS, USES_LIBMVEC = vecmath_choice(True)
@@ -172,21 +189,6 @@ def aligned_zeros(shape, dtype, Py_ssize_t slack=0):
     raw = np.zeros(count + slack + 64 // dt.itemsize, dt)
     start = (-raw.ctypes.data % 64) // dt.itemsize
     return raw[start:start + count].reshape(shape)
-
-
-cdef int check_indices(const Py_ssize_t[:, ::1] a, Py_ssize_t V, str name) except -1:
-    cdef Py_ssize_t i, j
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            if a[i, j] < 0 or a[i, j] >= V:
-                raise ValueError(
-                    f"{name}[{i}, {j}] = {a[i, j]} is not a character index in [0, {V})")
-    return 0
-
-
-def expected_shapes(cell, Py_ssize_t n_vocab, Py_ssize_t hidden_size, Py_ssize_t num_layers):
-    """{name: shape} of the parameters, in rnncore.layout.param_shapes's order."""
-    return param_shapes(cell, n_vocab, hidden_size, num_layers)
 
 
 cdef void set_engines(Net *n, dict engines) except *:
@@ -435,20 +437,13 @@ cdef class StackKernel:
         self.w.scratch_size = size
 
     # ---- binding ---------------------------------------------------------------------------
-    def _checked_arrays(self, arrays, str what, bint writable):
-        names = expected_shapes(self.cell, self.n_vocab, self.hidden_size, self.num_layers)
-        if len(arrays) != len(names):
-            raise ValueError(f"{what}: expected {len(names)} arrays ({', '.join(names)}), "
-                             f"got {len(arrays)}")
-        for a, (name, shape) in zip(arrays, names.items()):
-            if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != self.dtype \
-                    or not a.flags.c_contiguous or (writable and not a.flags.writeable):
-                got = f"shape {a.shape} {a.dtype}" if isinstance(a, np.ndarray) \
-                    else type(a).__name__
-                raise ValueError(f"{what} {name} must be a{' writable' if writable else ''} "
-                                 f"C-contiguous {self.dtype.name} array of shape {shape}, "
-                                 f"got {got}")
-        return dict(zip(names, arrays))
+    cdef dict named(self, tuple arrays, str what, bint writable):
+        """{name: array} of arrays in param_shapes's order (checked by the caller; again
+        here in a debug build)."""
+        if RNNCORE_DEBUG_CHECKS:
+            debug_doorway().check_bound(self, arrays, what, writable)
+        return dict(zip(param_shapes(self.cell, self.n_vocab, self.hidden_size,
+                                     self.num_layers), arrays))
 
     cdef void point_at(self, dict named, void **Wxh, void **Whh, void **bh, void **bhn,
                        void **Why, void **by):
@@ -464,8 +459,9 @@ cdef class StackKernel:
         by[0] = data_pointer(named["by"])
 
     def bind_params(self, tuple arrays):
-        """Bind the parameter arrays, in param_shapes's order (checked once, here)."""
-        named = self._checked_arrays(arrays, "parameter", False)
+        """Bind the parameter arrays, in param_shapes's order: C-contiguous arrays of the
+        kernel's dtype and the shapes param_shapes gives (read-only is fine)."""
+        named = self.named(arrays, "parameter", False)
         self.point_at(named, self.net.Wxh, self.net.Whh, self.net.bh, self.net.bhn,
                       &self.net.Why, &self.net.by)
         # generation's Net shares the per-layer pointer arrays; its decoder's are its own
@@ -473,9 +469,10 @@ cdef class StackKernel:
         self.bound_params = arrays
 
     def bind_grads(self, tuple arrays):
-        """Bind the gradient output arrays, in param_shapes's order (checked once, here)."""
+        """Bind the gradient output arrays, in param_shapes's order: as bind_params's, and
+        writable."""
         cdef Py_ssize_t i
-        named = self._checked_arrays(arrays, "gradient", True)
+        named = self.named(arrays, "gradient", True)
         self.point_at(named, self.net.dWxh, self.net.dWhh, self.net.dbh, self.net.dbhn,
                       &self.net.dWhy, &self.net.dby)
         for i, a in enumerate(arrays):
@@ -496,18 +493,10 @@ cdef class StackKernel:
         elementwise to [-clip, clip].  Returns the mean cross-entropy, nats per character.
         """
         cdef Py_ssize_t B = self.batch_size, T = self.seq_length, r
-        if self.bound_params is None or (compute_grads and self.bound_grads is None):
-            raise ValueError("bind_params (and bind_grads for gradients) before run")
-        if inputs.shape[0] != B or inputs.shape[1] != T:
-            raise ValueError(f"inputs has shape ({inputs.shape[0]}, {inputs.shape[1]}), "
-                             f"this kernel runs ({B}, {T}) windows")
-        if targets.shape[0] != B or targets.shape[1] != T:
-            raise ValueError(f"targets has shape ({targets.shape[0]}, {targets.shape[1]}), "
-                             f"expected ({B}, {T})")
-        if not clip >= 0:
-            raise ValueError(f"clip must be >= 0, got {clip}")
-        check_indices(inputs, self.n_vocab, "inputs")
-        check_indices(targets, self.n_vocab, "targets")
+        if RNNCORE_DEBUG_CHECKS:
+            if self.bound_params is None or (compute_grads and self.bound_grads is None):
+                raise ValueError("bind_params (and bind_grads for gradients) before run")
+            debug_doorway().check_run(self, inputs, targets, clip)
         cdef int threads = self.threads_for(B)
         self.reserve_scratch(threads, B)
         threads = min(threads, self.scratch_threads)
@@ -531,25 +520,9 @@ cdef class StackKernel:
         return loss / (B * T)
 
     # ---- generation ------------------------------------------------------------------------
-    def check_state(self, state, Py_ssize_t batch_size=-1):
-        """A generation state (S·L, B, H) of this kernel's dtype, C-contiguous and writable
-        (B == batch_size unless batch_size is -1); returns B."""
-        rows = (2 if self.cell == "lstm" else 1) * self.num_layers
-        if not isinstance(state, np.ndarray) or state.dtype != self.dtype \
-                or state.ndim != 3 or state.shape[0] != rows \
-                or state.shape[2] != self.hidden_size or state.shape[1] < 1 \
-                or not state.flags.c_contiguous or not state.flags.writeable:
-            raise ValueError(f"state must be a writable C-contiguous {self.dtype.name} array "
-                             f"of shape ({rows}, B, {self.hidden_size})")
-        if batch_size != -1 and state.shape[1] != batch_size:
-            raise ValueError(f"state holds {state.shape[1]} stream(s), expected {batch_size}")
-        return state.shape[1]
-
     cdef object prepare_gen(self, Gen *g, object state, Py_ssize_t B):
         """Fill g for B streams of `state`; returns the arrays it points into (keep them
         alive through the call)."""
-        if self.bound_params is None:
-            raise ValueError("bind_params before generating")
         rows = (2 if self.cell == "lstm" else 1) * self.num_layers
         other = np.zeros((rows, B, self.hidden_size), self.dtype)
         pre = np.zeros((B, GATES[self.cell] * self.hidden_size), self.dtype)
@@ -596,10 +569,9 @@ cdef class StackKernel:
     def advance(self, const Py_ssize_t[:, ::1] chars, state):
         """Feed chars[i, b] to stream b of `state` (S·L, B, H) at step i, for every row i
         of chars (n, B), in place.  Never drops out."""
-        cdef Py_ssize_t B = self.check_state(state), n = chars.shape[0]
-        if chars.shape[1] != B:
-            raise ValueError(f"chars has shape ({n}, {chars.shape[1]}), expected ({n}, {B})")
-        check_indices(chars, self.n_vocab, "chars")
+        if RNNCORE_DEBUG_CHECKS:
+            debug_doorway().check_advance(self, chars, state)
+        cdef Py_ssize_t B = state.shape[1], n = chars.shape[0]
         if n == 0:
             return
         cdef Gen g
@@ -611,59 +583,28 @@ cdef class StackKernel:
     def feed(self, const Py_ssize_t[::1] chars, state):
         """Feed the characters `chars` in order to every stream of `state` (S·L, B, H),
         in place.  Never drops out."""
-        cdef Py_ssize_t B = self.check_state(state), n = chars.shape[0], i
-        cdef Py_ssize_t V = self.n_vocab
-        if self.bound_params is None:
-            raise ValueError("bind_params before feed")
-        for i in range(n):
-            if chars[i] < 0 or chars[i] >= V:
-                raise ValueError(f"chars[{i}] = {chars[i]} is not a character index in "
-                                 f"[0, {V})")
+        if RNNCORE_DEBUG_CHECKS:
+            debug_doorway().check_feed(self, chars, state)
+        cdef Py_ssize_t B = state.shape[1], n = chars.shape[0]
         if n == 0:
             return
         self.advance(np.ascontiguousarray(np.broadcast_to(
             np.asarray(chars)[:, None], (n, B))), state)
 
-    def sample(self, state, Py_ssize_t[:, ::1] out, const double[:, ::1] uniforms,
-               bint greedy=True, double temperature=1.0, Py_ssize_t top_k=0):
-        """Generate out.shape[0] characters for each of the B streams of `state`
-        (S·L, B, H), into out (n, B), advancing the state in place past every character
-        generated (so a further call continues the streams).  The first character is
-        predicted from the state as given.  uniforms (n, B): one number in [0, 1) per
-        character, unused if greedy.  Never drops out.  (sample_rows with one setting
-        for every stream.)"""
-        cdef Py_ssize_t B = self.check_state(state), n = out.shape[0]
-        if not greedy and not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if greedy:
-            uniforms = np.zeros((n, B))
-        self.sample_rows(state, out, uniforms, np.full(B, 0.0 if greedy else temperature),
-                         np.full(B, top_k, np.intp), np.ones(B))
-
     def sample_rows(self, state, Py_ssize_t[:, ::1] out, const double[:, ::1] uniforms,
                     const double[::1] temperature, const Py_ssize_t[::1] top_k,
                     const double[::1] top_p):
-        """sample() with settings of their own for each of the B streams of `state`:
-        temperature (B,) (0: greedy, else > 0), top_k (B,) (0: all), top_p (B,) in (0, 1]
-        (1: all; below 1, nucleus sampling).  out (n, B), uniforms (n, B)."""
-        cdef Py_ssize_t B = self.check_state(state), n = out.shape[0], b
-        if self.bound_params is None:
-            raise ValueError("bind_params before sample_rows")
-        if out.shape[1] != B:
-            raise ValueError(f"out has shape ({n}, {out.shape[1]}), expected ({n}, {B})")
-        if uniforms.shape[0] != n or uniforms.shape[1] != B:
-            raise ValueError(f"uniforms has shape ({uniforms.shape[0]}, "
-                             f"{uniforms.shape[1]}), expected ({n}, {B})")
-        if temperature.shape[0] != B or top_k.shape[0] != B or top_p.shape[0] != B:
-            raise ValueError(f"temperature, top_k and top_p need one value per stream ({B})")
-        for b in range(B):
-            if not (temperature[b] >= 0 and temperature[b] < float("inf")):
-                raise ValueError(f"temperature[{b}] = {temperature[b]}: must be 0 "
-                                 "(greedy) or a finite number > 0")
-            if top_k[b] < 0:
-                raise ValueError(f"top_k[{b}] = {top_k[b]}: must be >= 0")
-            if not (top_p[b] > 0 and top_p[b] <= 1):
-                raise ValueError(f"top_p[{b}] = {top_p[b]}: must be in (0, 1]")
+        """Generate out.shape[0] characters for each of the B streams of `state`
+        (S·L, B, H), into out (n, B), advancing the state in place past every character
+        generated (so a further call continues the streams), each stream with settings of
+        its own: temperature (B,) (0: greedy, else > 0), top_k (B,) (0: all), top_p (B,)
+        in (0, 1] (1: all; below 1, nucleus sampling).  The first character is predicted
+        from the state as given.  uniforms (n, B): one number in [0, 1) per character,
+        unused where greedy.  Never drops out."""
+        if RNNCORE_DEBUG_CHECKS:
+            debug_doorway().check_sample_rows(self, state, out, uniforms, temperature,
+                                              top_k, top_p)
+        cdef Py_ssize_t B = state.shape[1], n = out.shape[0]
         if n == 0:
             return
         cdef Gen g
@@ -681,16 +622,9 @@ cdef class StackKernel:
         text right-aligned (what stands before starts[b] is padding, never fed: it must
         still be a valid index).  Different texts, one batch; no step is spent on
         padding.  Never drops out."""
-        cdef Py_ssize_t B = self.check_state(state), P = chars.shape[1], b
-        if self.bound_params is None:
-            raise ValueError("bind_params before feed_rows")
-        if chars.shape[0] != B or starts.shape[0] != B:
-            raise ValueError(f"chars has {chars.shape[0]} row(s) and starts "
-                             f"{starts.shape[0]}: expected one per stream ({B})")
-        for b in range(B):
-            if starts[b] < 0 or starts[b] > P:
-                raise ValueError(f"starts[{b}] = {starts[b]} is not in [0, {P}]")
-        check_indices(chars, self.n_vocab, "chars")
+        if RNNCORE_DEBUG_CHECKS:
+            debug_doorway().check_feed_rows(self, chars, starts, state)
+        cdef Py_ssize_t B = state.shape[1], P = chars.shape[1]
         if P == 0:
             return
         order = np.argsort(np.asarray(starts), kind="stable").astype(np.intp)
@@ -712,12 +646,9 @@ cdef class StackKernel:
     def next_probs(self, state, double[:, ::1] out):
         """out (B, V) = the next-character distribution of every stream of `state`
         (S·L, B, H): softmax(Why·h + by) of its top layer's h, in float64."""
-        cdef Py_ssize_t B = self.check_state(state)
-        if self.bound_params is None:
-            raise ValueError("bind_params before next_probs")
-        if out.shape[0] != B or out.shape[1] != self.n_vocab:
-            raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected "
-                             f"({B}, {self.n_vocab})")
+        if RNNCORE_DEBUG_CHECKS:
+            debug_doorway().check_next_probs(self, state, out)
+        cdef Py_ssize_t B = state.shape[1]
         cdef Gen g
         cdef int threads = self.gen_threads(B)
         keep = self.prepare_gen(&g, state, B)
@@ -731,15 +662,10 @@ cdef class StackKernel:
         returns how many beams there are (min(K, V**n); rows after them are untouched).
         The next character of a beam is predicted from its state, exactly as sample()
         predicts it; never drops out."""
-        self.check_state(state, 1)
+        if RNNCORE_DEBUG_CHECKS:
+            debug_doorway().check_beam(self, state, out, scores)
         cdef Py_ssize_t K = out.shape[0], n = out.shape[1], V = self.n_vocab
         cdef Py_ssize_t H = self.hidden_size, rows = state.shape[0], b, i, p, m
-        if self.bound_params is None:
-            raise ValueError("bind_params before beam")
-        if K < 1:
-            raise ValueError("the beam width must be >= 1")
-        if scores.shape[0] != K:
-            raise ValueError(f"scores has shape ({scores.shape[0]},), expected ({K},)")
         if n == 0:
             return 0
         # the live beams are the first m of (S·L, K, H); the first one is given
@@ -795,22 +721,12 @@ cdef class StackKernel:
         untouched).  fixed_length: R plain beam searches for exactly n characters
         instead (is_sep and started unused; kf <= beam best beams each).  See
         generate.pxi's word_select."""
-        cdef Py_ssize_t R = self.check_state(state), K = beam, kf = out.shape[1]
+        if RNNCORE_DEBUG_CHECKS:
+            debug_doorway().check_word_beam(self, state, is_sep, started, beam, out, out_len,
+                                            out_scores, fixed_length)
+        cdef Py_ssize_t R = state.shape[1], K = beam, kf = out.shape[1]
         cdef Py_ssize_t n = out.shape[2], V = self.n_vocab, H = self.hidden_size
         cdef Py_ssize_t rows = state.shape[0], r, b, i, p, m, j
-        if self.bound_params is None:
-            raise ValueError("bind_params before word_beam")
-        if K < 1 or kf < 1:
-            raise ValueError("the beam width and the number of words kept must be >= 1")
-        if kf > K:
-            raise ValueError(f"a beam of width {K} cannot keep {kf} words")
-        if is_sep.shape[0] != V:
-            raise ValueError(f"is_sep has {is_sep.shape[0]} entries, expected {V}")
-        if started.shape[0] != R or out.shape[0] != R:
-            raise ValueError(f"started and out need one row per search ({R})")
-        if out_len.shape[0] != R or out_len.shape[1] != kf or out_scores.shape[0] != R \
-                or out_scores.shape[1] != kf:
-            raise ValueError(f"out_len and out_scores must be ({R}, {kf})")
         cdef Py_ssize_t RK = R * K, n_hist = max(n, 1)
         cdef int threads = self.gen_threads(RK)
         # the batch: up to R·K live beams, the R texts' states first

@@ -22,7 +22,7 @@ except ImportError as e:  # e.g. `import rnncore` from a source checkout that wa
         "rnncore's compiled kernels (rnncore._cells, rnncore._kernels) are not built "
         "here: install the package (`pip install .`) and import it from outside the source folder, or build "
         f"in place with `pip install -e .` ({e})") from None
-from . import engines
+from . import doorway, engines
 from .config import SEED_MODEL, ModelConfig, check_int, check_number
 from .layout import (check_memory, num_parameters, param_shapes, resolve_dtype,
                      state_shape)
@@ -258,7 +258,7 @@ class CharRNN:
             g = self._check_out(out)
         if kernel.bound_grads is not g:
             kernel.bind_grads(g)
-        loss = kernel.run(inputs, targets, True, 0.0 if masks else clip, use_masks)
+        loss = self._run(kernel, inputs, targets, True, 0.0 if masks else clip, use_masks)
         for name, mask in masks.items():          # d(Whh ⊙ M)/dWhh = M
             np.multiply(out[name], mask, out=out[name])
         if masks and clip:
@@ -296,7 +296,7 @@ class CharRNN:
     def loss(self, inputs, targets, state=None) -> Tuple[float, np.ndarray]:
         """Forward only, never dropping: (mean nats per character, last state)."""
         inputs, targets, single, kernel = self._prepare(inputs, targets, state)
-        loss = kernel.run(inputs, targets, False, 0.0, False)
+        loss = self._run(kernel, inputs, targets, False, 0.0, False)
         return loss, self._last_state(kernel, single)
 
     # ---- generation ----------------------------------------------------------------
@@ -484,16 +484,23 @@ class CharRNN:
             kernel.bind_params(params)
         return kernel
 
-    def generation_kernel(self, own: bool = False):
-        """The bound kernel generation runs on (its feed/sample/beam take states of any
-        number of streams).  own=True: a new one, bound to these parameters as they are
-        now, for a thread of its own (a kernel holds the scratch of one call at a time)."""
+    def generation_kernel(self, own: bool = False) -> doorway.Generation:
+        """The bound kernel generation runs on, behind its checks (rnncore.doorway: its
+        feed/sample_rows/beam/... take states of any number of streams).  own=True: a new
+        one, bound to these parameters as they are now, for a thread of its own (a kernel
+        holds the scratch of one call at a time)."""
         if not own:
-            return self._kernel(1, 1)
+            return doorway.Generation(self._kernel(1, 1))
         kernel = _cells.StackKernel(self.cell, self.num_layers, self.n_vocab,
                                     self.hidden_size, 1, 1, self.dtype)
         kernel.bind_params(self._checked_params())
-        return kernel
+        return doorway.Generation(kernel)
+
+    def _run(self, kernel, inputs, targets, grads, clip, use_masks):
+        """kernel.run on checked arrays: the indices are the last thing it trusts."""
+        doorway.check_indices(inputs, self.n_vocab, "inputs")
+        doorway.check_indices(targets, self.n_vocab, "targets")
+        return kernel.run(inputs, targets, grads, clip, use_masks)
 
     def _prepare(self, inputs, targets, state):
         """Checked (B,T) index arrays, whether they were 1-D, and the window's bound
