@@ -32,6 +32,16 @@ cdef enum:                      # product engines
     OWN = 0                     # rnncore's micro-kernel
     BLAS = 1                    # scipy's BLAS
 
+cdef struct Params:
+    # a model's arrays as the kernels reach them: its parameters (a Weights object's) or
+    # their gradients (a window's); per layer k, arrays of L pointers
+    void **Wxh                  # (G·H, V) layer 0, (G·H, H) deeper
+    void **Whh                  # (G·H, H)
+    void **bh                   # (G·H,)
+    void **bhn                  # gru: (H,); other cells: NULL
+    void *Why                   # (V, H)
+    void *by                    # (V,)
+
 cdef struct Net:
     int cell
     Py_ssize_t L, V, H, G, GH
@@ -56,19 +66,7 @@ cdef struct Net:
     Py_ssize_t NT               # columns of a window product's tile: a multiple of NC
     Py_ssize_t SW               # columns of a one-hot input's gradient tile (V·SW sums)
     Py_ssize_t RTD              # rows of a decoder tile (RT, fewer for a large V)
-    # per layer k: parameters and their gradients (bhn, dbhn: gru only, else NULL)
-    void **Wxh
-    void **Whh
-    void **bh
-    void **bhn
-    void **dWxh
-    void **dWhh
-    void **dbh
-    void **dbhn
-    void *Why
-    void *by
-    void *dWhy
-    void *dby
+    const Params *params         # the parameters (a Weights object's, shared by kernels)
     # packed weights, see the top of this file
     void **Pf
     void **Pb
@@ -165,7 +163,7 @@ cdef inline PackTask pack_task(const Net *n, bint grads, Py_ssize_t i) noexcept 
         # Pf[k][u][h, g·UW + j] = Whh[g·H + c0 + j, h]: gate g's units side by side
         k, u = i // n.n_uf, i % n.n_uf
         c0 = u * n.UW
-        t = rows_task(skip(n.Pf[k], u * H * width, s), skip(n.Whh[k], c0 * H, s), H, H,
+        t = rows_task(skip(n.Pf[k], u * H * width, s), skip(n.params.Whh[k], c0 * H, s), H, H,
                       min(n.UW, H - c0), n.UW)
         t.ldp, t.blocks, t.P_step, t.S_step = width, n.G, n.UW, H * H
         return t
@@ -174,39 +172,39 @@ cdef inline PackTask pack_task(const Net *n, bint grads, Py_ssize_t i) noexcept 
         # Px[k][u][h, j] = Wxh_k[c0 + j, h]
         k, u = 1 + i // n.n_gp, i % n.n_gp
         c0 = u * NC
-        return rows_task(skip(n.Px[k], u * H * NC, s), skip(n.Wxh[k], c0 * H, s), H, H,
+        return rows_task(skip(n.Px[k], u * H * NC, s), skip(n.params.Wxh[k], c0 * H, s), H, H,
                          min(NC, GH - c0), NC)
     i -= counts.x
     if i < counts.e:
         # E[x, c] = Wxh_0[c, x] + bh_0[c] for the columns c of block i
         c0 = i * NC
-        t = rows_task(skip(n.E, c0, s), skip(n.Wxh[0], c0 * V, s), V, V, min(NC, GH - c0),
+        t = rows_task(skip(n.E, c0, s), skip(n.params.Wxh[0], c0 * V, s), V, V, min(NC, GH - c0),
                       NC)
-        t.ldp, t.width, t.bias = GH, t.n, skip(n.bh[0], c0, s)
+        t.ldp, t.width, t.bias = GH, t.n, skip(n.params.bh[0], c0, s)
         return t
     i -= counts.e
     if i < counts.yt:
         # Pyt[i][h, j] = Why[c0 + j, h]
         c0 = i * NC
-        return rows_task(skip(n.Pyt, i * H * NC, s), skip(n.Why, c0 * H, s), H, H,
+        return rows_task(skip(n.Pyt, i * H * NC, s), skip(n.params.Why, c0 * H, s), H, H,
                          min(NC, V - c0), NC)
     i -= counts.yt
     if i < counts.b:
         # Pb[k][u][g·H + r, j] = Whh[g·H + r, c0 + j]
         k, u = i // n.n_hp, i % n.n_hp
         c0 = u * NC
-        return columns_task(skip(n.Pb[k], u * GH * NC, s), skip(n.Whh[k], c0, s), H, GH,
+        return columns_task(skip(n.Pb[k], u * GH * NC, s), skip(n.params.Whh[k], c0, s), H, GH,
                             min(NC, H - c0), NC)
     i -= counts.b
     if i < counts.d:
         k, u = 1 + i // n.n_hp, i % n.n_hp
         c0 = u * NC
-        return columns_task(skip(n.Pd[k], u * GH * NC, s), skip(n.Wxh[k], c0, s), H, GH,
+        return columns_task(skip(n.Pd[k], u * GH * NC, s), skip(n.params.Wxh[k], c0, s), H, GH,
                             min(NC, H - c0), NC)
     i -= counts.d
     # Py[i][v, j] = Why[v, c0 + j]
     c0 = i * NC
-    return columns_task(skip(n.Py, i * V * NC, s), skip(n.Why, c0, s), H, V,
+    return columns_task(skip(n.Py, i * V * NC, s), skip(n.params.Why, c0, s), H, V,
                         min(NC, H - c0), NC)
 
 

@@ -82,7 +82,7 @@ cdef inline void logits_rows(floating *S, const Net *n, const floating *Y, Py_ss
             gemm(rows, <int> ceil_div(min(NC, V - p * NC), n.W), n.H, Y, n.H, 1,
                  (<const floating *> n.Pyt) + p * n.H * NC, NC, S + p * NC, ldS)
     else:
-        gemm_rm(rows, V, n.H, Y, n.H, 1, <const floating *> n.Why, 1, n.H, 0, S, ldS)
+        gemm_rm(rows, V, n.H, Y, n.H, 1, <const floating *> n.params.Why, 1, n.H, 0, S, ldS)
 
 
 cdef inline Py_ssize_t product_tiles(const Net *n, Py_ssize_t M, Py_ssize_t N) noexcept nogil:
@@ -120,7 +120,7 @@ cdef inline void recurrent_forward(floating *S, const Net *n, Py_ssize_t k,
     """Z_g (B, UW) = h_prev (B, H) · Whh_gᵀ for the units of tile u, gate g's block at
     S + g·seg (rnn: one block, the tile's UW units)."""
     cdef Py_ssize_t H = n.H, c0 = u * n.UW, nu = min(n.UW, H - c0), g
-    cdef const floating *Whh = <const floating *> n.Whh[k]
+    cdef const floating *Whh = <const floating *> n.params.Whh[k]
     if n.eng_fwd == OWN:                  # gate g's NVG vectors at S + g·seg
         gemm_gates(B, <int> n.NVF, H, h_prev, H, 1,
                    (<const floating *> n.Pf[k]) + u * H * n.NVF * n.W, n.NVF * n.W, S, n.UW,
@@ -173,7 +173,7 @@ cdef inline void forward_tile(floating *S, const Net *n, const ForwardStep *s,
         store_h(B, nu, UW, Tc, (<floating *> s.h_out) + o, H, mask, mask_y)
         return
     # gru (linear before reset): Z holds Whh_r·h, Whh_u·h, Whh_n·h
-    gru_in(B, nu, UW, seg, S, X, GH, H, idx, istride, (<const floating *> n.bhn[s.k]) + c0, Tc)
+    gru_in(B, nu, UW, seg, S, X, GH, H, idx, istride, (<const floating *> n.params.bhn[s.k]) + c0, Tc)
     sigmoid_inplace(S, 2 * seg)                              # r, u
     # n = tanh(Wxh_n·x + bh_n + r⊙(Whh_n·h + bhn));  h' = (1-u)⊙n + u⊙h
     gru_n(B, nu, UW, seg, S, X, GH, H, idx, istride, Tc)
@@ -221,12 +221,12 @@ cdef inline void recurrent_backward(floating *S, const Net *n, Py_ssize_t k,
     cdef Py_ssize_t H = n.H, GH = n.GH, c0 = u * n.UB
     if n.eng_bwd == OWN and n.bwd_in_place:     # Whh's rows read where they are (H % W == 0)
         gemm(B, <int> ceil_div(min(n.UB, H - c0), n.W), GH, da_h, GH, 1,
-             (<const floating *> n.Whh[k]) + c0, H, S, n.UB)
+             (<const floating *> n.params.Whh[k]) + c0, H, S, n.UB)
     elif n.eng_bwd == OWN:                # UB = NC: one packed panel
         gemm(B, 4, GH, da_h, GH, 1, (<const floating *> n.Pb[k]) + u * GH * n.NC, n.NC, S,
              n.NC)
     else:
-        gemm_rm(B, min(n.UB, H - c0), GH, da_h, GH, 1, (<const floating *> n.Whh[k]) + c0, H,
+        gemm_rm(B, min(n.UB, H - c0), GH, da_h, GH, 1, (<const floating *> n.params.Whh[k]) + c0, H,
                 1, 0, S, n.UB)
 
 

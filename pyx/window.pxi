@@ -37,7 +37,8 @@ from team cimport rnncore_crew, rnncore_phase, rnncore_tile
 cdef struct Window:
     Net *net
     Py_ssize_t B, T
-    bint use_masks, grads
+    bint use_masks
+    bint backward                   # gradients too (else the loss only)
     double clip
     const Py_ssize_t *inputs        # (B, T)
     const Py_ssize_t *targets       # (B, T)
@@ -51,20 +52,21 @@ cdef struct Window:
     void *da
     void *da_h
     void *dH
-    void *rows_h                    # (n_hp, T·B, NC), see the docstring
+    void *rows_h                    # (n_hp, T·B, NC), see the top of this file
     void *rows_x
     void *dh_carry                  # (B, H)
     void *dc_next                   # (B, H)
     void *state_in                  # (S·L, B, H)
     void *state_out                 # (S·L, B, H)
     double *loss
-    rnncore_tile tile               # window_tile of the model's dtype (_cells.pyx)
-    void *scratch                   # per thread: scratch_size values each
-    Py_ssize_t scratch_size
-    # the gradient arrays, for clipping: pointers and lengths
+    Params grads                    # where the gradients go
+    # the gradient arrays again, for clipping: pointers and lengths
     void **grads_at
     Py_ssize_t *grad_sizes
     Py_ssize_t n_grads
+    rnncore_tile tile               # window_tile of the model's dtype (_cells.pyx)
+    void *scratch                   # per thread: scratch_size values each
+    Py_ssize_t scratch_size
 
 cdef enum:
     PACK = 0
@@ -144,9 +146,9 @@ cdef inline void project_tile(floating *S, const Window *w, Py_ssize_t k,
         dest = <floating *> hs_at(w, k, 1)
     else:
         dest = (<floating *> w.pre) + k * TB * n.GH
-    cdef Operand wxh_t = packed(n.Px[k], n.H, n.NC, n.Wxh[k], 1, n.H)    # Wxh_kᵀ
+    cdef Operand wxh_t = packed(n.Px[k], n.H, n.NC, n.params.Wxh[k], 1, n.H)    # Wxh_kᵀ
     product_tile(S, n, TB, n.GH, n.H, <const floating *> layer_output(w, k - 1), n.H, 1,
-                 &wxh_t, tile, dest, n.GH, <const floating *> n.bh[k])
+                 &wxh_t, tile, dest, n.GH, <const floating *> n.params.bh[k])
 
 
 cdef inline void forward_step_tile(floating *S, const Window *w, Py_ssize_t k, Py_ssize_t t,
@@ -217,7 +219,7 @@ cdef inline void decode_tile(floating *S, const Window *w, Py_ssize_t tile) noex
     cdef Py_ssize_t V = n.V, H = n.H, NC = n.NC, B = w.B, T = w.T, TB = T * B
     cdef Py_ssize_t r0, rows, p, r, j, row, target, Vp = n.n_vp * NC
     cdef const floating *Y
-    cdef const floating *by = <const floating *> n.by
+    cdef const floating *by = <const floating *> n.params.by
     cdef floating *z
     cdef floating *probs = <floating *> w.probs
     cdef double row_max, total, loss
@@ -243,7 +245,7 @@ cdef inline void decode_tile(floating *S, const Window *w, Py_ssize_t tile) noex
         inv_total = <floating> (1.0 / total)
         for j in range(V):
             z[j] *= inv_total
-        if w.grads:
+        if w.backward:
             z[target] -= 1
             for j in range(V):
                 z[j] *= inv_B
@@ -261,12 +263,12 @@ cdef inline void decoder_grad_tile(floating *S, const Window *w,
     cdef Py_ssize_t V = n.V, H = n.H, TB = w.T * w.B, first = product_tiles(n, V, H)
     cdef const floating *dy = <const floating *> w.probs
     cdef Operand y = packed(w.rows_h, TB, n.NC, layer_output(w, n.L - 1), H, 1)
-    cdef Operand why = in_place(n.Why, H, n.NC) if n.bwd_in_place \
-        else packed(n.Py, V, n.NC, n.Why, H, 1)
+    cdef Operand why = in_place(n.params.Why, H, n.NC) if n.bwd_in_place \
+        else packed(n.Py, V, n.NC, n.params.Why, H, 1)
     if tile < first:
-        product_tile(S, n, V, H, TB, dy, 1, V, &y, tile, <floating *> n.dWhy, H, NULL)
+        product_tile(S, n, V, H, TB, dy, 1, V, &y, tile, <floating *> w.grads.Why, H, NULL)
     elif tile == first:
-        column_sums(<floating *> n.dby, dy, TB, V, V)
+        column_sums(<floating *> w.grads.by, dy, TB, V, V)
     else:
         product_tile(S, n, TB, H, V, dy, V, 1, &why, tile - first - 1, <floating *> w.dH, H,
                      NULL)
@@ -338,16 +340,17 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
     count = product_tiles(n, GH, H)
     if tile < count:
         b = packed(w.rows_h, TB, n.NC, hs_at(w, k, 0), H, 1)
-        product_tile(S, n, GH, H, TB, da_h, 1, GH, &b, tile, <floating *> n.dWhh[k], H, NULL)
+        product_tile(S, n, GH, H, TB, da_h, 1, GH, &b, tile, <floating *> w.grads.Whh[k], H,
+                     NULL)
         return
     tile -= count
     count = ceil_div(GH, n.NT)
     if tile < count:                    # dbh, NT columns a tile
         c0 = tile * n.NT
-        column_sums(<floating *> n.dbh[k] + c0, da + c0, TB, GH, min(n.NT, GH - c0))
+        column_sums(<floating *> w.grads.bh[k] + c0, da + c0, TB, GH, min(n.NT, GH - c0))
         return
     tile -= count
-    dWxh = <floating *> n.dWxh[k]
+    dWxh = <floating *> w.grads.Wxh[k]
     if k == 0:
         count = ceil_div(GH, n.SW)
         if tile < count:
@@ -370,14 +373,14 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
         count = product_tiles(n, TB, H)
         if tile < count:
             dH_below = (<floating *> w.dH) + (0 if (n.L - 1 - (k - 1)) % 2 == 0 else TBH)
-            b = in_place(n.Wxh[k], H, n.NC) if n.bwd_in_place \
-                else packed(n.Pd[k], GH, n.NC, n.Wxh[k], H, 1)
+            b = in_place(n.params.Wxh[k], H, n.NC) if n.bwd_in_place \
+                else packed(n.Pd[k], GH, n.NC, n.params.Wxh[k], H, 1)
             product_tile(S, n, TB, H, GH, da, GH, 1, &b, tile, dH_below, H, NULL)
             return
     tile -= count
     # gru: dbhn = Σ rows of da_h's n block, NT columns a tile
     c0 = tile * n.NT
-    column_sums(<floating *> n.dbhn[k] + c0, da_h + 2 * H + c0, TB, GH, min(n.NT, H - c0))
+    column_sums(<floating *> w.grads.bhn[k] + c0, da_h + 2 * H + c0, TB, GH, min(n.NT, H - c0))
 
 
 cdef inline Py_ssize_t clip_tiles(const Window *w) noexcept nogil:
@@ -407,10 +410,10 @@ cdef inline void window_tile(floating *S, const Job *job, Py_ssize_t tile) noexc
     cdef void *at = NULL
     cdef Py_ssize_t count
     if job.kind == PACK:
-        if tile == pack_tiles(w.net, w.grads):
+        if tile == pack_tiles(w.net, w.backward):
             copy_state(w, True)
         else:
-            task = pack_task(w.net, w.grads, tile)
+            task = pack_task(w.net, w.backward, tile)
             pack_panel(<floating *> task.P, &task)
     elif job.kind == PROJECT:
         project_tile(S, w, job.k, tile)
@@ -441,7 +444,7 @@ cdef void window_program(void *arg, rnncore_crew *crew) noexcept nogil:
     cdef Job job
     job.w = w
     job.kind = PACK
-    rnncore_phase(crew, pack_tiles(n, w.grads) + 1, tile, &job)
+    rnncore_phase(crew, pack_tiles(n, w.backward) + 1, tile, &job)
     for k in range(L):
         job.k = k
         if k > 0:
@@ -453,7 +456,7 @@ cdef void window_program(void *arg, rnncore_crew *crew) noexcept nogil:
             rnncore_phase(crew, n.n_uf, tile, &job)
     job.kind = DECODE
     rnncore_phase(crew, decode_tiles(w), tile, &job)
-    if not w.grads:
+    if not w.backward:
         return
     job.kind = PACK_ROWS
     job.k = L

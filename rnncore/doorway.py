@@ -15,6 +15,7 @@ compiled entry points, for a test run that hunts for a caller that skips them.
 """
 import numpy as np
 
+from . import _cells, engines
 from .layout import param_shapes, state_rows
 
 
@@ -199,10 +200,65 @@ def check_word_beam(kernel, state, is_sep, started, beam, out, out_len, out_scor
         raise ValueError(f"out_len and out_scores must be ({R}, {kf})")
 
 
+class Kernels:
+    """A model's compiled kernels, each built on first use: its parameters bound once
+    (_cells.Weights) and read by all of them, a window kernel per (B, T) shape and
+    product-engine setting (rnncore.engines; the last four kept), a generation kernel per
+    setting.  The parameter tuples handed in are the model's, in param_shapes's order,
+    checked by it (CharRNN._checked_params)."""
+
+    def __init__(self, cell, num_layers, n_vocab, hidden_size, dtype):
+        self.model = (cell, num_layers, n_vocab, hidden_size, dtype)
+        self.weights = None
+        self.windows = {}           # (B, T, setting) -> _cells.WindowKernel
+        self.generations = {}       # setting -> Generation
+        self.dropped = None         # the model's: weight drop's (buffers, Weights, params)
+
+    def new_weights(self, params):
+        """A Weights of its own, bound to `params`."""
+        weights = _cells.Weights(*self.model)
+        weights.bind(params)
+        return weights
+
+    def bound(self, params):
+        """The Weights every kernel reads, bound to `params` (again only if one of the
+        arrays was replaced)."""
+        if self.weights is None:
+            self.weights = _cells.Weights(*self.model)
+        if self.weights.arrays is not params:
+            self.weights.bind(params)
+        return self.weights
+
+    def window(self, params, B, T):
+        """The window kernel of (B, T) windows under the current engine setting, its
+        buffers allocated once; `params` bound."""
+        setting = engines.get_gemm_engine()
+        weights = self.bound(params)
+        kernel = self.windows.get((B, T, setting))
+        if kernel is None:
+            if len(self.windows) >= 4:
+                self.windows.clear()
+            kernel = _cells.WindowKernel(weights, B, T, setting)
+            self.windows[(B, T, setting)] = kernel
+        return kernel
+
+    def generation(self, params, own=False):
+        """The generation kernel under the current engine setting, behind its checks,
+        `params` bound; own: a new one on a Weights of its own (for another thread)."""
+        setting = engines.get_gemm_engine()
+        if own:
+            return Generation(_cells.GenerationKernel(self.new_weights(params), setting))
+        weights = self.bound(params)
+        if setting not in self.generations:
+            self.generations[setting] = Generation(_cells.GenerationKernel(weights, setting))
+        return self.generations[setting]
+
+
 class Generation:
-    """A model's generation kernel (rnncore._cells), every argument checked: what
-    CharRNN.generation_kernel() hands out.  Each method checks what it is handed
-    (check_<method>) and calls the kernel's, which says what it computes.
+    """A model's generation kernel (rnncore._cells.GenerationKernel), every argument
+    checked: what CharRNN.generation_kernel() hands out.  Each method checks what it is
+    handed (check_<method>) and runs the compiled program of the same name, which says
+    what it computes.
 
     `threads`: None lets each call choose (the whole team, or one thread for steps too
     small to split); a number caps it."""
@@ -225,31 +281,31 @@ class Generation:
 
     def advance(self, chars, state):
         check_advance(self.kernel, chars, state)
-        self.kernel.advance(chars, state)
+        _cells.advance(self.kernel, chars, state)
 
     def feed(self, chars, state):
         check_feed(self.kernel, chars, state)
-        self.kernel.feed(chars, state)
+        _cells.feed(self.kernel, chars, state)
 
     def sample_rows(self, state, out, uniforms, temperature, top_k, top_p):
         check_sample_rows(self.kernel, state, out, uniforms, temperature, top_k, top_p)
-        self.kernel.sample_rows(state, out, uniforms, temperature, top_k, top_p)
+        _cells.sample_rows(self.kernel, state, out, uniforms, temperature, top_k, top_p)
 
     def feed_rows(self, chars, starts, state):
         check_feed_rows(self.kernel, chars, starts, state)
-        self.kernel.feed_rows(chars, starts, state)
+        _cells.feed_rows(self.kernel, chars, starts, state)
 
     def next_probs(self, state, out):
         check_next_probs(self.kernel, state, out)
-        self.kernel.next_probs(state, out)
+        _cells.next_probs(self.kernel, state, out)
 
     def beam(self, state, out, scores):
         check_beam(self.kernel, state, out, scores)
-        return self.kernel.beam(state, out, scores)
+        return _cells.beam(self.kernel, state, out, scores)
 
     def word_beam(self, state, is_sep, started, beam, out, out_len, out_scores,
                   fixed_length=False):
         check_word_beam(self.kernel, state, is_sep, started, beam, out, out_len, out_scores,
                         fixed_length)
-        return self.kernel.word_beam(state, is_sep, started, beam, out, out_len, out_scores,
-                                     fixed_length)
+        return _cells.word_beam(self.kernel, state, is_sep, started, beam, out, out_len,
+                                out_scores, fixed_length)
