@@ -8,9 +8,10 @@ name no folder of the build machine (no RUNPATH), so that `auditwheel repair` ca
 wheel manylinux (docs/development.md, "Building the wheel").
 
 RNNCORE_CYTHON_DEBUG=1 builds them with bounds and initialisation checks on and with
-debug information, unstripped, for a test run that hunts for indexing bugs; the normal
-build leaves every check to the Python-visible wrappers, which validate before entering
-nogil code.
+debug information, unstripped, and with the entry points checking their arguments again
+(RNNCORE_DEBUG_CHECKS: rnncore.doorway's checks), for a test run that hunts for indexing
+bugs; the normal build leaves every check to the Python layer (rnncore/model.py,
+rnncore/doorway.py), which validates before the compiled code is entered.
 
 RNNCORE_SYMBOLS=1 keeps the release build's optimisation and adds symbols and debug
 information, for profiling (`perf report` names the kernels' functions).
@@ -54,6 +55,8 @@ if os.environ.get("RNNCORE_SYMBOLS") == "1":
 elif not debug:
     compile_args.append("-g0")  # Python's own CFLAGS say -g
     link_args.append("-s")
+if debug:
+    macros.append(("RNNCORE_DEBUG_CHECKS", "1"))
 if os.environ.get("RNNCORE_LIBMVEC", "1") == "0":
     macros.append(("RNNCORE_NO_LIBMVEC", "1"))
 if sys.platform.startswith("linux"):

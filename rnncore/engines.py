@@ -1,7 +1,7 @@
 """Which engine runs each kind of matrix product: rnncore's own micro-kernel or scipy's BLAS.
 
 Every product of the training window and of generation runs on one of two engines
-(pyx/step.pxd): `own`, rnncore's register-blocked micro-kernel over packed panels
+(pyx/net.pxi): `own`, rnncore's register-blocked micro-kernel over packed panels
 (csrc/gemm.h), or `blas`, scipy's BLAS through scipy.linalg.cython_blas, one
 single-threaded call per tile of the same thread team (pyx/blas.pxd).  Both keep the
 promises: the same bits on any number of threads, bit-exact resume, the reference's values.

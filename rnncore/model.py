@@ -1,7 +1,10 @@
 """CharRNN: the model's parameters, and the checked doorway into the compiled kernels.
 
-Everything a caller hands in is validated and converted here (dtype, layout, shape), so
-the kernels in rnncore._cells and rnncore._kernels only ever see C-contiguous arrays of one float dtype.
+Everything a caller hands a window is validated and converted here (dtype, layout, shape,
+index ranges), once: the compiled kernels (rnncore._cells, rnncore._kernels) trust what
+they are handed and only ever see C-contiguous arrays of one float dtype.  The model's
+kernels are kept, and generation's arguments checked, by rnncore.doorway (Kernels,
+Generation: what generation_kernel() hands out).
 
 Imports go down the floors (layout, config, vocab, errors) with one sanctioned exception:
 the generation and predictive-text conveniences (sample/sample_stream/complete/beam_search,
@@ -22,7 +25,7 @@ except ImportError as e:  # e.g. `import rnncore` from a source checkout that wa
         "rnncore's compiled kernels (rnncore._cells, rnncore._kernels) are not built "
         "here: install the package (`pip install .`) and import it from outside the source folder, or build "
         f"in place with `pip install -e .` ({e})") from None
-from . import engines
+from . import doorway
 from .config import SEED_MODEL, ModelConfig, check_int, check_number
 from .layout import (check_memory, num_parameters, param_shapes, resolve_dtype,
                      state_shape)
@@ -108,10 +111,8 @@ class CharRNN:
         # fixed for the model's life; looked up on every call, so computed once
         self._shapes = param_shapes(self.cell, len(vocab), self.hidden_size, self.num_layers)
         self.params = self._initial_params(np.random.default_rng(seed))
-        # (B, T, engine setting) -> bound StackKernel
-        self._workspaces: Dict[Tuple[int, int, str], Any] = {}
+        self._compiled: Optional[doorway.Kernels] = None     # see _kernels
         self._checked = self._checked_out = None   # arrays last found valid
-        self._dropped = None                       # (masked Whh buffers, their tuple)
 
     def _initial_params(self, rng):
         H = self.hidden_size
@@ -165,7 +166,7 @@ class CharRNN:
         """Pickled (sent to other MPI ranks) without its compiled kernels: they are
         rebuilt, and bound to the parameters, on first use."""
         state = dict(self.__dict__)
-        state.update(_workspaces={}, _checked=None, _checked_out=None, _dropped=None)
+        state.update(_compiled=None, _checked=None, _checked_out=None)
         return state
 
     def with_params(self, params: Dict[str, np.ndarray]) -> "CharRNN":
@@ -174,8 +175,7 @@ class CharRNN:
         e.g. the averaged weights, evaluated beside the trained ones."""
         other = copy.copy(self)
         other.params = params
-        other._workspaces = {}
-        other._checked = other._checked_out = other._dropped = None
+        other._compiled = other._checked = other._checked_out = None
         return other
 
     def num_parameters(self) -> int:
@@ -258,7 +258,7 @@ class CharRNN:
         clip = _check_clip(clip)
         inputs, targets, single, kernel = self._prepare(inputs, targets, state)
         use_masks = self._load_masks(dropout_masks, kernel, single)
-        masks = self._bind_dropped(weight_masks, kernel)
+        masks, weights = self._dropped_weights(weight_masks)
         if out is None:
             out = self.zeros_like_params()
             g = tuple(out[name] for name in self._shapes)
@@ -266,7 +266,8 @@ class CharRNN:
             g = self._check_out(out)
         if kernel.bound_grads is not g:
             kernel.bind_grads(g)
-        loss = kernel.run(inputs, targets, True, 0.0 if masks else clip, use_masks)
+        loss = self._run(kernel, weights, inputs, targets, True, 0.0 if masks else clip,
+                         use_masks)
         for name, mask in masks.items():          # d(Whh ⊙ M)/dWhh = M
             np.multiply(out[name], mask, out=out[name])
         if masks and clip:
@@ -274,18 +275,20 @@ class CharRNN:
                 np.clip(a, -clip, clip, out=a)
         return loss, out, self._last_state(kernel, single)
 
-    def _bind_dropped(self, weight_masks, kernel):
-        """Bind Whh ⊙ M in place of every Whh (buffers kept between windows, so the
-        kernel's binding stays); returns the checked masks ({} for None)."""
-        if weight_masks is None:
-            return {}
+    def _dropped_weights(self, weight_masks):
+        """(the checked masks, the weights a window runs on): with weight_masks, Whh ⊙ M
+        in place of every Whh (buffers bound once, kept between windows), else ({}, the
+        model's own)."""
         params = self._checked_params()
-        if self._dropped is None or self._dropped[2] is not params:
+        if weight_masks is None:
+            return {}, self._kernels.bound(params)
+        kernels = self._kernels
+        if kernels.dropped is None or kernels.dropped[2] is not params:
             buffers = {name: np.empty(shape, self.dtype) for name, shape in
                        self._shapes.items() if name.startswith("Whh")}
-            self._dropped = (buffers, tuple(buffers.get(name, a) for name, a in
-                                            zip(self._shapes, params)), params)
-        buffers, dropped, _ = self._dropped
+            dropped = tuple(buffers.get(name, a) for name, a in zip(self._shapes, params))
+            kernels.dropped = (buffers, kernels.new_weights(dropped), params)
+        buffers, weights, _ = kernels.dropped
         if not isinstance(weight_masks, dict) or set(weight_masks) != set(buffers):
             raise ValueError(f"weight_masks must be a dict of the masks of "
                              f"{', '.join(buffers)}")
@@ -297,14 +300,13 @@ class CharRNN:
                                  f"{buffer.shape}, got {mask.dtype} {mask.shape}")
             masks[name] = mask.astype(self.dtype, copy=False)
             np.multiply(self.params[name], masks[name], out=buffer)
-        if kernel.bound_params is not dropped:
-            kernel.bind_params(dropped)
-        return masks
+        return masks, weights
 
     def loss(self, inputs, targets, state=None) -> Tuple[float, np.ndarray]:
         """Forward only, never dropping: (mean nats per character, last state)."""
         inputs, targets, single, kernel = self._prepare(inputs, targets, state)
-        loss = kernel.run(inputs, targets, False, 0.0, False)
+        loss = self._run(kernel, self._kernels.bound(self._checked_params()), inputs,
+                         targets, False, 0.0, False)
         return loss, self._last_state(kernel, single)
 
     # ---- generation ----------------------------------------------------------------
@@ -475,34 +477,32 @@ class CharRNN:
         self._checked = arrays
         return arrays
 
-    def _kernel(self, B, T):
-        """The compiled kernel for (B,T) windows under the product-engine setting
-        (rnncore.engines), its buffers allocated once and its parameters bound (again only
-        if an array was replaced)."""
-        engine = engines.get_gemm_engine()
-        kernel = self._workspaces.get((B, T, engine))
-        if kernel is None:
-            if len(self._workspaces) >= 4:
-                self._workspaces.clear()
-            kernel = _cells.StackKernel(self.cell, self.num_layers, self.n_vocab,
-                                        self.hidden_size, B, T, self.dtype, engine)
-            self._workspaces[(B, T, engine)] = kernel
-        params = self._checked_params()
-        if kernel.bound_params is not params:
-            kernel.bind_params(params)
-        return kernel
+    # ---- the kernels (rnncore._cells), behind rnncore.doorway ---------------------
+    @property
+    def _kernels(self) -> doorway.Kernels:
+        """The model's compiled kernels, built on first use (none after a pickle or
+        with_params)."""
+        if self._compiled is None:
+            self._compiled = doorway.Kernels(self.cell, self.num_layers, self.n_vocab,
+                                             self.hidden_size, self.dtype)
+        return self._compiled
 
-    def generation_kernel(self, own: bool = False):
-        """The bound kernel generation runs on (its feed/sample/beam take states of any
-        number of streams).  own=True: a new one, bound to these parameters as they are
-        now, for a thread of its own (a kernel holds the scratch of one call at a time)."""
-        if not own:
-            return self._kernel(1, 1)
-        kernel = _cells.StackKernel(self.cell, self.num_layers, self.n_vocab,
-                                    self.hidden_size, 1, 1, self.dtype,
-                                    engines.get_gemm_engine())
-        kernel.bind_params(self._checked_params())
-        return kernel
+    def _kernel(self, B, T):
+        """The compiled window for (B,T) windows, the parameters checked and bound."""
+        return self._kernels.window(self._checked_params(), B, T)
+
+    def generation_kernel(self, own: bool = False) -> doorway.Generation:
+        """The kernel generation runs on, behind its checks (rnncore.doorway: its
+        feed/sample_rows/beam/... take states of any number of streams), bound to the
+        parameters.  own=True: a new one, bound to these parameters as they are now, for a
+        thread of its own (a kernel holds the scratch of one call at a time)."""
+        return self._kernels.generation(self._checked_params(), own)
+
+    def _run(self, kernel, weights, inputs, targets, grads, clip, use_masks):
+        """kernel.run on checked arrays: the indices are the last thing it trusts."""
+        doorway.check_indices(inputs, self.n_vocab, "inputs")
+        doorway.check_indices(targets, self.n_vocab, "targets")
+        return kernel.run(weights, inputs, targets, grads, clip, use_masks)
 
     def _prepare(self, inputs, targets, state):
         """Checked (B,T) index arrays, whether they were 1-D, and the window's bound

@@ -136,7 +136,7 @@ def gated_model(cell, L, V, H, dtype="float64", seed=0, scale=0.5, dropout=0.0):
 def ragged_texts(rng, B, V, longest):
     """(B, P) right-aligned texts for feed_rows and their starts: lengths 0 .. longest,
     some of them at and just past the feed chunks' edges (FEED_ROWS = 256 rows of streams
-    × steps, pyx/generate.pxd)."""
+    × steps, pyx/generate.pxi)."""
     chunk = max(1, 256 // B)
     lengths = rng.integers(0, longest + 1, B)
     lengths[:4] = [0, longest, longest - chunk, longest - chunk - 1]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore import _cells, _kernels
+from rnncore import _kernels, doorway
 
 from support import random_model
 
@@ -100,33 +100,47 @@ def test_bad_model_arguments():
         rnncore.CharRNN("ab", 4)
 
 
-@pytest.mark.slow
-def test_kernel_entry_checks_shapes_before_nogil():
-    # called directly, bypassing the model: the kernel itself still refuses bad arrays
+def test_what_the_compiled_entry_points_trust_is_checked_before_them():
+    # the kernels trust their arguments (a RNNCORE_CYTHON_DEBUG=1 build checks them again,
+    # with these same checks): each is refused in the Python layer, by rnncore.doorway
     m = random_model(5, 3)
     p = tuple(m.params.values())
-    kernel = _cells.StackKernel("rnn", 1, 5, 3, 1, 2, np.float64)
+    kernel = m._kernel(1, 2)
     x = np.zeros((1, 2), np.intp)
-    with pytest.raises(ValueError, match="bind_params"):
-        kernel.run(x, x, False)
     with pytest.raises(ValueError, match=r"parameter Why must be a C-contiguous float64 "
                                          r"array of shape \(5, 3\)"):
-        kernel.bind_params(p[:2] + (np.zeros((4, 3)),) + p[3:])
+        doorway.check_bound(kernel, p[:2] + (np.zeros((4, 3)),) + p[3:], "parameter", False)
     frozen = tuple(a.copy() for a in p)
     for a in frozen:
         a.flags.writeable = False
-    kernel.bind_params(frozen)  # read-only parameters are fine
+    doorway.check_bound(kernel, frozen, "parameter", False)  # read-only parameters are fine
     with pytest.raises(ValueError, match="gradient Wxh must be a writable"):
-        kernel.bind_grads(frozen)
-    kernel.bind_params(p)
+        doorway.check_bound(kernel, frozen, "gradient", True)
     with pytest.raises(ValueError, match=r"inputs has shape \(1, 3\), this kernel runs "
                                          r"\(1, 2\) windows"):
-        kernel.run(np.zeros((1, 3), np.intp), x, False)
+        doorway.check_run(kernel, np.zeros((1, 3), np.intp), x, 0.0)
     with pytest.raises(ValueError, match=r"targets\[0, 1\] = 5 is not a character index"):
-        kernel.run(x, np.array([[0, 5]]), False)
-    with pytest.raises(ValueError, match="cell must be one of"):
-        _cells.StackKernel("vanilla", 1, 5, 3, 1, 2, np.float64)
-    with pytest.raises(ValueError, match="seq_length must be >= 1"):
-        _cells.StackKernel("gru", 1, 5, 3, 1, 0, np.float64)
+        doorway.check_run(kernel, x, np.array([[0, 5]]), 0.0)
+    with pytest.raises(ValueError, match=r"targets\[0, 1\] = 5 is not a character index"):
+        m.loss_and_grads(x, np.array([[0, 5]]))
     with pytest.raises(ValueError, match="grad has 3 elements"):
         _kernels.sgd_update(np.zeros(4), np.zeros(3), 0.1)
+
+
+def test_indices_are_checked_exactly_in_any_layout():
+    rng = np.random.default_rng(1)
+    for dtype in (np.intp, np.int32, np.int64, np.uint8):
+        a = rng.integers(0, 7, (3, 4, 5)).astype(dtype)
+        doorway.check_indices(a, 7, "a")
+        a[1, 2, 3] = 7
+        a[2, 0, 0] = 9
+        with pytest.raises(ValueError, match=r"^a\[1, 2, 3\] = 7 is not a character index "
+                                             r"in \[0, 7\)$"):
+            doorway.check_indices(a, 7, "a")
+        with pytest.raises(ValueError, match=r"^a\[1, 2, 3\] = 7"):
+            doorway.check_indices(np.asfortranarray(a), 7, "a")
+    negative = np.zeros(6, np.intp)
+    negative[4] = -3
+    with pytest.raises(ValueError, match=r"^chars\[4\] = -3 is not a character index"):
+        doorway.check_indices(negative, 5, "chars")
+    doorway.check_indices(np.zeros((0, 3), np.intp), 5, "chars")

@@ -46,9 +46,10 @@ def test_auto_is_the_release_table_and_blas_where_the_micro_kernel_is_generic():
 def test_generation_keeps_to_the_micro_kernel_under_auto_on_every_cpu():
     for isa in ("avx512", "avx2", "generic"):
         assert engines.engines_for(isa, "auto", "generation") == every("own")
+    weights = _cells.Weights("gru", 2, 5, 8, "float32")
+    assert _cells.GenerationKernel(weights, "auto").engines == every("own")
     for B in (1, 3):
-        kernel = _cells.StackKernel("gru", 2, 5, 8, B, 4, "float32", "auto")
-        assert kernel.gen_engines == every("own")
+        kernel = _cells.WindowKernel(weights, B, 4, "auto")
         assert kernel.engines == engines.engines_for(_cells.MICROKERNEL, "auto", "window", B)
 
 

@@ -157,7 +157,7 @@ def test_workspace_is_reused_and_results_are_fresh():
     for k in g1:
         np.testing.assert_array_equal(g1[k], g1_copy[k])  # not overwritten by the next call
     np.testing.assert_array_equal(h1, h1_copy)
-    assert len(model._workspaces) == 1
+    assert len(model._kernels.windows) == 1
 
 
 def test_out_gradients_are_written_in_place():

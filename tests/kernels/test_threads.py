@@ -171,7 +171,7 @@ def test_feeding_ragged_texts_is_the_same_bits_on_1_to_3_threads(cell, every_cal
 
 def test_a_stream_gives_the_same_bits_alone_and_in_a_batch():
     model = gated_model("lstm", 2, 6, 33, dtype="float32", scale=0.9)
-    kernel = model._kernel(1, 1)
+    kernel = model.generation_kernel()
     rows = 4
     chars = np.random.default_rng(2).integers(0, 6, (9, 5))
     batch = np.zeros((rows, 5, 33), np.float32)

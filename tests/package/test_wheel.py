@@ -254,7 +254,8 @@ def test_the_wheel_is_manylinux_for_its_python_stripped_and_names_no_build_folde
 def test_the_sdist_holds_every_kernel_source_and_the_tests(release):
     with tarfile.open(release["sdist"]) as sdist:
         names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
-    sources = [*ROOT.glob("pyx/*.pyx"), *ROOT.glob("pyx/*.pxd"), *ROOT.glob("pyx/*.h"),
+    sources = [*ROOT.glob("pyx/*.pyx"), *ROOT.glob("pyx/*.pxd"), *ROOT.glob("pyx/*.pxi"),
+               *ROOT.glob("pyx/*.h"),
                *ROOT.glob("csrc/*.c"), *ROOT.glob("csrc/*.h"), *ROOT.glob("tests/**/*.py")]
     needed = {str(p.relative_to(ROOT)) for p in sources}
     needed |= {"setup.py", "pyproject.toml", "README.md", "tools/build_wheel.py"}

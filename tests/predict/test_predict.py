@@ -290,7 +290,7 @@ def test_feed_rows_from_given_states_is_the_reference(cell, B):
 
 def test_feed_rows_keeps_a_state_it_was_given_until_its_text_begins():
     model = gated_model("lstm", 2, 5, 4, seed=2)
-    kernel = model._kernel(1, 1)
+    kernel = model.generation_kernel()
     rng = np.random.default_rng(0)
     state = rng.standard_normal((4, 3, 4))
     start = state.copy()
@@ -304,7 +304,7 @@ def test_feed_rows_keeps_a_state_it_was_given_until_its_text_begins():
 
 def test_feed_rows_and_friends_refuse_bad_input():
     model = gated_model("gru", 1, 5, 4)
-    kernel = model._kernel(1, 1)
+    kernel = model.generation_kernel()
     state = np.zeros((1, 2, 4))
     with pytest.raises(ValueError, match="not a character index"):
         kernel.feed_rows(np.array([[0, 5], [0, 0]], np.intp), np.zeros(2, np.intp), state)
@@ -373,8 +373,9 @@ def test_nucleus_draw_is_its_textbook_twin():
         uniforms = rng.random((n, 1))
         out = np.empty((n, 1), np.intp)
         state = np.zeros((1, 1, 4))
-        model._kernel(1, 1).sample_rows(state, out, uniforms, np.array([T]),
-                                        np.array([top_k], np.intp), np.array([top_p]))
+        model.generation_kernel().sample_rows(state, out, uniforms, np.array([T]),
+                                              np.array([top_k], np.intp),
+                                              np.array([top_p]))
         # the kernel's logits are by exactly (Why = 0)
         by = model.params["by"].astype(np.float64)
         expected = [nucleus_twin(by, T, top_k, top_p, u) for u in uniforms[:, 0]]

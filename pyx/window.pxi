@@ -1,49 +1,44 @@
-# cython: language_level=3
-"""The training window on the team: the layer stack forward, the decoder with softmax
-cross-entropy, backpropagation through time, the weight gradients and clipping, as one
-program of phases (csrc/team.h) that every worker runs.
-
-Storage the window needs (time-major; every buffer C-contiguous, with W values of slack at
-its end, because a product reads whole vectors past a row's last column):
-  hs    (L, T+1, B, H)  every layer's h; hs[k, 0] is the state carried in
-  cs    (L, T+1, B, H)  lstm's c
-  pre   (L, T, B, G·H)  k >= 1: the input projection Wxh·x + bh; then, every layer, the
-                        activated gates in place (rnn: none; its projection is written into
-                        hs[k, 1:] and the step turns it into h in place)
-  aux   (L, T, B, H)    lstm: tanh(c');  gru: Whh_n·h + bhn
-  ys    (L, T, B, H)    with dropout: masks ⊙ h, the input of the layer above / the decoder
-  probs (T, B, V)       probabilities, then dy
-  da    (T, B, G·H)     one layer's gradients at the input-side pre-activations
-  da_h  (T, B, G·H)     gru only: at the hidden-side ones
-  dH    (2, T, B, H)    dloss/d(layer output), for the layer being run and the one below
-  rows_h, rows_x (n_hp, T·B, NC)  micro-kernel only: the right-hand operands of the weight
-                        gradients packed once as panels (the decoder's Y, then each layer's
-                        h_{t-1} rows and its input rows), so that no tile packs them again
-  loss  (T·B,)          every row's cross-entropy (nats), summed in row order by the caller
-
-The phases, in order: pack the weights (and copy the state in); per layer, its input
-projection (k >= 1) and one phase per step; the decoder and loss (and the state out); then,
-for gradients, the decoder's weight gradients and dloss/dh of the top layer, per layer one
-phase per step backwards and one for its weight gradients and the gradient into the layer
-below; clipping.  Tiles of the window-wide products are (RT rows) × (NC columns), every
-output element summed whole inside one tile, so their bits do not depend on the threads.
-"""
-from cython cimport floating
+# The training window on the team: the layer stack forward, the decoder with softmax
+# cross-entropy, backpropagation through time, the weight gradients and clipping, as one
+# program of phases (csrc/team.h) that every worker runs.
+#
+# Storage the window needs (time-major; every buffer C-contiguous, with W values of slack at
+# its end, because a product reads whole vectors past a row's last column):
+#   hs    (L, T+1, B, H)  every layer's h; hs[k, 0] is the state carried in
+#   cs    (L, T+1, B, H)  lstm's c
+#   pre   (L, T, B, G·H)  k >= 1: the input projection Wxh·x + bh; then, every layer, the
+#                         activated gates in place (rnn: none; its projection is written into
+#                         hs[k, 1:] and the step turns it into h in place)
+#   aux   (L, T, B, H)    lstm: tanh(c');  gru: Whh_n·h + bhn
+#   ys    (L, T, B, H)    with dropout: masks ⊙ h, the input of the layer above / the decoder
+#   probs (T, B, V)       probabilities, then dy
+#   da    (T, B, G·H)     one layer's gradients at the input-side pre-activations
+#   da_h  (T, B, G·H)     gru only: at the hidden-side ones
+#   dH    (2, T, B, H)    dloss/d(layer output), for the layer being run and the one below
+#   rows_h, rows_x (n_hp, T·B, NC)  micro-kernel only: the right-hand operands of the weight
+#                         gradients packed once as panels (the decoder's Y, then each layer's
+#                         h_{t-1} rows and its input rows), so that no tile packs them again
+#   loss  (T·B,)          every row's cross-entropy (nats), summed in row order by the caller
+#
+# The phases, in order: pack the weights (and copy the state in); per layer, its input
+# projection (k >= 1) and one phase per step; the decoder and loss (and the state out); then,
+# for gradients, the decoder's weight gradients and dloss/dh of the top layer, per layer one
+# phase per step backwards and one for its weight gradients and the gradient into the layer
+# below; clipping.  Tiles of the window-wide products are (RT rows) × (NC columns), every
+# output element summed whole inside one tile, so their bits do not depend on the threads.
+# Included by _cells.pyx.
 from libc.math cimport log
 from libc.string cimport memcpy, memset
 
-from kernel_maths cimport max_of, exp_shift_sum, clip_values
-from gemm cimport pack
-from step cimport (Net, RNN, LSTM, GRU, OWN, ForwardStep, BackwardStep, Operand, ceil_div,
-                   pack_tiles, pack_tile, packed, in_place, forward_tile, backward_tile,
-                   logits_rows, product_tile, product_tiles)
 from cellmath cimport column_sums, scatter_rows
+from kernel_maths cimport max_of, exp_shift_sum, clip_values
 from team cimport rnncore_crew, rnncore_phase, rnncore_tile
 
 cdef struct Window:
     Net *net
     Py_ssize_t B, T
-    bint use_masks, grads
+    bint use_masks
+    bint backward                   # gradients too (else the loss only)
     double clip
     const Py_ssize_t *inputs        # (B, T)
     const Py_ssize_t *targets       # (B, T)
@@ -57,19 +52,21 @@ cdef struct Window:
     void *da
     void *da_h
     void *dH
-    void *rows_h                    # (n_hp, T·B, NC), see the docstring
+    void *rows_h                    # (n_hp, T·B, NC), see the top of this file
     void *rows_x
     void *dh_carry                  # (B, H)
     void *dc_next                   # (B, H)
     void *state_in                  # (S·L, B, H)
     void *state_out                 # (S·L, B, H)
     double *loss
-    void *scratch                   # per thread: scratch_size values each
-    Py_ssize_t scratch_size
-    # the gradient arrays, for clipping: pointers and lengths
+    Params grads                    # where the gradients go
+    # the gradient arrays again, for clipping: pointers and lengths
     void **grads_at
     Py_ssize_t *grad_sizes
     Py_ssize_t n_grads
+    rnncore_tile tile               # window_tile of the model's dtype (_cells.pyx)
+    void *scratch                   # per thread: scratch_size values each
+    Py_ssize_t scratch_size
 
 cdef enum:
     PACK = 0
@@ -93,48 +90,50 @@ cdef struct Job:
 # Where things are.
 # ---------------------------------------------------------------------------------------
 
-cdef inline floating *hs_at(floating *_, const Window *w, Py_ssize_t k,
-                            Py_ssize_t t) noexcept nogil:
+cdef inline void *hs_at(const Window *w, Py_ssize_t k, Py_ssize_t t) noexcept nogil:
     """(B, H) layer k's h after t steps (t = 0: the state carried in)."""
-    cdef Py_ssize_t BH = w.B * w.net.H
-    return (<floating *> w.hs) + (k * (w.T + 1) + t) * BH
+    return skip(w.hs, (k * (w.T + 1) + t) * w.B * w.net.H, w.net.itemsize)
 
 
-cdef inline floating *layer_output(floating *_, const Window *w,
-                                   Py_ssize_t k) noexcept nogil:
+cdef inline void *cs_at(const Window *w, Py_ssize_t k, Py_ssize_t t) noexcept nogil:
+    """(B, H) layer k's c after t steps (lstm)."""
+    return skip(w.cs, (k * (w.T + 1) + t) * w.B * w.net.H, w.net.itemsize)
+
+
+cdef inline void *layer_output(const Window *w, Py_ssize_t k) noexcept nogil:
     """(T·B, H) the input of layer k+1 (or of the decoder when k = L-1): layer k's output,
     dropped out when masks are in use."""
-    cdef Py_ssize_t TBH = w.T * w.B * w.net.H
     if w.use_masks:
-        return (<floating *> w.ys) + k * TBH
-    return hs_at(_, w, k, 1)
+        return skip(w.ys, k * w.T * w.B * w.net.H, w.net.itemsize)
+    return hs_at(w, k, 1)
 
 
-cdef inline floating *scratch_of(floating *_, const Window *w, int thread) noexcept nogil:
-    return (<floating *> w.scratch) + thread * w.scratch_size
+cdef inline void *scratch_of(const Window *w, int thread) noexcept nogil:
+    """The scratch of `thread` (scratch_size values)."""
+    return skip(w.scratch, thread * w.scratch_size, w.net.itemsize)
 
 
 # ---------------------------------------------------------------------------------------
 # The tiles of every phase.
 # ---------------------------------------------------------------------------------------
 
-cdef inline void copy_state(floating *_, const Window *w, bint into) noexcept nogil:
+cdef inline void copy_state(const Window *w, bint into) noexcept nogil:
     """The carried state into hs[:, 0] / cs[:, 0] (into), or hs[:, T] / cs[:, T] out."""
     cdef const Net *n = w.net
-    cdef Py_ssize_t k, BH = w.B * n.H, L = n.L, T = w.T
-    cdef floating *s = <floating *> (w.state_in if into else w.state_out)
-    cdef Py_ssize_t t = 0 if into else T
+    cdef Py_ssize_t k, BH = w.B * n.H, L = n.L, s = n.itemsize
+    cdef void *state = w.state_in if into else w.state_out
+    cdef Py_ssize_t t = 0 if into else w.T
     for k in range(L):
         if into:
-            memcpy(hs_at(_, w, k, 0), s + k * BH, BH * sizeof(floating))
-            if n.cell == LSTM:
-                memcpy((<floating *> w.cs) + k * (T + 1) * BH, s + (L + k) * BH,
-                       BH * sizeof(floating))
+            memcpy(hs_at(w, k, t), skip(state, k * BH, s), BH * s)
         else:
-            memcpy(s + k * BH, hs_at(_, w, k, T), BH * sizeof(floating))
-            if n.cell == LSTM:
-                memcpy(s + (L + k) * BH, (<floating *> w.cs) + (k * (T + 1) + T) * BH,
-                       BH * sizeof(floating))
+            memcpy(skip(state, k * BH, s), hs_at(w, k, t), BH * s)
+        if n.cell != LSTM:
+            continue
+        if into:
+            memcpy(cs_at(w, k, t), skip(state, (L + k) * BH, s), BH * s)
+        else:
+            memcpy(skip(state, (L + k) * BH, s), cs_at(w, k, t), BH * s)
 
 
 cdef inline void project_tile(floating *S, const Window *w, Py_ssize_t k,
@@ -144,12 +143,12 @@ cdef inline void project_tile(floating *S, const Window *w, Py_ssize_t k,
     cdef Py_ssize_t TB = w.T * w.B
     cdef floating *dest
     if n.cell == RNN:
-        dest = hs_at(S, w, k, 1)
+        dest = <floating *> hs_at(w, k, 1)
     else:
         dest = (<floating *> w.pre) + k * TB * n.GH
-    cdef Operand wxh_t = packed(n.Px[k], n.H, n.NC, n.Wxh[k], 1, n.H)    # Wxh_kᵀ
-    product_tile(S, n, TB, n.GH, n.H, layer_output(S, w, k - 1), n.H, 1, &wxh_t, tile, dest,
-                 n.GH, <const floating *> n.bh[k])
+    cdef Operand wxh_t = packed(n.Px[k], n.H, n.NC, n.params.Wxh[k], 1, n.H)    # Wxh_kᵀ
+    product_tile(S, n, TB, n.GH, n.H, <const floating *> layer_output(w, k - 1), n.H, 1,
+                 &wxh_t, tile, dest, n.GH, <const floating *> n.params.bh[k])
 
 
 cdef inline void forward_step_tile(floating *S, const Window *w, Py_ssize_t k, Py_ssize_t t,
@@ -160,8 +159,8 @@ cdef inline void forward_step_tile(floating *S, const Window *w, Py_ssize_t k, P
     cdef ForwardStep s
     s.k, s.B = k, B
     s.xs, s.xs_stride = w.inputs + t, T
-    s.h_prev = hs_at(S, w, k, t)
-    s.h_out = hs_at(S, w, k, t + 1)
+    s.h_prev = hs_at(w, k, t)
+    s.h_out = hs_at(w, k, t + 1)
     if n.cell == RNN:
         s.pre = s.h_out
         s.gates = s.aux = NULL
@@ -169,8 +168,8 @@ cdef inline void forward_step_tile(floating *S, const Window *w, Py_ssize_t k, P
         s.pre = s.gates = (<floating *> w.pre) + k * TBGH + t * BGH
         s.aux = (<floating *> w.aux) + k * TBH + t * BH
     if n.cell == LSTM:
-        s.c_prev = (<floating *> w.cs) + (k * (T + 1) + t) * BH
-        s.c_out = (<floating *> w.cs) + (k * (T + 1) + t + 1) * BH
+        s.c_prev = cs_at(w, k, t)
+        s.c_out = cs_at(w, k, t + 1)
     else:
         s.c_prev = s.c_out = NULL
     if w.use_masks:
@@ -190,21 +189,22 @@ cdef inline Py_ssize_t pack_rows_tiles(const Window *w, Py_ssize_t k) noexcept n
     return n.n_hp * (2 if 0 < k < n.L else 1)
 
 
-cdef inline void pack_rows_tile(floating *_, const Window *w, Py_ssize_t k,
-                                Py_ssize_t tile) noexcept nogil:
+cdef inline PackTask pack_rows_task(const Window *w, Py_ssize_t k,
+                                    Py_ssize_t tile) noexcept nogil:
     """Panel `tile` of the rows the weight gradients of layer k multiply (k = L: Y into
     rows_h; else hs[k, :T] into rows_h, then, k >= 1, layer k-1's output into rows_x)."""
     cdef const Net *n = w.net
-    cdef Py_ssize_t TB = w.T * w.B, H = n.H, NC = n.NC, p = tile % n.n_hp
-    cdef const floating *src
-    cdef floating *dst
+    cdef Py_ssize_t TB = w.T * w.B, H = n.H, NC = n.NC, p = tile % n.n_hp, s = n.itemsize
+    cdef const void *src
+    cdef void *dst
     if k == n.L:
-        src, dst = layer_output(_, w, n.L - 1), <floating *> w.rows_h
+        src, dst = layer_output(w, n.L - 1), w.rows_h
     elif tile < n.n_hp:
-        src, dst = hs_at(_, w, k, 0), <floating *> w.rows_h
+        src, dst = hs_at(w, k, 0), w.rows_h
     else:
-        src, dst = layer_output(_, w, k - 1), <floating *> w.rows_x
-    pack(dst + p * TB * NC, NC, src + p * NC, H, 1, TB, min(NC, H - p * NC), NC)
+        src, dst = layer_output(w, k - 1), w.rows_x
+    return columns_task(skip(dst, p * TB * NC, s), skip(src, p * NC, s), H, TB,
+                        min(NC, H - p * NC), NC)
 
 
 cdef inline Py_ssize_t decode_tiles(const Window *w) noexcept nogil:
@@ -219,17 +219,17 @@ cdef inline void decode_tile(floating *S, const Window *w, Py_ssize_t tile) noex
     cdef Py_ssize_t V = n.V, H = n.H, NC = n.NC, B = w.B, T = w.T, TB = T * B
     cdef Py_ssize_t r0, rows, p, r, j, row, target, Vp = n.n_vp * NC
     cdef const floating *Y
-    cdef const floating *by = <const floating *> n.by
+    cdef const floating *by = <const floating *> n.params.by
     cdef floating *z
     cdef floating *probs = <floating *> w.probs
     cdef double row_max, total, loss
     cdef floating inv_total, inv_B = <floating> (1.0 / B)
     if tile == ceil_div(TB, n.RTD):
-        copy_state(S, w, False)
+        copy_state(w, False)
         return
     r0 = tile * n.RTD
     rows = min(n.RTD, TB - r0)
-    Y = layer_output(S, w, n.L - 1) + r0 * H
+    Y = (<const floating *> layer_output(w, n.L - 1)) + r0 * H
     logits_rows(S, n, Y, rows, Vp)
     for r in range(rows):
         row = r0 + r
@@ -245,7 +245,7 @@ cdef inline void decode_tile(floating *S, const Window *w, Py_ssize_t tile) noex
         inv_total = <floating> (1.0 / total)
         for j in range(V):
             z[j] *= inv_total
-        if w.grads:
+        if w.backward:
             z[target] -= 1
             for j in range(V):
                 z[j] *= inv_B
@@ -262,13 +262,13 @@ cdef inline void decoder_grad_tile(floating *S, const Window *w,
     cdef const Net *n = w.net
     cdef Py_ssize_t V = n.V, H = n.H, TB = w.T * w.B, first = product_tiles(n, V, H)
     cdef const floating *dy = <const floating *> w.probs
-    cdef Operand y = packed(w.rows_h, TB, n.NC, layer_output(S, w, n.L - 1), H, 1)
-    cdef Operand why = in_place(n.Why, H, n.NC) if n.bwd_in_place \
-        else packed(n.Py, V, n.NC, n.Why, H, 1)
+    cdef Operand y = packed(w.rows_h, TB, n.NC, layer_output(w, n.L - 1), H, 1)
+    cdef Operand why = in_place(n.params.Why, H, n.NC) if n.bwd_in_place \
+        else packed(n.Py, V, n.NC, n.params.Why, H, 1)
     if tile < first:
-        product_tile(S, n, V, H, TB, dy, 1, V, &y, tile, <floating *> n.dWhy, H, NULL)
+        product_tile(S, n, V, H, TB, dy, 1, V, &y, tile, <floating *> w.grads.Why, H, NULL)
     elif tile == first:
-        column_sums(<floating *> n.dby, dy, TB, V, V)
+        column_sums(<floating *> w.grads.by, dy, TB, V, V)
     else:
         product_tile(S, n, TB, H, V, dy, V, 1, &why, tile - first - 1, <floating *> w.dH, H,
                      NULL)
@@ -288,7 +288,7 @@ cdef inline void backward_step_tile(floating *S, const Window *w, Py_ssize_t k,
     s.mask = (<const floating *> w.masks) + k * TBH + t * BH if w.use_masks else NULL
     if n.cell == RNN:
         s.da_h_next = dH + (t + 1) * BH
-        s.h = hs_at(S, w, k, t + 1)
+        s.h = hs_at(w, k, t + 1)
     else:
         s.gates = (<const floating *> w.pre) + k * TBGH + t * BGH
         s.aux = (<const floating *> w.aux) + k * TBH + t * BH
@@ -296,10 +296,10 @@ cdef inline void backward_step_tile(floating *S, const Window *w, Py_ssize_t k,
         s.da_h = (<floating *> (w.da_h if n.cell == GRU else w.da)) + t * BGH
         s.da_h_next = (<const floating *> s.da_h) + BGH
     if n.cell == LSTM:
-        s.c_prev = (<const floating *> w.cs) + (k * (T + 1) + t) * BH
+        s.c_prev = cs_at(w, k, t)
         s.dc_next = w.dc_next
     if n.cell == GRU:
-        s.h_prev = hs_at(S, w, k, t)
+        s.h_prev = hs_at(w, k, t)
         s.dh_carry = w.dh_carry
     backward_tile(S, n, &s, u)
 
@@ -339,17 +339,18 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
         da_h = <const floating *> (w.da_h if n.cell == GRU else w.da)
     count = product_tiles(n, GH, H)
     if tile < count:
-        b = packed(w.rows_h, TB, n.NC, hs_at(S, w, k, 0), H, 1)
-        product_tile(S, n, GH, H, TB, da_h, 1, GH, &b, tile, <floating *> n.dWhh[k], H, NULL)
+        b = packed(w.rows_h, TB, n.NC, hs_at(w, k, 0), H, 1)
+        product_tile(S, n, GH, H, TB, da_h, 1, GH, &b, tile, <floating *> w.grads.Whh[k], H,
+                     NULL)
         return
     tile -= count
     count = ceil_div(GH, n.NT)
     if tile < count:                    # dbh, NT columns a tile
         c0 = tile * n.NT
-        column_sums(<floating *> n.dbh[k] + c0, da + c0, TB, GH, min(n.NT, GH - c0))
+        column_sums(<floating *> w.grads.bh[k] + c0, da + c0, TB, GH, min(n.NT, GH - c0))
         return
     tile -= count
-    dWxh = <floating *> n.dWxh[k]
+    dWxh = <floating *> w.grads.Wxh[k]
     if k == 0:
         count = ceil_div(GH, n.SW)
         if tile < count:
@@ -365,21 +366,21 @@ cdef inline void layer_grad_tile(floating *S, const Window *w, Py_ssize_t k,
     else:
         count = product_tiles(n, GH, H)
         if tile < count:
-            b = packed(w.rows_x, TB, n.NC, layer_output(S, w, k - 1), H, 1)
+            b = packed(w.rows_x, TB, n.NC, layer_output(w, k - 1), H, 1)
             product_tile(S, n, GH, H, TB, da, 1, GH, &b, tile, dWxh, H, NULL)
             return
         tile -= count
         count = product_tiles(n, TB, H)
         if tile < count:
             dH_below = (<floating *> w.dH) + (0 if (n.L - 1 - (k - 1)) % 2 == 0 else TBH)
-            b = in_place(n.Wxh[k], H, n.NC) if n.bwd_in_place \
-                else packed(n.Pd[k], GH, n.NC, n.Wxh[k], H, 1)
+            b = in_place(n.params.Wxh[k], H, n.NC) if n.bwd_in_place \
+                else packed(n.Pd[k], GH, n.NC, n.params.Wxh[k], H, 1)
             product_tile(S, n, TB, H, GH, da, GH, 1, &b, tile, dH_below, H, NULL)
             return
     tile -= count
     # gru: dbhn = Σ rows of da_h's n block, NT columns a tile
     c0 = tile * n.NT
-    column_sums(<floating *> n.dbhn[k] + c0, da_h + 2 * H + c0, TB, GH, min(n.NT, H - c0))
+    column_sums(<floating *> w.grads.bhn[k] + c0, da_h + 2 * H + c0, TB, GH, min(n.NT, H - c0))
 
 
 cdef inline Py_ssize_t clip_tiles(const Window *w) noexcept nogil:
@@ -389,28 +390,31 @@ cdef inline Py_ssize_t clip_tiles(const Window *w) noexcept nogil:
     return count
 
 
-cdef inline void clip_tile(floating *_, const Window *w, Py_ssize_t tile) noexcept nogil:
+cdef inline Py_ssize_t clip_chunk(const Window *w, Py_ssize_t tile,
+                                  void **at) noexcept nogil:
+    """Tile `tile` of the clipping phase: its first value into *at; returns its length."""
     cdef Py_ssize_t i, chunks
     for i in range(w.n_grads):
         chunks = ceil_div(w.grad_sizes[i], CLIP_CHUNK)
         if tile < chunks:
-            clip_values((<floating *> w.grads_at[i]) + tile * CLIP_CHUNK,
-                        min(CLIP_CHUNK, w.grad_sizes[i] - tile * CLIP_CHUNK),
-                        <floating> w.clip)
-            return
+            at[0] = skip(w.grads_at[i], tile * CLIP_CHUNK, w.net.itemsize)
+            return min(CLIP_CHUNK, w.grad_sizes[i] - tile * CLIP_CHUNK)
         tile -= chunks
+    return 0
 
 
-cdef inline void window_tile(floating *_, Job *job, Py_ssize_t tile,
-                             int thread) noexcept nogil:
-    """Tile `tile` of the phase `job` describes, on `thread`'s scratch."""
-    cdef Window *w = job.w
-    cdef floating *S = scratch_of(_, w, thread)
+cdef inline void window_tile(floating *S, const Job *job, Py_ssize_t tile) noexcept nogil:
+    """Tile `tile` of the phase `job` describes; S: the thread's scratch."""
+    cdef const Window *w = job.w
+    cdef PackTask task
+    cdef void *at = NULL
+    cdef Py_ssize_t count
     if job.kind == PACK:
-        if tile == pack_tiles(w.net, w.grads):
-            copy_state(_, w, True)
+        if tile == pack_tiles(w.net, w.backward):
+            copy_state(w, True)
         else:
-            pack_tile(_, w.net, w.grads, tile)
+            task = pack_task(w.net, w.backward, tile)
+            pack_panel(<floating *> task.P, &task)
     elif job.kind == PROJECT:
         project_tile(S, w, job.k, tile)
     elif job.kind == FORWARD:
@@ -424,20 +428,23 @@ cdef inline void window_tile(floating *_, Job *job, Py_ssize_t tile,
     elif job.kind == LAYER_GRADS:
         layer_grad_tile(S, w, job.k, tile)
     elif job.kind == PACK_ROWS:
-        pack_rows_tile(_, w, job.k, tile)
+        task = pack_rows_task(w, job.k, tile)
+        pack_panel(<floating *> task.P, &task)
     else:
-        clip_tile(_, w, tile)
+        count = clip_chunk(w, tile, &at)
+        clip_values(<floating *> at, count, <floating> w.clip)
 
 
-cdef inline void window_program(floating *_, Window *w, rnncore_crew *crew,
-                                rnncore_tile tile) noexcept nogil:
-    """The whole window, run by every worker; `tile` is this dtype's window_tile."""
+cdef void window_program(void *arg, rnncore_crew *crew) noexcept nogil:
+    """The whole window (arg: its Window), run by every worker."""
+    cdef Window *w = <Window *> arg
     cdef const Net *n = w.net
+    cdef rnncore_tile tile = w.tile
     cdef Py_ssize_t L = n.L, T = w.T, TB = T * w.B, k, t
     cdef Job job
     job.w = w
     job.kind = PACK
-    rnncore_phase(crew, pack_tiles(n, w.grads) + 1, tile, &job)
+    rnncore_phase(crew, pack_tiles(n, w.backward) + 1, tile, &job)
     for k in range(L):
         job.k = k
         if k > 0:
@@ -449,7 +456,7 @@ cdef inline void window_program(floating *_, Window *w, rnncore_crew *crew,
             rnncore_phase(crew, n.n_uf, tile, &job)
     job.kind = DECODE
     rnncore_phase(crew, decode_tiles(w), tile, &job)
-    if not w.grads:
+    if not w.backward:
         return
     job.kind = PACK_ROWS
     job.k = L

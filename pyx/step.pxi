@@ -1,204 +1,20 @@
-# cython: language_level=3
-"""One step of one layer, as tiles: the code the window (window.pxd) and generation
-(generate.pxd) share, and the model as the kernels see it (Net) with its packed weights.
-
-Sizes in comments: V vocabulary, H hidden units, B streams, G gate blocks (1 rnn, 4 lstm,
-3 gru), W the micro-kernel's vector lanes (csrc/gemm.h).  Equations, gate order and bias
-placement are PyTorch's (rnncore/reference.py is the numpy twin).
-
-A step's tile is a block of hidden units with all their gates.  Forward: tile u computes
-the gates of units u·UW .. u·UW+UW-1 for every stream, from the whole previous h (the only
-thing the step needs from the others), then their c and h.  Backward: tile u computes
-dloss/dh_{t} of its units (from da_{t+1} of every unit), then the gradients at the
-pre-activations of its units.  Gate maths is thread-local, in the tile, on its scratch.
-
-Every product runs on one of two engines, chosen per kind of product when the kernel is
-built (Net's eng_*: rnncore/engines.py's rule): rnncore's micro-kernel (gemm.pxd) over
-packed panels, or scipy's BLAS (blas.pxd) reading the parameters in place, one call per
-tile.  The kinds: the forward recurrent step (eng_fwd), the backward one (eng_bwd), the
-products over many rows of a window or a batch (eng_wide), and the logits (eng_logits).
-
-Packed weights for the micro-kernel (built once per call by pack_tile, every panel
-zero-padded to whole vectors; a kind that runs on BLAS packs nothing):
-  Pf[k]  (n_uf, H, NVF·W)  forward recurrent: panel u holds units u's rows of Whh
-                           transposed, gates interleaved (i f g o: one vector each)
-  Pb[k]  (n_hp, G·H, NC)   backward recurrent: Whh's columns of units u·NC .. u·NC+NC-1
-  Px[k]  (n_gp, H, NC)     k >= 1: Wxhᵀ's columns, for the input projection of the window
-  Pd[k]  (n_hp, G·H, NC)   k >= 1: Wxh's columns, for the gradient into the layer below
-  E      (V, G·H)          layer 0: Wxhᵀ + bh, so a character's input is one row (both
-                           engines: a gather, not a product)
-  Pyt    (n_vp, H, NC)     Whyᵀ's columns, for the logits
-  Py     (n_hp, V, NC)     Why's columns, for the gradient into the top layer
-"""
-from cython cimport floating
+# One step of one layer, as tiles, and the products over many rows: the code the window
+# (window.pxi) and generation (gen_stack.pxi) share.  Included by _cells.pyx.
+#
+# A step's tile is a block of hidden units with all their gates.  Forward: tile u computes
+# the gates of units u·UW .. u·UW+UW-1 for every stream, from the whole previous h (the only
+# thing the step needs from the others), then their c and h.  Backward: tile u computes
+# dloss/dh_{t} of its units (from da_{t+1} of every unit), then the gradients at the
+# pre-activations of its units.  Gate maths is thread-local, in the tile, on its scratch.
+# Equations, gate order and bias placement are PyTorch's (rnncore/reference.py is the numpy
+# twin).
 from libc.string cimport memcpy, memset
 
+from blas cimport gemm_rm
 from cellmath cimport (add_input, store_gates, store_h, lstm_c, lstm_h, gru_in, gru_n, gru_h,
                        dh, rnn_backward, lstm_backward, gru_backward)
-from blas cimport gemm_rm
-from gemm cimport gemm, gemm_gates, pack, tile_product
+from gemm cimport gemm, gemm_gates, tile_product
 from kernel_maths cimport tanh_inplace, sigmoid_inplace
-
-cdef enum:
-    RNN = 0
-    LSTM = 1
-    GRU = 2
-
-cdef enum:                      # product engines
-    OWN = 0                     # rnncore's micro-kernel
-    BLAS = 1                    # scipy's BLAS
-
-cdef struct Net:
-    int cell
-    Py_ssize_t L, V, H, G, GH
-    # tiling (fixed by the micro-kernel's lanes W; never by the number of threads)
-    Py_ssize_t W                # vector lanes
-    Py_ssize_t NC               # panel width of the window products: 4 vectors
-    int eng_fwd, eng_bwd        # the engine of the forward / backward recurrent products,
-    int eng_wide, eng_logits    # of the products over many rows, of the logits (OWN, BLAS)
-    Py_ssize_t UW, NVF          # forward step tile: units, and vectors (own: NVG a gate)
-    Py_ssize_t NVG              # own: vectors of a gate's units in a forward tile (UW/W)
-    Py_ssize_t n_uf             # forward step tiles: ceil(H / UW)
-    Py_ssize_t UB               # backward step tile: units (own: NC)
-    Py_ssize_t n_ub             # backward step tiles: ceil(H / UB)
-    Py_ssize_t n_hp             # panels over H: ceil(H / NC)
-    bint bwd_in_place           # the micro-kernel reads the backward products' weights
-                                # (Whh, Wxh, Why) where they are: no Pb, Pd, Py (few rows:
-                                # a window of one stream packs more than it multiplies)
-    Py_ssize_t n_gp             # panels over G·H: ceil(G·H / NC)
-    Py_ssize_t n_vp             # panels over V: ceil(V / NC)
-    Py_ssize_t RT               # rows of a window product's tile
-    Py_ssize_t NT               # columns of a window product's tile: a multiple of NC
-    Py_ssize_t SW               # columns of a one-hot input's gradient tile (V·SW sums)
-    Py_ssize_t RTD              # rows of a decoder tile (RT, fewer for a large V)
-    # per layer k: parameters and their gradients (bhn, dbhn: gru only, else NULL)
-    void **Wxh
-    void **Whh
-    void **bh
-    void **bhn
-    void **dWxh
-    void **dWhh
-    void **dbh
-    void **dbhn
-    void *Why
-    void *by
-    void *dWhy
-    void *dby
-    # packed weights, see the docstring
-    void **Pf
-    void **Pb
-    void **Px
-    void **Pd
-    void *E
-    void *Pyt
-    void *Py
-
-
-cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    return (a + b - 1) // b
-
-
-cdef inline Py_ssize_t padded(Py_ssize_t n) noexcept nogil:
-    """n rounded up to 16 values: every vector-maths call covers whole vectors of any
-    instruction set, so an element's tanh never depends on where it sits in the array."""
-    return (n + 15) & ~(<Py_ssize_t> 15)
-
-
-# ---------------------------------------------------------------------------------------
-# Packing (one phase at the start of every call).
-# ---------------------------------------------------------------------------------------
-
-cdef struct PackCounts:         # tiles of each packing, 0 where the engine reads in place
-    Py_ssize_t f, x, e, yt, b, d, y
-
-
-cdef inline PackCounts pack_counts(const Net *n, bint grads) noexcept nogil:
-    cdef PackCounts c
-    c.f = n.L * n.n_uf if n.eng_fwd == OWN else 0
-    c.x = (n.L - 1) * n.n_gp if n.eng_wide == OWN else 0
-    c.e = n.n_gp
-    c.yt = n.n_vp if n.eng_logits == OWN else 0
-    cdef bint pack_bwd = grads and not n.bwd_in_place
-    c.b = n.L * n.n_hp if pack_bwd and n.eng_bwd == OWN else 0
-    c.d = (n.L - 1) * n.n_hp if pack_bwd and n.eng_wide == OWN else 0
-    c.y = n.n_hp if pack_bwd and n.eng_wide == OWN else 0
-    return c
-
-
-cdef inline Py_ssize_t pack_tiles(const Net *n, bint grads) noexcept nogil:
-    cdef PackCounts c = pack_counts(n, grads)
-    return c.f + c.x + c.e + c.yt + c.b + c.d + c.y
-
-
-cdef inline void pack_tile(floating *_, const Net *n, bint grads,
-                           Py_ssize_t i) noexcept nogil:
-    """Tile i of the packing phase: in order Pf (L·n_uf), Px (k >= 1), E (n_gp blocks of
-    its columns), Pyt, then, for gradients, Pb, Pd (k >= 1), Py; each only where its
-    engine is the micro-kernel (pack_counts)."""
-    cdef Py_ssize_t H = n.H, V = n.V, GH = n.GH, NC = n.NC, W = n.W, k, u, g, c0, c, x, j
-    cdef Py_ssize_t width = n.NVF * W, nu
-    cdef PackCounts counts = pack_counts(n, grads)
-    cdef floating *P
-    cdef const floating *S
-    cdef const floating *bh
-    if i < counts.f:
-        k, u = i // n.n_uf, i % n.n_uf
-        P = (<floating *> n.Pf[k]) + u * H * width
-        S = <const floating *> n.Whh[k]
-        c0 = u * n.UW
-        nu = min(n.UW, H - c0)
-        for g in range(n.G):
-            # P[h, g·UW + j] = Whh[g·H + c0 + j, h]: gate g's units side by side
-            pack(P + g * n.UW, width, S + (g * H + c0) * H, 1, H, H, nu, n.UW)
-        return
-    i -= counts.f
-    if i < counts.x:
-        k, u = 1 + i // n.n_gp, i % n.n_gp
-        c0 = u * NC
-        # P[h, j] = Wxh_k[c0 + j, h]
-        pack((<floating *> n.Px[k]) + u * H * NC, NC, (<const floating *> n.Wxh[k]) + c0 * H,
-             1, H, H, min(NC, GH - c0), NC)
-        return
-    i -= counts.x
-    if i < counts.e:
-        # E[x, c] = Wxh_0[c, x] + bh_0[c] for the columns c of block i
-        c0 = i * NC
-        nu = min(NC, GH - c0)
-        P = (<floating *> n.E) + c0
-        bh = (<const floating *> n.bh[0]) + c0
-        pack(P, GH, (<const floating *> n.Wxh[0]) + c0 * V, 1, V, V, nu, nu)
-        for x in range(V):
-            for c in range(nu):
-                P[x * GH + c] += bh[c]
-        return
-    i -= counts.e
-    if i < counts.yt:
-        c0 = i * NC
-        # Pyt[h, j] = Why[c0 + j, h]
-        pack((<floating *> n.Pyt) + i * H * NC, NC, (<const floating *> n.Why) + c0 * H, 1, H,
-             H, min(NC, V - c0), NC)
-        return
-    i -= counts.yt
-    if i < counts.b:
-        k, u = i // n.n_hp, i % n.n_hp
-        c0 = u * NC
-        # Pb[g·H + r, j] = Whh[g·H + r, c0 + j]
-        pack((<floating *> n.Pb[k]) + u * GH * NC, NC, (<const floating *> n.Whh[k]) + c0, H, 1,
-             GH, min(NC, H - c0), NC)
-        return
-    i -= counts.b
-    if i < counts.d:
-        k, u = 1 + i // n.n_hp, i % n.n_hp
-        c0 = u * NC
-        pack((<floating *> n.Pd[k]) + u * GH * NC, NC, (<const floating *> n.Wxh[k]) + c0, H, 1,
-             GH, min(NC, H - c0), NC)
-        return
-    i -= counts.d
-    c0 = i * NC
-    # Py[v, j] = Why[v, c0 + j]
-    pack((<floating *> n.Py) + i * V * NC, NC, (<const floating *> n.Why) + c0, H, 1, V,
-         min(NC, H - c0), NC)
-
 
 # ---------------------------------------------------------------------------------------
 # Products over many rows (the window's, a batch of streams'): one (RT rows) × (NT columns)
@@ -266,7 +82,7 @@ cdef inline void logits_rows(floating *S, const Net *n, const floating *Y, Py_ss
             gemm(rows, <int> ceil_div(min(NC, V - p * NC), n.W), n.H, Y, n.H, 1,
                  (<const floating *> n.Pyt) + p * n.H * NC, NC, S + p * NC, ldS)
     else:
-        gemm_rm(rows, V, n.H, Y, n.H, 1, <const floating *> n.Why, 1, n.H, 0, S, ldS)
+        gemm_rm(rows, V, n.H, Y, n.H, 1, <const floating *> n.params.Why, 1, n.H, 0, S, ldS)
 
 
 cdef inline Py_ssize_t product_tiles(const Net *n, Py_ssize_t M, Py_ssize_t N) noexcept nogil:
@@ -304,7 +120,7 @@ cdef inline void recurrent_forward(floating *S, const Net *n, Py_ssize_t k,
     """Z_g (B, UW) = h_prev (B, H) · Whh_gᵀ for the units of tile u, gate g's block at
     S + g·seg (rnn: one block, the tile's UW units)."""
     cdef Py_ssize_t H = n.H, c0 = u * n.UW, nu = min(n.UW, H - c0), g
-    cdef const floating *Whh = <const floating *> n.Whh[k]
+    cdef const floating *Whh = <const floating *> n.params.Whh[k]
     if n.eng_fwd == OWN:                  # gate g's NVG vectors at S + g·seg
         gemm_gates(B, <int> n.NVF, H, h_prev, H, 1,
                    (<const floating *> n.Pf[k]) + u * H * n.NVF * n.W, n.NVF * n.W, S, n.UW,
@@ -314,8 +130,6 @@ cdef inline void recurrent_forward(floating *S, const Net *n, Py_ssize_t k,
         memset(S, 0, n.G * seg * sizeof(floating))
     for g in range(n.G):                  # Z_g[b, j] = Σ_h h_prev[b, h] · Whh[g·H + c0 + j, h]
         gemm_rm(B, nu, H, h_prev, H, 1, Whh + (g * H + c0) * H, 1, H, 0, S + g * seg, n.UW)
-
-
 
 
 cdef inline void forward_tile(floating *S, const Net *n, const ForwardStep *s,
@@ -359,7 +173,7 @@ cdef inline void forward_tile(floating *S, const Net *n, const ForwardStep *s,
         store_h(B, nu, UW, Tc, (<floating *> s.h_out) + o, H, mask, mask_y)
         return
     # gru (linear before reset): Z holds Whh_r·h, Whh_u·h, Whh_n·h
-    gru_in(B, nu, UW, seg, S, X, GH, H, idx, istride, (<const floating *> n.bhn[s.k]) + c0, Tc)
+    gru_in(B, nu, UW, seg, S, X, GH, H, idx, istride, (<const floating *> n.params.bhn[s.k]) + c0, Tc)
     sigmoid_inplace(S, 2 * seg)                              # r, u
     # n = tanh(Wxh_n·x + bh_n + r⊙(Whh_n·h + bhn));  h' = (1-u)⊙n + u⊙h
     gru_n(B, nu, UW, seg, S, X, GH, H, idx, istride, Tc)
@@ -407,12 +221,12 @@ cdef inline void recurrent_backward(floating *S, const Net *n, Py_ssize_t k,
     cdef Py_ssize_t H = n.H, GH = n.GH, c0 = u * n.UB
     if n.eng_bwd == OWN and n.bwd_in_place:     # Whh's rows read where they are (H % W == 0)
         gemm(B, <int> ceil_div(min(n.UB, H - c0), n.W), GH, da_h, GH, 1,
-             (<const floating *> n.Whh[k]) + c0, H, S, n.UB)
+             (<const floating *> n.params.Whh[k]) + c0, H, S, n.UB)
     elif n.eng_bwd == OWN:                # UB = NC: one packed panel
         gemm(B, 4, GH, da_h, GH, 1, (<const floating *> n.Pb[k]) + u * GH * n.NC, n.NC, S,
              n.NC)
     else:
-        gemm_rm(B, min(n.UB, H - c0), GH, da_h, GH, 1, (<const floating *> n.Whh[k]) + c0, H,
+        gemm_rm(B, min(n.UB, H - c0), GH, da_h, GH, 1, (<const floating *> n.params.Whh[k]) + c0, H,
                 1, 0, S, n.UB)
 
 
