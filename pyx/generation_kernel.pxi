@@ -4,7 +4,8 @@
 cdef class GenerationKernel:
     """Generation's compiled kernel for a model's weights (a Weights, read as they are at
     each call): the Net of generation's engines (`engine`, None: the current setting;
-    under `auto` the micro-kernel, whose bits a stream keeps alone or in any batch), its
+    under `auto` the micro-kernel; on either a stream's bits are the same alone or in any
+    batch: BLAS is called one row at a time), its
     packed panels, and each thread's scratch.  The programs are the module's functions
     that take it first (advance, feed, feed_rows, sample_rows, next_probs, beam,
     word_beam), one call at a time (a kernel holds the scratch of one call).  Everything
@@ -35,7 +36,7 @@ cdef class GenerationKernel:
             weights.dtype
         self.threads = None
         self.engines = _engines.engines_for(MICROKERNEL, engine, "generation")
-        init_net(&self.net, weights, self.engines, False, self.pointers)
+        init_net(&self.net, weights, self.engines, False, self.pointers, True)
         self.packed = allocate_panels(&self.net, self.engines, self.dtype, False)
         self.tile = stack_tile_d if self.dtype == np.float64 else stack_tile_f
         self.scratch = self.logit_rows = None

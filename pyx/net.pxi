@@ -51,6 +51,9 @@ cdef struct Net:
     Py_ssize_t NC               # panel width of the window products: 4 vectors
     int eng_fwd, eng_bwd        # the engine of the forward / backward recurrent products,
     int eng_wide, eng_logits    # of the products over many rows, of the logits (OWN, BLAS)
+    bint blas_row_by_row        # BLAS: one call per row (generation: a stream's bits never
+                                # depend on the batch it runs in, as the micro-kernel's
+                                # don't; OpenBLAS picks kernels, and so roundings, by M)
     Py_ssize_t UW, NVF          # forward step tile: units, and vectors (own: NVG a gate)
     Py_ssize_t NVG              # own: vectors of a gate's units in a forward tile (UW/W)
     Py_ssize_t n_uf             # forward step tiles: ceil(H / UW)

@@ -16,6 +16,19 @@ from cellmath cimport (add_input, store_gates, store_h, lstm_c, lstm_h, gru_in, 
 from gemm cimport gemm, gemm_gates, tile_product
 from kernel_maths cimport tanh_inplace, sigmoid_inplace
 
+cdef inline void blas_product(const Net *n, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                              const floating *A, Py_ssize_t a_rs, Py_ssize_t a_ks,
+                              const floating *B, Py_ssize_t b_rs, Py_ssize_t b_cs,
+                              floating beta, floating *C, Py_ssize_t ldc) noexcept nogil:
+    """gemm_rm (blas.pxd), or under n.blas_row_by_row one call per row of A and C."""
+    cdef Py_ssize_t r
+    if not n.blas_row_by_row:
+        gemm_rm(M, N, K, A, a_rs, a_ks, B, b_rs, b_cs, beta, C, ldc)
+        return
+    for r in range(M):
+        gemm_rm(1, N, K, A + r * a_rs, a_rs, a_ks, B, b_rs, b_cs, beta, C + r * ldc, ldc)
+
+
 # ---------------------------------------------------------------------------------------
 # Products over many rows (the window's, a batch of streams'): one (RT rows) × (NT columns)
 # tile of C = A · P, the whole K inside the tile (csrc/gemm.h: rnncore_tile_product).
@@ -68,9 +81,9 @@ cdef inline void product_tile(floating *S, const Net *n, Py_ssize_t M, Py_ssize_
     if col_bias != NULL:                  # C = bias, then C += A·B
         for r in range(rows):
             memcpy(C + (r0 + r) * ldc + c0, col_bias + c0, cols * sizeof(floating))
-    gemm_rm(rows, cols, K, A + r0 * a_rs, a_rs, a_ks,
-            (<const floating *> b.M) + c0 * b.cs, b.rs, b.cs,
-            1 if col_bias != NULL else 0, C + r0 * ldc + c0, ldc)
+    blas_product(n, rows, cols, K, A + r0 * a_rs, a_rs, a_ks,
+                 (<const floating *> b.M) + c0 * b.cs, b.rs, b.cs,
+                 1 if col_bias != NULL else 0, C + r0 * ldc + c0, ldc)
 
 
 cdef inline void logits_rows(floating *S, const Net *n, const floating *Y, Py_ssize_t rows,
@@ -82,7 +95,8 @@ cdef inline void logits_rows(floating *S, const Net *n, const floating *Y, Py_ss
             gemm(rows, <int> ceil_div(min(NC, V - p * NC), n.W), n.H, Y, n.H, 1,
                  (<const floating *> n.Pyt) + p * n.H * NC, NC, S + p * NC, ldS)
     else:
-        gemm_rm(rows, V, n.H, Y, n.H, 1, <const floating *> n.params.Why, 1, n.H, 0, S, ldS)
+        blas_product(n, rows, V, n.H, Y, n.H, 1, <const floating *> n.params.Why, 1, n.H, 0,
+                     S, ldS)
 
 
 cdef inline Py_ssize_t product_tiles(const Net *n, Py_ssize_t M, Py_ssize_t N) noexcept nogil:
@@ -129,7 +143,8 @@ cdef inline void recurrent_forward(floating *S, const Net *n, Py_ssize_t k,
     if nu < n.UW:                         # the padding units' lanes: zeros, as packed ones
         memset(S, 0, n.G * seg * sizeof(floating))
     for g in range(n.G):                  # Z_g[b, j] = Σ_h h_prev[b, h] · Whh[g·H + c0 + j, h]
-        gemm_rm(B, nu, H, h_prev, H, 1, Whh + (g * H + c0) * H, 1, H, 0, S + g * seg, n.UW)
+        blas_product(n, B, nu, H, h_prev, H, 1, Whh + (g * H + c0) * H, 1, H, 0,
+                     S + g * seg, n.UW)
 
 
 cdef inline void forward_tile(floating *S, const Net *n, const ForwardStep *s,

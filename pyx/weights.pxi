@@ -98,9 +98,10 @@ cdef void point_at(Params *p, object shape, tuple arrays) except *:
 
 
 cdef void init_net(Net *n, Weights weights, dict engines, bint bwd_in_place,
-                   void **panels) except *:
+                   void **panels, bint blas_row_by_row=False) except *:
     """n for the model of `weights` (whose parameters it reads) with these engines; its
-    panels' per-layer pointer arrays are the 4·L pointers at `panels`."""
+    panels' per-layer pointer arrays are the 4·L pointers at `panels`; blas_row_by_row:
+    BLAS runs one row per call (generation)."""
     cdef Py_ssize_t L = weights.num_layers, V = weights.n_vocab, H = weights.hidden_size
     cdef bint is_double = weights.dtype == np.float64
     cdef Py_ssize_t G = GATES[weights.cell]
@@ -116,6 +117,7 @@ cdef void init_net(Net *n, Weights weights, dict engines, bint bwd_in_place,
     n.SW = n.NC * max(1, min(8, 16384 // (V * n.NC)))
     n.RTD = max(1, min(n.RT, 65536 // (n.n_vp * n.NC)))
     n.bwd_in_place = bwd_in_place
+    n.blas_row_by_row = blas_row_by_row
     n.params = &weights.p
     n.Pf, n.Pb, n.Px, n.Pd = panels, panels + L, panels + 2 * L, panels + 3 * L
     set_engines(n, engines)

@@ -1,10 +1,11 @@
 """The same answer in any batch, in-process: every kind of request gives the same bits
 alone as inside a round of 1, 7 or 32 other mixed requests, in both dtypes, on either
-lane, with its text's state fed whole or from the state cache; and those bits are the
-Python API's."""
+lane, with its text's state fed whole or from the state cache, on either product engine;
+and those bits are the Python API's."""
 import numpy as np
 import pytest
 
+from rnncore import engines
 from rnncore.predict import Suggestion
 from rnncore.serve.batcher import Batcher, Job
 from support import gated_model
@@ -12,9 +13,16 @@ from support import gated_model
 V = 20     # '!' .. '4': fifteen separators, then the digits 0-4 make words
 
 
-@pytest.fixture(scope="module", params=["float64", "float32"])
+@pytest.fixture(scope="module", params=[(dtype, engine) for dtype in ("float64", "float32")
+                                        for engine in ("auto", "blas")])
 def model(request):
-    return gated_model("gru", 2, V, 16, dtype=request.param, seed=3, scale=0.9)
+    """Each dtype under `auto` (generation on the micro-kernel) and with every product
+    forced onto the BLAS engine, which generation calls one row at a time."""
+    dtype, engine = request.param
+    before = engines.get_gemm_engine()
+    engines.set_gemm_engine(engine)
+    yield gated_model("gru", 2, V, 16, dtype=dtype, seed=3, scale=0.9)
+    engines.set_gemm_engine(before)
 
 
 def ids(model, text):
