@@ -204,13 +204,13 @@ class TrainConfig(_Settings):
     clip_norm: Optional[float] = setting(None, "positive_float", "free", "clip the joint L2 "
                                          "norm of all gradients", optional=True)
     # the learning-rate schedule
-    lr_schedule: str = setting("constant", "choice", "free", "constant, step (x lr-decay "
+    lr_schedule: str = setting("cosine", "choice", "free", "constant, step (x lr-decay "
                                "per epoch, char-rnn's), cosine or linear (down to "
                                "lr-floor x the rate at the end of the budget: the last "
                                "step, or with --minutes the last second)",
                                choices=SCHEDULES)
     # where cosine and linear end, as a fraction of the rate
-    lr_floor: float = setting(0.0, "fraction", "free", "the fraction of the rate the cosine "
+    lr_floor: float = setting(0.1, "fraction", "free", "the fraction of the rate the cosine "
                               "and linear schedules end at")
     # the step schedule's factor per epoch
     lr_decay: float = setting(0.97, "decay", "free", "factor per epoch for the step schedule")
@@ -291,12 +291,13 @@ SEED_MODEL = ModelConfig(cell="rnn", num_layers=1, hidden_size=64, dropout=0.0,
                          dropout_mode="step", weight_drop=0.0, dtype="float64")
 SEED_TRAINING = TrainConfig(seq_length=10, batch_size=1, learning_rate=1e-2,
                             optimizer="sgd", clip=5.0, seed=0, weight_decay=0.0,
-                            average=None, average_start=0)
+                            average=None, average_start=0, lr_schedule="constant")
 PRESETS = {"seed": (SEED_MODEL, SEED_TRAINING)}
 
 #: what a checkpoint written before a setting existed trained with (off), where that is not
 #: the setting's default now
-ABSENT_FROM_OLDER = {"weight_decay": 0.0, "average": None, "average_start": 0}
+ABSENT_FROM_OLDER = {"weight_decay": 0.0, "average": None, "average_start": 0,
+                     "lr_floor": 0.0}
 
 #: the settings fit() takes by name (and their defaults): the model's and the training's
 SETTINGS = ModelConfig.names() + tuple(

@@ -372,7 +372,7 @@ sys.exit(rnncore.cli.main(sys.argv[1:]))
 def fit_then_spoil(tmp_path):
     """A keep-best run (vanilla, 60 steps) resumed to step 100 at a rate that spoils it:
     its best (step 60) and latest parameters differ.  Returns the checkpoint path."""
-    vanilla = dict(cell="rnn", num_layers=1, dropout=0.0)
+    vanilla = dict(cell="rnn", num_layers=1, dropout=0.0, lr_schedule="constant")
     quiet_fit(tmp_path, steps=60, keep_best=True, learning_rate=0.01, **vanilla)
     result, _ = quiet_fit(tmp_path, steps=100, resume=True, learning_rate=0.5)
     assert result.best["step"] == 60, "the scenario needs its best before the spoiling"

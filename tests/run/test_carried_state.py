@@ -14,7 +14,7 @@ import rnncore
 from support import FOX, WORDS, corpus, rewrite_npz
 
 SMALL = dict(cell="rnn", num_layers=1, hidden_size=16, dropout=0.0, seq_length=8,
-             batch_size=2, echo=None)
+             batch_size=2, echo=None, lr_schedule="constant")
 
 
 def since_best(validations, n_vocab):
@@ -62,7 +62,8 @@ def trainer_losses(steps):
     builds (train's defaults but for SMALL's settings)."""
     model = rnncore.CharRNN(rnncore.Vocab.from_text(FOX), seed=0, config=rnncore.ModelConfig(
         cell="rnn", num_layers=1, hidden_size=16, dropout=0.0, dtype="float32"))
-    trainer = rnncore.Trainer(model, FOX, rnncore.TrainConfig(seq_length=8, batch_size=2))
+    trainer = rnncore.Trainer(model, FOX, rnncore.TrainConfig(seq_length=8, batch_size=2,
+                                                                  lr_schedule="constant"))
     return trainer.train(steps)
 
 

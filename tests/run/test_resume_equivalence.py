@@ -57,7 +57,7 @@ def test_a_resumed_run_is_the_unbroken_run(tmp_path, cell, optimizer, extra):
 def test_a_resume_that_changes_the_rate_keeps_it_for_the_next_resume(tmp_path):
     text = corpus(tmp_path, TEXT)
     small = dict(cell="rnn", num_layers=1, hidden_size=8, dropout=0.0, seq_length=5,
-                 batch_size=2, echo=None)
+                 batch_size=2, echo=None, lr_schedule="constant")
     rnncore.fit(text, tmp_path / "m.npz", steps=10, learning_rate=0.01, **small)
     rnncore.fit(text, tmp_path / "m.npz", steps=20, learning_rate=0.05, resume=True,
                 echo=None)

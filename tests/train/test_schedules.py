@@ -108,7 +108,7 @@ def test_trainer_uses_the_schedule_at_every_step():
     text = "abcdefghijklmnopqrstuvwxyz" * 4        # 103 targets, T=10: 11 steps per pass
     model = rnncore.CharRNN(rnncore.Vocab.from_text(text), 4, seed=0)
     t = Trainer(model, text, seq_length=10, learning_rate=0.1, lr_schedule="cosine",
-                total_steps=30, warmup_steps=4)
+                total_steps=30, warmup_steps=4, lr_floor=0.0)
     used = []
     real_step = t.optimizer.step
     t.optimizer.step = lambda grads, lr: (used.append(lr), real_step(grads, lr))

@@ -102,6 +102,6 @@ def test_a_trainers_state_stores_every_setting_of_the_trainer(tmp_path):
     assert config == {"seq_length": 7, "batch_size": 3, "learning_rate": 0.02,
                       "optimizer": "adagrad", "clip": 1.5, "clip_norm": 3.0,
                       "lr_schedule": "step", "total_steps": 50, "warmup_steps": 4,
-                      "total_seconds": None, "lr_floor": 0.0,
+                      "total_seconds": None, "lr_floor": 0.1,
                       "lr_decay": 0.8, "weight_decay": 0.0, "average": None,
                       "average_start": 0}
