@@ -2,11 +2,11 @@
 finish the word being typed, for one text or for many at once.
 
 Every text is fed from the zero state with its state carried through all of it; many
-texts are fed as one batch of streams (StackKernel.feed_rows, each text right-aligned),
+texts are fed as one batch of streams (the compiled feed_rows, each text right-aligned),
 so R texts cost about one text's steps.  The empty text is read as the model's start
 text (start_text: a paragraph break), so the first predictions are those of a text's
 start, not of the zero state.  The distribution (softmax of the top layer's logits) and
-the word beam (StackKernel.word_beam: scoring, pruning and bookkeeping of R searches,
+the word beam (the compiled word_beam: scoring, pruning and bookkeeping of R searches,
 their live beams advanced as one batch) run in compiled code.  A stream's results are
 the same bits whatever else shares its batch.
 

@@ -3,7 +3,7 @@ beam-search completion.
 
 The prime is fed through one stream from the zero state; its state is then copied to
 every stream.  The loops (every layer's step, the logits, the draw or the beam's scoring
-and pruning) run in compiled code (rnncore._cells.StackKernel.sample / .beam); Python
+and pruning) run in compiled code (rnncore._cells: sample_rows, beam); Python
 only draws the uniform numbers of a chunk up front and cuts the text at the stop text
 between chunks.  So a seed gives the same text whether it is read whole or in chunks.
 """
@@ -95,7 +95,7 @@ def feed_texts(model, id_lists, state=None, kernel=None):
 def primed_states(model, id_lists, num_streams=1):
     """The state (S·L, P·num_streams, H) after each of P primes (index arrays), stream
     p·num_streams + s holding prime p: one prime is fed once and copied; several are fed
-    as one batch of streams (StackKernel.feed_rows)."""
+    as one batch of streams (the compiled feed_rows)."""
     if len(id_lists) == 1:
         return primed_state(model, id_lists[0], num_streams)
     return np.ascontiguousarray(np.repeat(feed_texts(model, id_lists), num_streams, axis=1))
