@@ -22,10 +22,12 @@ window's number of streams: where the micro-kernel is the generic C one (no AVX2
 aarch64, ppc64le, old x86) every window runs on BLAS, whose OpenBLAS has kernels for those
 CPUs; on AVX2 and AVX-512 the table below.  Generation (feeding, sampling, beams,
 predictive text) keeps to the micro-kernel under `auto` on every CPU, whatever its number
-of streams: the micro-kernel sums every element in the same order whatever the number of
-rows, so a stream's answer is the same bits alone or in a batch of any size and mix; a
-BLAS sums a row differently by the size of the product (OpenBLAS does, measured), so with
-`blas` forced that promise does not hold.
+of streams: it reads the weights once for the whole batch.  On either engine a stream's
+answer is the same bits alone or in a batch of any size and mix: the micro-kernel sums
+every element in the same order whatever the number of rows; a BLAS sums a row
+differently by the size of the product (OpenBLAS does, measured), so generation calls it
+one row at a time (a matrix-vector product per stream), which costs a batch the weights'
+reuse: the reason auto does not choose it for generation.
 
 A kernel fixes its engines when it is built; rnncore.CharRNN keeps one kernel per setting,
 so set_gemm_engine takes effect at the next call.
