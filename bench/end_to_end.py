@@ -31,7 +31,8 @@ def settings(cell, args):
     return {"cell": cell, "num_layers": 2, "hidden_size": 128, "dtype": "float32",
             "dropout": 0.0, "dropout_mode": "step", "weight_drop": 0.0, "batch_size": 32,
             "seq_length": 50, "learning_rate": 2e-3, "clip": 5.0, "lr_schedule": "constant",
-            "lr_decay": 1.0, "weight_decay": 0.0, "average": None, "average_start": 0,
+            "lr_decay": 1.0, "lr_floor": 0.0, "warmup_steps": 0, "total_steps": None,
+            "weight_decay": 0.0, "average": None, "average_start": 0,
             "seed": 0, "threads": args.threads}
 
 

@@ -44,7 +44,8 @@ cdef class WindowKernel:
             weights.dtype
         self.batch_size, self.seq_length = batch_size, seq_length
         self.threads = None
-        self.engines = _engines.engines_for(MICROKERNEL, engine, "window", B)
+        self.engines = _engines.engines_for(MICROKERNEL, engine, "window", B, self.cell,
+                                            self.dtype.name)
         # a window of a few streams reads the backward products' weights in place (whole
         # vectors of a row: H a multiple of the lanes, so no read runs past an array)
         W = rnncore_gemm_lanes_d() if self.dtype == np.float64 else rnncore_gemm_lanes_f()

@@ -38,15 +38,24 @@ ENGINES = ("own", "blas")
 SETTINGS = ENGINES + ("auto",)
 KINDS = ("forward", "backward", "wide", "logits")
 
-#: auto's table: for each micro-kernel, the largest number of streams whose training window
-#: runs every product on BLAS (the rest run on the micro-kernel).  From bench/engines.py
-#: (docs/engines.md) on a 2-core AMD EPYC (Zen 4, family 25 model 17), the micro-kernel
-#: and scipy's OpenBLAS 0.3.30 held to the same instruction set: one stream's window was
-#: 2-10% faster on BLAS's matrix-vector products with AVX2 (no packing of the weights), two
-#: or more streams 1.03-3.9× faster on the micro-kernel; with AVX-512 the engines were
-#: within noise of each other up to 8 streams and the micro-kernel 1.2-1.5× faster at 32.
+#: auto's table: for a training window on each micro-kernel, in each dtype, the largest
+#: number of streams whose window runs every product on BLAS, by cell (the rest run on
+#: the micro-kernel).  From bench/engines.py (docs/engines.md) and bench/run.py
+#: (docs/bench.md) on a 2-core AMD EPYC (Zen 4, family 25 model 17), the micro-kernel and
+#: scipy's OpenBLAS 0.3.30 held to the same instruction set.  One stream's window of a
+#: gated cell ran 5-20% faster on BLAS's matrix-vector products in float64 (AVX2 and
+#: AVX-512) and, for the LSTM, in float32 on AVX2; one stream of the vanilla cell, and
+#: of the GRU in float32 on AVX2, 13% faster on the micro-kernel, as was every float32
+#: window of one stream on AVX-512; two or more streams ran as fast or faster on the
+#: micro-kernel everywhere (1.0-4.7× with AVX2, 1.0-1.6× with AVX-512, the most at 32).
 #: None: every window on BLAS (the generic micro-kernel is plain C).
-AUTO_BLAS_STREAMS = {"avx512": 0, "avx2": 1, "generic": None}
+AUTO_BLAS_STREAMS = {
+    "avx512": {"float64": {"lstm": 1, "gru": 1, "rnn": 0},
+               "float32": {"lstm": 0, "gru": 0, "rnn": 0}},
+    "avx2": {"float64": {"lstm": 1, "gru": 1, "rnn": 0},
+             "float32": {"lstm": 1, "gru": 0, "rnn": 0}},
+    "generic": None,
+}
 
 _setting = None          # None: not read yet
 
@@ -78,11 +87,12 @@ def set_gemm_engine(name):
     _setting = name
 
 
-def engines_for(micro_kernel, setting=None, use="window", streams=1):
+def engines_for(micro_kernel, setting=None, use="window", streams=1, cell="lstm",
+                dtype="float64"):
     """{kind: "own" | "blas"} for a kernel on this `micro_kernel` ("avx512", "avx2",
     "generic") under `setting` (None: the current one), for `use`: "window" (training and
-    evaluation, of `streams` streams) or "generation" (feeding, sampling, beams, predictive
-    text: any number of streams, always the same engines)."""
+    evaluation of a `cell` in `dtype`, of `streams` streams) or "generation" (feeding,
+    sampling, beams, predictive text: any number of streams, always the same engines)."""
     setting = get_gemm_engine() if setting is None else setting
     if setting not in SETTINGS:
         raise ValueError(f"the product engine must be one of own, blas, auto, got {setting!r}")
@@ -90,18 +100,20 @@ def engines_for(micro_kernel, setting=None, use="window", streams=1):
         if use == "generation":
             setting = "own"
         else:
-            limit = AUTO_BLAS_STREAMS.get(micro_kernel)
+            table = AUTO_BLAS_STREAMS.get(micro_kernel)
+            limit = None if table is None else table[str(dtype)][cell]
             setting = "blas" if limit is None or streams <= limit else "own"
     return dict.fromkeys(KINDS, setting)
 
 
 def describe_auto(micro_kernel):
     """auto's rule on this micro-kernel, in words."""
-    limit = AUTO_BLAS_STREAMS.get(micro_kernel)
-    if limit is None:
+    table = AUTO_BLAS_STREAMS.get(micro_kernel)
+    if table is None:
         return "training windows on BLAS, generation on the micro-kernel"
-    if limit == 0:
+    on_blas = [f"{dtype}: {', '.join(cell for cell, limit in cells.items() if limit)}"
+               for dtype, cells in table.items() if any(cells.values())]
+    if not on_blas:
         return "every product on the micro-kernel"
-    streams = "one stream" if limit == 1 else f"up to {limit} streams"
-    return (f"training windows of {streams} on BLAS, the rest and generation on the "
-            "micro-kernel")
+    return (f"one-stream training windows on BLAS ({'; '.join(on_blas)}), the rest and "
+            "generation on the micro-kernel")

@@ -31,16 +31,32 @@ def every(engine):
 
 
 def test_auto_is_the_release_table_and_blas_where_the_micro_kernel_is_generic():
+    def window(isa, streams, cell="lstm", dtype="float64"):
+        return engines.engines_for(isa, "auto", "window", streams, cell, dtype)
     for streams in (1, 2, 32, 1000):
-        assert engines.engines_for("generic", "auto", "window", streams) == every("blas")
-        assert engines.engines_for("avx512", "auto", "window", streams) == every("own")
-    assert engines.engines_for("avx2", "auto", "window", 1) == every("blas")
-    for streams in (2, 32):
-        assert engines.engines_for("avx2", "auto", "window", streams) == every("own")
+        for cell in ("rnn", "lstm", "gru"):
+            for dtype in ("float32", "float64"):
+                assert window("generic", streams, cell, dtype) == every("blas")
+                if streams > 1:     # two streams and more: the micro-kernel
+                    assert window("avx512", streams, cell, dtype) == every("own")
+                    assert window("avx2", streams, cell, dtype) == every("own")
+    # one stream: BLAS for the gated cells in float64, and the LSTM in float32 on AVX2
+    for isa in ("avx512", "avx2"):
+        assert window(isa, 1, "lstm", "float64") == window(isa, 1, "gru", "float64") \
+            == every("blas")
+        assert window(isa, 1, "rnn", "float64") == window(isa, 1, "rnn", "float32") \
+            == window(isa, 1, "gru", "float32") == every("own")
+    assert window("avx512", 1, "lstm", "float32") == every("own")
+    assert window("avx2", 1, "lstm", "float32") == every("blas")
     for forced in engines.ENGINES:
         for use in ("window", "generation"):
             assert engines.engines_for("avx2", forced, use) == \
                 every(forced)
+    assert engines.describe_auto("avx2") == (
+        "one-stream training windows on BLAS (float64: lstm, gru; float32: lstm), the rest "
+        "and generation on the micro-kernel")
+    assert engines.describe_auto("generic") == \
+        "training windows on BLAS, generation on the micro-kernel"
 
 
 def test_generation_keeps_to_the_micro_kernel_under_auto_on_every_cpu():
@@ -50,7 +66,8 @@ def test_generation_keeps_to_the_micro_kernel_under_auto_on_every_cpu():
     assert _cells.GenerationKernel(weights, "auto").engines == every("own")
     for B in (1, 3):
         kernel = _cells.WindowKernel(weights, B, 4, "auto")
-        assert kernel.engines == engines.engines_for(_cells.MICROKERNEL, "auto", "window", B)
+        assert kernel.engines == engines.engines_for(_cells.MICROKERNEL, "auto", "window", B,
+                                                     "gru", "float32")
 
 
 def test_a_setting_that_is_not_an_engine_is_refused(engine_setting):
