@@ -204,7 +204,7 @@ class TrainConfig(_Settings):
     clip_norm: Optional[float] = setting(None, "positive_float", "free", "clip the joint L2 "
                                          "norm of all gradients", optional=True)
     # the learning-rate schedule
-    lr_schedule: str = setting("cosine", "choice", "free", "constant, step (x lr-decay "
+    lr_schedule: str = setting("constant", "choice", "free", "constant, step (x lr-decay "
                                "per epoch, char-rnn's), cosine or linear (down to "
                                "lr-floor x the rate at the end of the budget: the last "
                                "step, or with --minutes the last second)",
