@@ -32,9 +32,10 @@ import rnncore
 from rnncore.reference import param_shapes
 from rnncore.train import Trainer, evaluate
 
-from shakespeare import TorchStack, twin_window   # bench/ is this script's folder
-
 ROOT = Path(__file__).resolve().parent.parent
+# tests/package/test_records.py loads this file by path, where bench/ is not on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shakespeare import TorchStack, twin_window  # noqa: E402  (bench/shakespeare.py)
 
 # .py files of the standard library (single files in Python 3.9 to 3.13), sorted
 TRAIN_FILES = (

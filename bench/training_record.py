@@ -39,7 +39,9 @@ def settings_of(checkpoint):
     """The model's and the training's settings a run's checkpoint stores."""
     import rnncore
     ckpt = rnncore.load_checkpoint(checkpoint)
-    train = {k: v for k, v in ckpt.train_meta["config"].items() if k != "total_steps"}
+    # the budget's span (total_steps, total_seconds) is the run's, not a setting
+    train = {k: v for k, v in ckpt.train_meta["config"].items()
+             if k not in ("total_steps", "total_seconds")}
     return {"model": {k: ckpt.model.config[k] for k in rnncore.ModelConfig.names()},
             "train": train}
 
