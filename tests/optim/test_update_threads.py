@@ -105,7 +105,7 @@ def test_an_error_in_a_helpers_range_is_raised_in_the_caller():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_updates_on_threads_of_its_own():
+def test_a_forked_child_updates_on_threads_of_its_own(tmp_path):
     # the parent's helper thread does not exist in a child: the child makes its own
     code = """
 import os, numpy as np, rnncore
@@ -122,6 +122,7 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 raise SystemExit(os.waitstatus_to_exitcode(status))
 """
+    # cwd: not the checkout, whose uncompiled rnncore/ would shadow the installed package
     proc = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True,
-                          text=True)
+                          text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -132,7 +132,7 @@ def _train_and_read_log(tmp_path, text, *options, steps):
 @pytest.mark.slow
 def test_every_logged_rate_follows_warm_up_then_cosine(tmp_path):
     log = _train_and_read_log(tmp_path, "the cat sat on the mat. " * 40, "--lr-schedule",
-                              "cosine", "--warmup-steps", "10", steps=60)
+                              "cosine", "--warmup-steps", "10", "--lr-floor", "0", steps=60)
     assert [r["step"] for r in log] == list(range(1, 61))
     for r in log:   # the line of step s logs the rate step s used (0-based index s - 1)
         i = r["step"] - 1

@@ -13,6 +13,8 @@ from support import require
 
 BENCH = Path(__file__).resolve().parent.parent.parent / "bench"
 
+pytestmark = pytest.mark.skipif(not BENCH.is_dir(), reason="no bench/ (a source distribution)")
+
 
 @pytest.mark.slow
 def test_the_twin_validates_as_rnncore_does_at_every_step(tmp_path):
