@@ -4,12 +4,12 @@ clip, the optimizer, the moving average), and apart from it each part that is no
 compiled window.
 
     python bench/train_step.py                         # this tree: one JSON line
-    python bench/train_step.py --compare /tmp/base .   # interleaved, each tree in turn
+    python bench/train_step.py --compare ../base .     # interleaved, each tree in turn
 
 --compare runs this script in a fresh process for each source tree (PYTHONPATH set to
 it), the trees taking turns --repeats times, and prints the median of each figure per
-tree and the ratio: run it under the machine's exclusive CPU lock (or
-/work/coord/quiet) for figures to report.  The trees need their kernels built.
+tree and the ratio: run it on an otherwise idle machine (no build, test or other
+benchmark beside it) for figures to report.  The trees need their kernels built.
 """
 import argparse
 import json
